@@ -1,0 +1,1 @@
+"""absl flag definitions for tfool's run scripts, one module per concern."""

@@ -1,0 +1,64 @@
+"""Model flags: where the reference CNN is cached and how it is trained."""
+
+from __future__ import annotations
+
+from absl import flags
+
+from tfool.models import TrainConfig
+
+
+def define_model_flags(
+    flag_values: flags.FlagValues = flags.FLAGS, model_path: str = "out/models/mnist_cnn.keras"
+) -> None:
+    """Defines ``--model_path``, ``--train_epochs``, ``--batch_size``, ``--learning_rate``."""
+    flags.DEFINE_string(
+        name="model_path",
+        default=model_path,
+        help=(
+            "Path of the cached classifier (.keras). Loaded when it exists; otherwise the "
+            "reference CNN is trained and saved there. A damaged file there is an error."
+        ),
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        name="train_epochs",
+        default=TrainConfig.epochs,
+        lower_bound=1,
+        help="Training epochs when the model has to be trained; an integer >= 1.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        name="batch_size",
+        default=TrainConfig.batch_size,
+        lower_bound=1,
+        help="Global training batch size (images per step, over all replicas); >= 1.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_float(
+        name="learning_rate",
+        default=TrainConfig.learning_rate,
+        lower_bound=0.0,
+        help="Adam learning rate for training, > 0.",
+        flag_values=flag_values,
+    )
+
+    @flags.validator("model_path", message="--model_path must end in .keras", flag_values=flag_values)
+    def _keras_suffix(value):
+        return bool(value) and value.endswith(".keras")
+
+    @flags.validator("learning_rate", message="--learning_rate must be > 0", flag_values=flag_values)
+    def _positive_lr(value):
+        return value > 0
+
+
+def train_config(flag_values: flags.FlagValues = flags.FLAGS) -> TrainConfig:
+    """Converts the parsed model flags (and ``--seed``, ``--verbose``) into a ``TrainConfig``."""
+    seed = flag_values["seed"].value if "seed" in flag_values else 0
+    verbose = flag_values["verbose"].value if "verbose" in flag_values else 1
+    return TrainConfig(
+        epochs=flag_values.train_epochs,
+        batch_size=flag_values.batch_size,
+        learning_rate=flag_values.learning_rate,
+        seed=seed,
+        verbose={0: 0, 1: 2, 2: 1}[verbose],
+    )

@@ -1,0 +1,45 @@
+"""Shared fixtures: offline mode, the embedded sample and a small trained CNN."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["TFOOL_OFFLINE"] = "1"  # tests never download
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from tfool import data, models  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mnist_sample():
+    """The embedded MNIST sample (4,000 train / 1,000 test)."""
+    return data.load_mnist(source="sample")
+
+
+@pytest.fixture(scope="session")
+def small_data(mnist_sample):
+    """A 1,000-image subset of the sample, for quick training."""
+    ds = mnist_sample
+    return data.Dataset(
+        ds.x_train[:1000], ds.y_train[:1000], ds.x_test[:300], ds.y_test[:300],
+        ds.class_names, ds.source, ds.name,
+    )
+
+
+@pytest.fixture(scope="session")
+def small_cnn(small_data):
+    """A small reference-topology CNN (8/16 filters, 64 units) trained for 2 epochs."""
+    keras.utils.set_random_seed(0)
+    model = models.build_mnist_cnn(conv_filters=(8, 16), fc_units=64, seed=0)
+    result = models.train(
+        model, small_data, models.TrainConfig(epochs=3, batch_size=50, learning_rate=3e-3, verbose=0)
+    )
+    model.test_accuracy = result.test_accuracy
+    return model
+
+
+@pytest.fixture()
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,120 @@
+"""Atomic file writing: JSON, NPZ, text, figures and Keras models go through a temp file + rename."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yields a temporary path beside ``path``; renames it onto ``path`` only on success.
+
+    A failure (or Ctrl-C) inside the block removes the temporary file and leaves any
+    existing file at ``path`` untouched.
+
+    Args:
+        path: The final destination.
+        suffix: Suffix of the temporary file (defaults to the destination's, so that
+            writers that pick a format from the extension keep working).
+
+    Yields:
+        The temporary path to write to.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_with(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:
+    """Calls ``writer(tmp_path)`` and atomically moves the result to ``path``.
+
+    Args:
+        path: The final destination.
+        writer: A function that writes the whole file at the path it is given.
+
+    Returns:
+        The destination path.
+    """
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Writes ``text`` (UTF-8) atomically to ``path``."""
+    return write_with(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Writes ``obj`` as indented JSON atomically (NumPy scalars and arrays allowed)."""
+    text = json.dumps(obj, indent=2, default=_json_default, allow_nan=True) + "\n"
+    return write_text(path, text)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Reads a JSON file, with a ``ValueError`` naming the file when it is not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+
+
+def write_npz(path: str | os.PathLike, **arrays: Any) -> Path:
+    """Writes a compressed ``.npz`` atomically."""
+
+    def _write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    return write_with(path, _write)
+
+
+def write_csv(path: str | os.PathLike, header: list[str], rows: list[list[Any]]) -> Path:
+    """Writes a small CSV table atomically (values formatted with ``str``)."""
+
+    def _cell(value: Any) -> str:
+        text = f"{value:.6g}" if isinstance(value, float) else str(value)
+        return f'"{text}"' if ("," in text or '"' in text) else text
+
+    lines = [",".join(header)] + [",".join(_cell(v) for v in row) for row in rows]
+    return write_text(path, "\n".join(lines) + "\n")
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Saves a matplotlib figure atomically; the format comes from ``path``'s suffix."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    return write_with(path, lambda p: fig.savefig(p, format=fmt, dpi=dpi, bbox_inches="tight"))

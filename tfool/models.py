@@ -1,0 +1,335 @@
+"""Classifiers: the reference MNIST CNN, its exposed activations, training, saving and loading."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfool import io
+from tfool.data import Dataset
+
+logger = logging.getLogger(__name__)
+
+#: The exposed activations of the reference CNN, in order; the last is the probabilities.
+MNIST_LAYERS = ("inputs", "conv0", "conv1", "fc", "softmax")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train a classifier.
+
+    Attributes:
+        epochs: Passes over the training set.
+        batch_size: Global batch size.
+        learning_rate: Adam learning rate.
+        seed: Seed of the weight initialisation and the shuffling.
+        verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
+    """
+
+    epochs: int = 6
+    batch_size: int = 50
+    learning_rate: float = 1e-3
+    seed: int = 0
+    verbose: int = 2
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs={self.epochs} must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 1")
+        if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate={self.learning_rate} must be a positive number")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What training produced.
+
+    Attributes:
+        test_accuracy: Accuracy on the test split.
+        train_seconds: Wall time of ``fit``.
+        epochs: Epochs run.
+        history: Per-epoch metrics from Keras.
+    """
+
+    test_accuracy: float
+    train_seconds: float
+    epochs: int
+    history: dict
+
+
+def build_mnist_cnn(
+    conv_filters: Sequence[int] = (32, 64),
+    kernel_size: int = 5,
+    fc_units: int = 1024,
+    num_classes: int = 10,
+    input_shape: Sequence[int] = (28, 28, 1),
+    seed: int | None = None,
+) -> keras.Model:
+    """Builds the reference CNN of the MNIST backworking post; it returns logits.
+
+    Layers ``conv<i>`` (5x5 SAME conv + bias + ReLU + 2x2 max-pool), ``fc`` (dense, before
+    its ReLU) and ``logits``. Weights are truncated-normal (stddev 0.1), biases 0.1.
+
+    Args:
+        conv_filters: Filters of each conv block (the post: 32, 64).
+        kernel_size: Square kernel size.
+        fc_units: Units of the fully connected layer.
+        num_classes: Number of output logits.
+        input_shape: Shape of one image.
+        seed: Seed of the weight initialisers (``None``: Keras' global seed).
+
+    Returns:
+        An uncompiled functional ``keras.Model`` named ``mnist_cnn``.
+    """
+    if not conv_filters or any(int(f) < 1 for f in conv_filters):
+        raise ValueError(f"conv_filters={tuple(conv_filters)} must be non-empty positive ints")
+    if kernel_size < 1 or fc_units < 1 or num_classes < 2:
+        raise ValueError(
+            f"kernel_size={kernel_size}, fc_units={fc_units}, num_classes={num_classes}: "
+            "expected kernel_size >= 1, fc_units >= 1, num_classes >= 2"
+        )
+    counter = iter(range(1000))
+
+    def init():
+        s = None if seed is None else seed * 1000 + next(counter)
+        return keras.initializers.TruncatedNormal(stddev=0.1, seed=s)
+
+    bias = keras.initializers.Constant(0.1)
+    inputs = keras.Input(shape=tuple(input_shape), name="inputs")
+    x = inputs
+    for i, filters in enumerate(conv_filters):
+        x = keras.layers.Conv2D(
+            int(filters),
+            kernel_size,
+            padding="same",
+            activation="relu",
+            kernel_initializer=init(),
+            bias_initializer=bias,
+            name=f"conv{i}_conv",
+        )(x)
+        x = keras.layers.MaxPooling2D(2, strides=2, padding="same", name=f"conv{i}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(
+        fc_units, kernel_initializer=init(), bias_initializer=bias, name="fc"
+    )(x)
+    x = keras.layers.ReLU(name="fc_relu")(x)
+    logits = keras.layers.Dense(
+        num_classes, kernel_initializer=init(), bias_initializer=bias, name="logits"
+    )(x)
+    return keras.Model(inputs, logits, name="mnist_cnn")
+
+
+def _default_layer_names(model: keras.Model) -> tuple[str, ...]:
+    names = {layer.name for layer in model.layers}
+    conv = sorted(
+        (n for n in names if n.startswith("conv") and n[4:].isdigit()), key=lambda n: int(n[4:])
+    )
+    if not conv or "fc" not in names:
+        raise ValueError(
+            f"model {model.name!r} is not a tfool reference CNN (no conv<i>/fc layers): "
+            "pass layer_names, the last one naming the class probabilities"
+        )
+    return ("inputs", *conv, "fc", "softmax")
+
+
+def activation_model(
+    model: keras.Model, layer_names: Sequence[str] | None = None, from_logits: bool = True
+) -> keras.Model:
+    """A model from the classifier's input to its named activations, in order.
+
+    The wrapped model is shared, never copied, mutated or retrained.
+
+    Args:
+        model: A functional or sequential Keras classifier.
+        layer_names: Layers whose outputs are exposed, in order. The last entry is always
+            the class probabilities: the output of the layer it names (or of the model,
+            when no layer has that name), passed through a softmax when ``from_logits``.
+            ``None`` gives ``inputs, conv0, conv1, fc, softmax`` for the reference CNN.
+        from_logits: Whether the model (or the last named layer) outputs logits.
+
+    Returns:
+        A ``keras.Model`` whose output is a dict ``{name: activation}``; the attribute
+        ``layer_names`` holds the order.
+
+    Raises:
+        ValueError: an unknown layer name, or fewer than one name.
+    """
+    names = tuple(layer_names) if layer_names is not None else _default_layer_names(model)
+    if not names:
+        raise ValueError("layer_names is empty; expected at least the probabilities layer")
+    if len(set(names)) != len(names):
+        raise ValueError(f"layer_names={list(names)} has duplicates")
+    if not model.inputs:
+        raise ValueError(f"model {model.name!r} has no defined inputs; build it on an Input")
+    known = [layer.name for layer in model.layers]
+    outputs = {}
+    for name in names[:-1]:
+        if name not in known:
+            raise ValueError(f"layer {name!r} is not in model {model.name!r}; layers: {known}")
+        outputs[name] = model.get_layer(name).output
+    last = names[-1]
+    probs = model.get_layer(last).output if last in known else model.outputs[0]
+    if from_logits:
+        probs = keras.layers.Softmax(name=f"{last}_probabilities")(probs)
+    outputs[last] = probs
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    act = keras.Model(inputs, outputs, name=f"{model.name}_activations")
+    act.layer_names = names
+    return act
+
+
+def compile_classifier(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
+    """Compiles a logits classifier with Adam and sparse cross-entropy from logits."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
+    """The accuracy of a logits (or probabilities) classifier on ``x, y``."""
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} images but y has {len(y)} labels")
+    if len(x) == 0:
+        raise ValueError("x is empty; expected at least one image")
+    preds = predict_classes(model, x, batch_size)
+    return float(np.mean(preds == np.asarray(y)))
+
+
+def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """The argmax class of every image."""
+    logits = model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0)
+    return np.argmax(logits, axis=-1)
+
+
+def train(
+    model: keras.Model,
+    data: Dataset,
+    config: TrainConfig = TrainConfig(),
+    strategy: tf.distribute.Strategy | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> TrainResult:
+    """Trains a logits classifier with Adam and cross-entropy, then measures test accuracy.
+
+    Under a ``strategy`` the model must have been built inside ``strategy.scope()``; the
+    optimiser is created there too and ``batch_size`` is the global batch size.
+
+    Args:
+        model: The classifier (logits).
+        data: Training and test data.
+        config: Epochs, batch size, learning rate, seed, verbosity.
+        strategy: Optional ``tf.distribute`` strategy.
+        callbacks: Extra Keras callbacks.
+
+    Returns:
+        A ``TrainResult``.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        compile_classifier(model, config.learning_rate)
+    ds = (
+        tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
+        .shuffle(len(data.x_train), seed=config.seed, reshuffle_each_iteration=True)
+        .batch(config.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    start = time.perf_counter()
+    hist = model.fit(ds, epochs=config.epochs, verbose=config.verbose, callbacks=list(callbacks))
+    seconds = time.perf_counter() - start
+    acc = evaluate(model, data.x_test, data.y_test)
+    logger.info("trained %s: %.2f%% test accuracy in %.1f s", model.name, 100 * acc, seconds)
+    return TrainResult(acc, seconds, config.epochs, {k: list(map(float, v)) for k, v in hist.history.items()})
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Saves a model in the native ``.keras`` format, atomically.
+
+    Raises:
+        ValueError: ``path`` does not end in ``.keras``.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"model path {str(path)!r} must end in .keras (the native Keras format)")
+    return io.write_with(path, lambda tmp: model.save(tmp))
+
+
+def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:
+    """Loads a ``.keras`` model.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is corrupt or not a Keras model (the message names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    if path.suffix != ".keras":
+        raise ValueError(f"model path {str(path)!r} must end in .keras (the native Keras format)")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a .keras model file (not a zip archive): corrupt?")
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except Exception as err:  # keras raises many types for damaged archives
+        raise ValueError(f"{path} could not be loaded as a Keras model: {err}") from err
+
+
+def check_compatible(model: keras.Model, image_shape: Sequence[int], num_classes: int, path=None):
+    """Raises ``ValueError`` unless ``model`` takes ``image_shape`` and has ``num_classes`` outputs."""
+    where = f"model at {path}" if path else f"model {model.name!r}"
+    got_in = tuple(model.inputs[0].shape[1:])
+    if got_in != tuple(image_shape):
+        raise ValueError(f"{where} takes inputs of shape {got_in}, expected {tuple(image_shape)}")
+    got_out = model.outputs[0].shape[-1]
+    if got_out != num_classes:
+        raise ValueError(f"{where} has {got_out} outputs, expected {num_classes} classes")
+
+
+def get_or_train(
+    path: str | os.PathLike | None,
+    data: Dataset,
+    config: TrainConfig = TrainConfig(),
+    strategy: tf.distribute.Strategy | None = None,
+    build_kwargs: dict | None = None,
+) -> tuple[keras.Model, TrainResult | None]:
+    """Loads the model cached at ``path``, or trains the reference CNN and saves it there.
+
+    A file at ``path`` that is corrupt or does not fit the data is an error: it is never
+    silently overwritten.
+
+    Returns:
+        ``(model, train_result)``; ``train_result`` is ``None`` when the model was loaded.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    if path is not None and Path(path).exists():
+        with strategy.scope():
+            model = load_model(path)
+        check_compatible(model, data.image_shape, data.num_classes, path)
+        logger.info("loaded the cached model %s", path)
+        return model, None
+    if path is not None and Path(path).suffix != ".keras":
+        raise ValueError(f"model_path={str(path)!r} must end in .keras")
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = build_mnist_cnn(
+            num_classes=data.num_classes,
+            input_shape=data.image_shape,
+            seed=config.seed,
+            **(build_kwargs or {}),
+        )
+    result = train(model, data, config, strategy)
+    if path is not None:
+        save_model(model, path)
+        logger.info("saved the model to %s", path)
+    return model, result
