@@ -52,7 +52,9 @@ def image_grid(
     for r in range(rows):
         for c in range(cols):
             ax = axes[r, c]
-            ax.imshow(_as_2d(images[r, c]), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.imshow(
+                _as_2d(images[r, c]), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             if titles is not None:
@@ -73,6 +75,35 @@ def close(fig: plt.Figure) -> None:
 # ----------------------------------------------------------------------------------------
 # Backworking (issue 3)
 # ----------------------------------------------------------------------------------------
+
+
+def probability_grid(
+    images: np.ndarray,
+    target_probs: np.ndarray,
+    row_labels: Sequence[str],
+    suptitle: str | None = None,
+    vmin: float | None = 0.0,
+    vmax: float | None = 1.0,
+) -> plt.Figure:
+    """The post's grid: one row per label, each image titled with its target probability.
+
+    Args:
+        images: ``[L, E, H, W(, C)]``.
+        target_probs: ``[L, E]``.
+        row_labels: One label per row.
+        suptitle: Optional figure title.
+        vmin: Lower end of the grey scale.
+        vmax: Upper end of the grey scale.
+    """
+    titles = [[_format_prob(p) for p in row] for row in np.asarray(target_probs)]
+    return image_grid(images, titles, row_labels, suptitle, vmin=vmin, vmax=vmax)
+
+
+def _format_prob(p: float) -> str:
+    """Enough digits to tell 0.999 from 0.9999: ``p=0.99994``."""
+    if p >= 0.999:
+        return f"p={p:.5f}"
+    return f"p={p:.3f}"
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,0 +1,290 @@
+"""Backworking flags (prefix ``backwork_``), converted once into a ``BackworkConfig``."""
+
+from __future__ import annotations
+
+from absl import flags
+
+from tfool.backwork import INITS, BackworkConfig
+from tfool.costs import SOFTMAX_COSTS
+
+_D = BackworkConfig()
+
+
+def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines one ``--backwork_*`` flag per ``BackworkConfig`` field, ``--backwork_rubbish``
+    and ``--tensorboard_dir``."""
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_list(
+        name="backwork_labels",
+        default=[str(lbl) for lbl in _D.labels],
+        help="Comma-separated target labels (class indices), all backworked in one batch.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="backwork_num_examples",
+        default=_D.num_examples,
+        lower_bound=1,
+        help="Images backworked per label; >= 1 (>= 2 when the batch cost is on).",
+        **fv,
+    )
+    flags.DEFINE_list(
+        name="backwork_layer_cost_coeffs",
+        default=[],
+        help="One weight per exposed layer, softmax last; empty = the post's "
+        "logspace(-L, -1, L) with the last times 100 (1e-5,1e-4,1e-3,1e-2,10 for the CNN).",
+        **fv,
+    )
+    flags.DEFINE_float(
+        name="backwork_reference_cost_coeff",
+        default=_D.reference_cost_coeff,
+        lower_bound=0.0,
+        help="Weight (>= 0) of the distance-to-training-data terms.",
+        **fv,
+    )
+    flags.DEFINE_float(
+        name="backwork_batch_cost_coeff",
+        default=_D.batch_cost_coeff,
+        lower_bound=0.0,
+        help="Weight (>= 0) of the distance-within-batch terms.",
+        **fv,
+    )
+    flags.DEFINE_float(
+        name="backwork_learning_rate",
+        default=_D.learning_rate,
+        lower_bound=0.0,
+        help="Adam learning rate on the input images, > 0.",
+        **fv,
+    )
+    flags.DEFINE_float(
+        name="backwork_prob_cap_min",
+        default=_D.prob_cap_min,
+        lower_bound=0.0,
+        upper_bound=1.0,
+        help="A label converges when its minimum target probability exceeds this, in (0, 1].",
+        **fv,
+    )
+    flags.DEFINE_float(
+        name="backwork_prob_cap_mean",
+        default=_D.prob_cap_mean,
+        lower_bound=0.0,
+        upper_bound=1.0,
+        help="...or when its mean target probability exceeds this, in (0, 1] (1 = never).",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="backwork_num_mono_dec_saves",
+        default=_D.num_mono_dec_saves,
+        lower_bound=2,
+        help="Saves in the window: a row whose target probability never rises over this many "
+        "saves (and ends below --backwork_reinit_below) is re-initialised; >= 2.",
+        **fv,
+    )
+    flags.DEFINE_float(
+        name="backwork_reinit_below",
+        default=_D.reinit_below,
+        lower_bound=0.0,
+        upper_bound=1.0,
+        help="Only rows whose target probability is below this are re-initialised, in (0, 1].",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="backwork_save_freq",
+        default=_D.save_freq,
+        lower_bound=1,
+        help="Steps between saves (history snapshot, convergence and re-init tests); >= 1.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="backwork_min_num_steps",
+        default=_D.min_num_steps,
+        lower_bound=0,
+        help="No convergence test before this many steps; >= 0.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="backwork_max_num_steps",
+        default=_D.max_num_steps,
+        lower_bound=1,
+        help="Hard limit on optimisation steps; >= 1.",
+        **fv,
+    )
+    flags.DEFINE_float(
+        name="backwork_tolerance",
+        default=_D.tolerance,
+        lower_bound=0.0,
+        help="A label also stops when its cost changes by less than this between saves "
+        "(after the minimum steps); 0 disables the test.",
+        **fv,
+    )
+    flags.DEFINE_enum(
+        name="backwork_init",
+        default=_D.init,
+        enum_values=list(INITS),
+        help="Initial images: uniform noise, or train_mean (averages of groups of the "
+        "label's shuffled training images).",
+        **fv,
+    )
+    flags.DEFINE_boolean(
+        name="backwork_clip_inputs",
+        default=_D.clip_inputs,
+        help="Project the images onto the input range after every step (the original only "
+        "clipped the initial values: --nobackwork_clip_inputs restores that).",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="backwork_seed",
+        default=None,
+        lower_bound=0,
+        help="Seed of the initial and re-initialisation noise; default: --seed.",
+        **fv,
+    )
+    flags.DEFINE_enum(
+        name="backwork_softmax_cost",
+        default=_D.softmax_cost,
+        enum_values=list(SOFTMAX_COSTS),
+        help="Softmax term: one_minus_p (mean 1 - p, the MNIST post) or cross_entropy.",
+        **fv,
+    )
+    flags.DEFINE_list(
+        name="backwork_layer_names",
+        default=[],
+        help="Exposed layers of the model, softmax last; empty = the reference CNN's "
+        "inputs,conv0,conv1,fc,softmax.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="backwork_reference_size",
+        default=None,
+        lower_bound=1,
+        help="At most this many training images per label form its reference set (default all).",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="backwork_chunk_size",
+        default=None,
+        lower_bound=1,
+        help="Reference images per distance chunk, to bound memory (default: all at once).",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="backwork_history_every",
+        default=_D.history_every,
+        lower_bound=1,
+        help="Keep every k-th save in the history; >= 1.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="backwork_max_history",
+        default=_D.max_history,
+        lower_bound=1,
+        help="Most snapshots kept; beyond it every other one is dropped; >= 1.",
+        **fv,
+    )
+    flags.DEFINE_boolean(
+        name="backwork_jit_compile",
+        default=_D.jit_compile,
+        help="Compile the optimisation step with XLA.",
+        **fv,
+    )
+    flags.DEFINE_boolean(
+        name="backwork_rubbish",
+        default=False,
+        help="Zero every layer cost but the softmax one: plain 'rubbish image' optimisation, "
+        "for comparison.",
+        **fv,
+    )
+    flags.DEFINE_string(
+        name="tensorboard_dir",
+        default=None,
+        help="Write TensorBoard summaries (cost terms, probabilities, re-inits, image grids) "
+        "to this folder.",
+        **fv,
+    )
+
+    @flags.validator(
+        "backwork_labels",
+        message="--backwork_labels must be non-empty non-negative integers without duplicates",
+        **fv,
+    )
+    def _labels(value):
+        try:
+            ints = [int(v) for v in value]
+        except ValueError:
+            return False
+        return bool(ints) and min(ints) >= 0 and len(set(ints)) == len(ints)
+
+    @flags.validator(
+        "backwork_layer_cost_coeffs",
+        message="--backwork_layer_cost_coeffs must be finite numbers",
+        **fv,
+    )
+    def _coeffs(value):
+        try:
+            return all(abs(float(v)) < float("inf") for v in value)
+        except ValueError:
+            return False
+
+    for name in (
+        "backwork_learning_rate",
+        "backwork_prob_cap_min",
+        "backwork_prob_cap_mean",
+        "backwork_reinit_below",
+    ):
+        flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be > 0", **fv)
+
+    @flags.multi_flags_validator(
+        ["backwork_num_examples", "backwork_batch_cost_coeff", "backwork_rubbish"],
+        message="--backwork_num_examples must be >= 2 while the batch cost is on "
+        "(or set --backwork_batch_cost_coeff=0 or --backwork_rubbish)",
+        **fv,
+    )
+    def _batch_needs_two(values):
+        on = values["backwork_batch_cost_coeff"] > 0 and not values["backwork_rubbish"]
+        return values["backwork_num_examples"] >= 2 or not on
+
+
+def backwork_config(
+    flag_values: flags.FlagValues = flags.FLAGS, num_layers: int = 5
+) -> BackworkConfig:
+    """Converts the parsed ``--backwork_*`` flags (and ``--seed``) into a ``BackworkConfig``.
+
+    Args:
+        flag_values: Parsed flags.
+        num_layers: Exposed layers of the model, for ``--backwork_rubbish``'s weights.
+    """
+    f = flag_values
+    names = tuple(f.backwork_layer_names) or None
+    coeffs = tuple(float(c) for c in f.backwork_layer_cost_coeffs) or None
+    if f.backwork_rubbish:
+        n = len(coeffs) if coeffs else (len(names) if names else num_layers)
+        last = coeffs[-1] if coeffs else BackworkConfig().coeffs_for(n)[-1]
+        coeffs = (0.0,) * (n - 1) + (last,)
+    seed = (
+        f.backwork_seed if f.backwork_seed is not None else (f["seed"].value if "seed" in f else 0)
+    )
+    return BackworkConfig(
+        labels=tuple(int(v) for v in f.backwork_labels),
+        num_examples=f.backwork_num_examples,
+        layer_cost_coeffs=coeffs,
+        reference_cost_coeff=f.backwork_reference_cost_coeff,
+        batch_cost_coeff=0.0 if f.backwork_rubbish else f.backwork_batch_cost_coeff,
+        learning_rate=f.backwork_learning_rate,
+        prob_cap_min=f.backwork_prob_cap_min,
+        prob_cap_mean=f.backwork_prob_cap_mean,
+        num_mono_dec_saves=f.backwork_num_mono_dec_saves,
+        reinit_below=f.backwork_reinit_below,
+        save_freq=f.backwork_save_freq,
+        min_num_steps=f.backwork_min_num_steps,
+        max_num_steps=f.backwork_max_num_steps,
+        tolerance=f.backwork_tolerance,
+        init=f.backwork_init,
+        clip_inputs=f.backwork_clip_inputs,
+        seed=seed,
+        softmax_cost=f.backwork_softmax_cost,
+        layer_names=names,
+        reference_size=f.backwork_reference_size,
+        chunk_size=f.backwork_chunk_size,
+        history_every=f.backwork_history_every,
+        max_history=f.backwork_max_history,
+        jit_compile=f.backwork_jit_compile,
+    )

@@ -1,0 +1,730 @@
+"""Backworking: optimise input images from noise into confident, unlike-the-data examples."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfool import costs
+from tfool.data import Dataset
+from tfool.models import activation_model
+
+logger = logging.getLogger(__name__)
+
+INITS = ("uniform", "train_mean")
+_BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8  # TF1 AdamOptimizer, as in the original
+
+
+@dataclasses.dataclass(frozen=True)
+class BackworkConfig:
+    """Settings of a backworking run; the defaults are the MNIST post's.
+
+    Attributes:
+        labels: Target labels, all backworked together in one batch.
+        num_examples: Images per label.
+        layer_cost_coeffs: One weight per exposed layer, softmax last (``None``: the post's
+            ``logspace(-L, -1, L)`` with the last times 100).
+        reference_cost_coeff: Weight of the distance-to-training-data terms.
+        batch_cost_coeff: Weight of the distance-within-batch terms.
+        learning_rate: Adam learning rate on the input.
+        prob_cap_min: A label converges when its minimum target probability exceeds this...
+        prob_cap_mean: ...or when its mean target probability exceeds this.
+        num_mono_dec_saves: Length of the window of saves whose target probability, never
+            increasing, triggers re-initialisation.
+        reinit_below: Only rows whose last probability is below this are re-initialised.
+        save_freq: Steps between saves (forward pass, history, tests).
+        min_num_steps: No convergence test before this step.
+        max_num_steps: Hard limit on optimisation steps.
+        tolerance: A label also stops when its cost changes by less than this between
+            saves (after ``min_num_steps``); 0 disables the test.
+        init: ``uniform`` noise in the input range, or ``train_mean`` (averages of the label's
+            shuffled training images split into ``num_examples`` groups).
+        clip_inputs: Project the inputs onto ``[input_min, input_max]`` after every step.
+        seed: Seed of the initial and re-initialisation noise (one stream per label).
+        softmax_cost: ``one_minus_p`` (the post) or ``cross_entropy``.
+        layer_names: Exposed layers of the model, softmax last (``None``: the reference CNN's).
+        from_logits: Whether the model returns logits.
+        input_min: Lower end of the input range.
+        input_max: Upper end of the input range.
+        reference_size: At most this many training images per label form its reference set
+            (``None``: all).
+        chunk_size: Reference rows per distance chunk (``None``: all at once).
+        history_every: Keep every k-th save in the history (1: all).
+        max_history: At most this many snapshots are kept; past it every other one is
+            dropped and ``history_every`` doubles, so memory stays bounded.
+        jit_compile: Compile the step with XLA.
+    """
+
+    labels: tuple[int, ...] = tuple(range(10))
+    num_examples: int = 8
+    layer_cost_coeffs: tuple[float, ...] | None = None
+    reference_cost_coeff: float = 0.5
+    batch_cost_coeff: float = 0.5
+    learning_rate: float = 0.01
+    prob_cap_min: float = 0.999
+    prob_cap_mean: float = 1.0
+    num_mono_dec_saves: int = 5
+    reinit_below: float = 0.99
+    save_freq: int = 1
+    min_num_steps: int = 10
+    max_num_steps: int = 3000
+    tolerance: float = 0.0
+    init: str = "uniform"
+    clip_inputs: bool = True
+    seed: int = 0
+    softmax_cost: str = "one_minus_p"
+    layer_names: tuple[str, ...] | None = None
+    from_logits: bool = True
+    input_min: float = 0.0
+    input_max: float = 1.0
+    reference_size: int | None = None
+    chunk_size: int | None = None
+    history_every: int = 1
+    max_history: int = 400
+    jit_compile: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "labels", tuple(int(lbl) for lbl in self.labels))
+        if self.layer_cost_coeffs is not None:
+            object.__setattr__(
+                self, "layer_cost_coeffs", tuple(float(c) for c in self.layer_cost_coeffs)
+            )
+        if self.layer_names is not None:
+            object.__setattr__(self, "layer_names", tuple(self.layer_names))
+        _validate_config(self)
+
+    def coeffs_for(self, num_layers: int) -> tuple[float, ...]:
+        """The layer cost weights for a model exposing ``num_layers`` layers."""
+        if self.layer_cost_coeffs is None:
+            return costs.default_layer_cost_coeffs(num_layers)
+        return self.layer_cost_coeffs
+
+
+def _validate_config(c: BackworkConfig) -> None:
+    if not c.labels:
+        raise ValueError("labels is empty; expected at least one target label")
+    if len(set(c.labels)) != len(c.labels):
+        raise ValueError(f"labels={list(c.labels)} has duplicates")
+    if min(c.labels) < 0:
+        raise ValueError(f"labels={list(c.labels)} has a negative label")
+    if c.num_examples < 1:
+        raise ValueError(f"num_examples={c.num_examples} must be >= 1")
+    for name in ("reference_cost_coeff", "batch_cost_coeff", "learning_rate", "tolerance"):
+        value = getattr(c, name)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name}={value} must be a finite number >= 0")
+    if c.learning_rate <= 0:
+        raise ValueError(f"learning_rate={c.learning_rate} must be > 0")
+    if c.layer_cost_coeffs is not None:
+        if not c.layer_cost_coeffs:
+            raise ValueError("layer_cost_coeffs is empty; expected one weight per exposed layer")
+        bad = [v for v in c.layer_cost_coeffs if not math.isfinite(v)]
+        if bad:
+            raise ValueError(
+                f"layer_cost_coeffs={list(c.layer_cost_coeffs)} has non-finite entries"
+            )
+    for name in ("prob_cap_min", "prob_cap_mean"):
+        value = getattr(c, name)
+        if not (0.0 < value <= 1.0):
+            raise ValueError(f"{name}={value} must lie in (0, 1]")
+    if not (0.0 < c.reinit_below <= 1.0):
+        raise ValueError(f"reinit_below={c.reinit_below} must lie in (0, 1]")
+    if c.num_mono_dec_saves < 2:
+        raise ValueError(f"num_mono_dec_saves={c.num_mono_dec_saves} must be >= 2")
+    for name in ("save_freq", "max_num_steps", "history_every", "max_history"):
+        if getattr(c, name) < 1:
+            raise ValueError(f"{name}={getattr(c, name)} must be >= 1")
+    if c.min_num_steps < 0:
+        raise ValueError(f"min_num_steps={c.min_num_steps} must be >= 0")
+    if c.init not in INITS:
+        raise ValueError(f"init={c.init!r} is not one of {INITS}")
+    if c.softmax_cost not in costs.SOFTMAX_COSTS:
+        raise ValueError(f"softmax_cost={c.softmax_cost!r} is not one of {costs.SOFTMAX_COSTS}")
+    if not c.input_min < c.input_max:
+        raise ValueError(f"input_min={c.input_min} must be below input_max={c.input_max}")
+    if c.reference_size is not None and c.reference_size < 1:
+        raise ValueError(f"reference_size={c.reference_size} must be >= 1 or None")
+    if c.chunk_size is not None and c.chunk_size < 1:
+        raise ValueError(f"chunk_size={c.chunk_size} must be >= 1 or None")
+    if c.layer_names is not None and not c.layer_names:
+        raise ValueError("layer_names is empty; expected at least the probabilities layer")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SaveEvent:
+    """What a callback sees at every save.
+
+    Attributes:
+        step: Optimisation steps done so far.
+        labels: The target labels ``[L]``.
+        target_probs: ``[L, E]`` probability of each row's target label.
+        cost: ``[L]`` total cost per label.
+        terms: Cost terms (``reference``/``batch`` ``[layers-1, L]``, ``softmax`` ``[L]``).
+        reinits: ``[L]`` re-initialisations so far.
+        active: ``[L]`` whether each label is still being optimised.
+        images: ``[L, E, H, W, C]`` current images.
+    """
+
+    step: int
+    labels: np.ndarray
+    target_probs: np.ndarray
+    cost: np.ndarray
+    terms: dict
+    reinits: np.ndarray
+    active: np.ndarray
+    images: np.ndarray
+
+
+class BackworkCallback:
+    """Hooks called by ``backwork``; override what you need."""
+
+    def on_start(self, config: BackworkConfig, num_rows: int) -> None:
+        """Called once before the first step."""
+
+    def on_save(self, event: SaveEvent) -> None:
+        """Called at every save."""
+
+    def on_end(self, result: BackworkResult) -> None:
+        """Called once with the result (also after Ctrl-C)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class BackworkResult:
+    """What a backworking run found.
+
+    Attributes:
+        labels: ``[L]`` target labels.
+        images: ``[L, E, H, W, C]`` final images.
+        probabilities: ``[L, E, C]`` their class probabilities.
+        history_steps: ``[S]`` step of each kept snapshot.
+        history_images: ``[S, L, E, H, W, C]`` snapshot images.
+        history_probs: ``[S, L, E, C]`` snapshot probabilities.
+        steps: Steps taken in all.
+        label_steps: ``[L]`` steps taken by each label (until it stopped).
+        reinits: ``[L]`` re-initialisations per label.
+        converged: ``[L]`` whether the label reached its probability cap.
+        cost: ``[L]`` final total cost per label.
+        cost_terms: Final ``reference`` and ``batch`` ``[layers-1, L]`` and ``softmax`` ``[L]``.
+        layer_names: Exposed layers, softmax last.
+        wall_time: Seconds.
+        interrupted: Whether the run was stopped by Ctrl-C.
+    """
+
+    labels: np.ndarray
+    images: np.ndarray
+    probabilities: np.ndarray
+    history_steps: np.ndarray
+    history_images: np.ndarray
+    history_probs: np.ndarray
+    steps: int
+    label_steps: np.ndarray
+    reinits: np.ndarray
+    converged: np.ndarray
+    cost: np.ndarray
+    cost_terms: dict
+    layer_names: tuple[str, ...]
+    wall_time: float
+    interrupted: bool = False
+
+    @property
+    def target_probs(self) -> np.ndarray:
+        """``[L, E]`` probability of each image's target label."""
+        return target_probabilities(self.probabilities, self.labels)
+
+
+def target_probabilities(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``[L, E]`` probability of each row's label, from ``probs [L, E, C]`` and ``labels [L]``."""
+    idx = np.broadcast_to(np.asarray(labels)[:, None, None], (*probs.shape[:2], 1))
+    return np.take_along_axis(probs, idx, axis=-1)[..., 0]
+
+
+def _num_classes(model: keras.Model) -> int:
+    return int(model.outputs[0].shape[-1])
+
+
+def _check_inputs(model, data: Dataset, config: BackworkConfig, names, coeffs) -> None:
+    num_classes = _num_classes(model)
+    bad = [lbl for lbl in config.labels if not 0 <= lbl < num_classes]
+    if bad:
+        raise ValueError(f"labels {bad} are outside the model's classes 0..{num_classes - 1}")
+    if len(coeffs) != len(names):
+        raise ValueError(
+            f"layer_cost_coeffs has {len(coeffs)} entries but the model exposes "
+            f"{len(names)} layers ({', '.join(names)})"
+        )
+    uses_batch = config.batch_cost_coeff != 0 and any(c != 0 for c in coeffs[:-1])
+    if uses_batch and config.num_examples < 2:
+        raise ValueError(
+            f"num_examples={config.num_examples} but the batch cost needs >= 2 "
+            "(or set batch_cost_coeff=0)"
+        )
+    empty = [lbl for lbl in config.labels if not np.any(data.y_train == lbl)]
+    if empty and len(names) > 1:
+        raise ValueError(f"labels {empty} have no training images to form a reference set")
+    if tuple(data.x_train.shape[1:]) != tuple(model.inputs[0].shape[1:]):
+        raise ValueError(
+            f"training images have shape {data.x_train.shape[1:]} but the model takes "
+            f"{tuple(model.inputs[0].shape[1:])}"
+        )
+
+
+def reference_activations(
+    act_model: keras.Model,
+    data: Dataset,
+    labels: Sequence[int],
+    reference_size: int | None = None,
+    batch_size: int = 500,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Flattened activations of every label's training images, stacked and padded.
+
+    Returns:
+        ``(refs, sq_norms)``: per non-softmax layer ``[L, N_max, D]`` activations and
+        ``[L, N_max]`` squared norms, padding rows carrying ``costs.PAD_NORM``.
+    """
+    names = act_model.layer_names
+    per_label = []
+    for lbl in labels:
+        x = data.train_of_class(lbl)
+        if reference_size is not None:
+            x = x[:reference_size]
+        chunks = {name: [] for name in names[:-1]}
+        for start in range(0, len(x), batch_size):
+            out = act_model(x[start : start + batch_size], training=False)
+            for name in names[:-1]:
+                a = np.asarray(out[name], np.float32)
+                chunks[name].append(a.reshape(len(a), -1))
+        per_label.append({n: np.concatenate(c) for n, c in chunks.items()})
+    n_max = max(len(p[names[0]]) for p in per_label) if len(names) > 1 else 0
+    refs, norms = [], []
+    for name in names[:-1]:
+        dim = per_label[0][name].shape[1]
+        stack = np.zeros((len(labels), n_max, dim), np.float32)
+        sq = np.full((len(labels), n_max), costs.PAD_NORM, np.float32)
+        for i, p in enumerate(per_label):
+            a = p[name]
+            stack[i, : len(a)] = a
+            sq[i, : len(a)] = np.einsum("nd,nd->n", a, a)
+        refs.append(stack)
+        norms.append(sq)
+    return refs, norms
+
+
+def _initial_images(data: Dataset, config: BackworkConfig, label: int, shape, rng) -> np.ndarray:
+    if config.init == "uniform":
+        return rng.uniform(config.input_min, config.input_max, size=shape).astype(np.float32)
+    x = data.train_of_class(label)
+    x = x[rng.permutation(len(x))]
+    groups = np.array_split(x, shape[0])
+    means = [g.mean(axis=0) if len(g) else rng.uniform(0, 1, shape[1:]) for g in groups]
+    return np.stack(means).astype(np.float32)
+
+
+class _Tracker:
+    """The monotonic-decline windows of every row."""
+
+    def __init__(self, rows: int, window: int):
+        self.window = window
+        self.values = np.full((rows, window), np.nan, np.float32)
+        self.count = np.zeros(rows, np.int64)
+
+    def push(self, probs: np.ndarray, rows_mask: np.ndarray) -> None:
+        self.values[rows_mask] = np.roll(self.values[rows_mask], -1, axis=1)
+        self.values[rows_mask, -1] = probs[rows_mask]
+        self.count[rows_mask] = np.minimum(self.count[rows_mask] + 1, self.window)
+
+    def declining(self, below: float) -> np.ndarray:
+        full = self.count >= self.window
+        diffs = np.diff(self.values, axis=1)
+        never_up = np.all(diffs <= 0, axis=1)
+        return full & never_up & (self.values[:, -1] < below)
+
+    def clear(self, rows_mask: np.ndarray) -> None:
+        self.values[rows_mask] = np.nan
+        self.count[rows_mask] = 0
+
+
+class _History:
+    """Snapshots thinned so that at most ``max_len`` are kept."""
+
+    def __init__(self, every: int, max_len: int):
+        self.every, self.max_len, self.seen = every, max_len, 0
+        self.steps, self.images, self.probs = [], [], []
+
+    def add(self, step: int, images: np.ndarray, probs: np.ndarray) -> None:
+        keep = self.seen % self.every == 0
+        self.seen += 1
+        if not keep:
+            return
+        self.steps.append(step)
+        self.images.append(images.copy())
+        self.probs.append(probs.copy())
+        if len(self.steps) > self.max_len:
+            self.steps, self.images, self.probs = self.steps[::2], self.images[::2], self.probs[::2]
+            self.every *= 2
+
+    def arrays(self, image_shape, probs_shape):
+        if not self.steps:
+            return (
+                np.zeros(0, np.int64),
+                np.zeros((0, *image_shape), np.float32),
+                np.zeros((0, *probs_shape), np.float32),
+            )
+        return np.asarray(self.steps), np.stack(self.images), np.stack(self.probs)
+
+
+def backwork(
+    model: keras.Model,
+    data: Dataset,
+    config: BackworkConfig = BackworkConfig(),
+    strategy: tf.distribute.Strategy | None = None,
+    callbacks: Sequence[BackworkCallback] | None = None,
+) -> BackworkResult:
+    """Backworks ``config.num_examples`` images for every label of ``config.labels``.
+
+    All labels share one trainable batch; each row is scored against its own label's
+    reference set and the batch cost pairs rows of the same label only, so the result
+    equals running the labels one by one with the same seed. A converged label is frozen
+    (its rows and Adam moments stop changing) while the others go on.
+
+    Args:
+        model: A Keras classifier (logits unless ``config.from_logits`` is False); frozen.
+        data: Its training data; the images of each target label form its reference set.
+        config: The run's settings.
+        strategy: A ``tf.distribute`` strategy; variables are created in its scope.
+        callbacks: ``BackworkCallback`` objects (progress, TensorBoard, ...).
+
+    Returns:
+        A ``BackworkResult``; after Ctrl-C, what was found so far (``interrupted=True``).
+
+    Raises:
+        ValueError: labels outside the model's classes, too few examples for the batch
+            cost, coefficients that do not match the exposed layers, a label with no
+            training images, training images of another shape than the model's input.
+    """
+    callbacks = list(callbacks or [])
+    strategy = strategy or tf.distribute.get_strategy()
+    act = activation_model(model, config.layer_names, from_logits=config.from_logits)
+    names = act.layer_names
+    coeffs = config.coeffs_for(len(names))
+    _check_inputs(model, data, config, names, coeffs)
+    start_time = time.perf_counter()
+
+    labels = np.asarray(config.labels, np.int64)
+    num_labels, per = len(labels), config.num_examples
+    rows = num_labels * per
+    image_shape = tuple(int(s) for s in model.inputs[0].shape[1:])
+    num_classes = _num_classes(model)
+    refs, norms = reference_activations(act, data, labels, config.reference_size)
+    rngs = [np.random.default_rng([config.seed, int(lbl)]) for lbl in labels]
+    init = np.concatenate(
+        [
+            _initial_images(data, config, int(lbl), (per, *image_shape), rng)
+            for lbl, rng in zip(labels, rngs)
+        ]
+    )
+
+    with strategy.scope():
+        x = tf.Variable(init, name="backwork_inputs")
+        m = tf.Variable(tf.zeros_like(init), name="adam_m")
+        v = tf.Variable(tf.zeros_like(init), name="adam_v")
+        t = tf.Variable(tf.zeros([rows], tf.float32), name="adam_t")
+    refs_t = [tf.constant(r) for r in refs]
+    norms_t = [tf.constant(n) for n in norms]
+    labels_t = tf.constant(labels)
+    group_shape = (num_labels, per)
+
+    def forward(images):
+        out = act(images, training=False)
+        grouped = [tf.reshape(out[n], (*group_shape, *out[n].shape[1:])) for n in names]
+        return costs.total_cost(
+            grouped,
+            refs_t,
+            norms_t,
+            labels_t,
+            coeffs,
+            config.reference_cost_coeff,
+            config.batch_cost_coeff,
+            config.softmax_cost,
+            config.chunk_size,
+        ), grouped[-1]
+
+    @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
+    def compute():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            (cost, terms), probs = forward(x)
+            total = tf.reduce_sum(cost)
+        return tape.gradient(total, x), cost, terms, probs
+
+    lr = config.learning_rate
+    lo, hi = config.input_min, config.input_max
+
+    @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
+    def apply(grad, row_mask):
+        mask_rows = tf.reshape(row_mask, [-1] + [1] * len(image_shape))
+        t_new = t + row_mask
+        m_new = _BETA1 * m + (1.0 - _BETA1) * grad
+        v_new = _BETA2 * v + (1.0 - _BETA2) * tf.square(grad)
+        tb = tf.reshape(tf.maximum(t_new, 1.0), tf.shape(mask_rows))
+        lr_t = lr * tf.sqrt(1.0 - tf.pow(_BETA2, tb)) / (1.0 - tf.pow(_BETA1, tb))
+        x_new = x - lr_t * m_new / (tf.sqrt(v_new) + _ADAM_EPS)
+        if config.clip_inputs:
+            x_new = tf.clip_by_value(x_new, lo, hi)
+        keep = mask_rows > 0
+        x.assign(tf.where(keep, x_new, x))
+        m.assign(tf.where(keep, m_new, m))
+        v.assign(tf.where(keep, v_new, v))
+        t.assign(t_new)
+
+    for cb in callbacks:
+        cb.on_start(config, rows)
+
+    active = np.ones(num_labels, bool)
+    converged = np.zeros(num_labels, bool)
+    label_steps = np.zeros(num_labels, np.int64)
+    reinits = np.zeros(num_labels, np.int64)
+    prev_cost = np.full(num_labels, np.nan)
+    tracker = _Tracker(rows, config.num_mono_dec_saves)
+    history = _History(config.history_every, config.max_history)
+    label_of_row = np.repeat(np.arange(num_labels), per)
+    images_np = init
+    probs_np = np.zeros((num_labels, per, num_classes), np.float32)
+    cost_np = np.zeros(num_labels, np.float32)
+    terms_np: dict = {}
+    step = 0
+    interrupted = False
+    try:
+        while True:
+            grad, cost, terms, probs = compute()
+            probs_np = probs.numpy()
+            cost_np = cost.numpy()
+            terms_np = {k: val.numpy() for k, val in terms.items()}
+            images_np = x.numpy()
+            target = target_probabilities(probs_np, labels)
+            row_mask = active[label_of_row]
+            reinit_rows = np.zeros(rows, bool)
+            if step % config.save_freq == 0:
+                history.add(step, images_np.reshape(num_labels, per, *image_shape), probs_np)
+                if step >= config.min_num_steps:
+                    reached = (target.min(axis=1) > config.prob_cap_min) | (
+                        target.mean(axis=1) > config.prob_cap_mean
+                    )
+                    flat = (
+                        np.abs(cost_np - prev_cost) < config.tolerance
+                        if config.tolerance > 0
+                        else np.zeros(num_labels, bool)
+                    )
+                    converged |= active & reached
+                    active &= ~(reached | flat)
+                prev_cost = np.where(active, cost_np, prev_cost)
+                row_mask = active[label_of_row]
+                tracker.push(target.reshape(-1), row_mask)
+                reinit_rows = tracker.declining(config.reinit_below) & row_mask
+                for cb in callbacks:
+                    cb.on_save(
+                        SaveEvent(
+                            step,
+                            labels,
+                            target,
+                            cost_np,
+                            terms_np,
+                            reinits.copy(),
+                            active.copy(),
+                            images_np.reshape(num_labels, per, *image_shape),
+                        )
+                    )
+            if not active.any() or step >= config.max_num_steps:
+                break
+            apply(grad, tf.constant((row_mask & ~reinit_rows).astype(np.float32)))
+            if reinit_rows.any():
+                _reinitialise(x, m, v, t, reinit_rows, label_of_row, rngs, image_shape, config)
+                tracker.clear(reinit_rows)
+                np.add.at(reinits, label_of_row[reinit_rows], 1)
+            label_steps += active
+            step += 1
+    except KeyboardInterrupt:
+        interrupted = True
+        logger.warning("backwork interrupted at step %d; keeping what was found", step)
+
+    h_steps, h_images, h_probs = history.arrays((num_labels, per, *image_shape), probs_np.shape)
+    result = BackworkResult(
+        labels=labels,
+        images=images_np.reshape(num_labels, per, *image_shape),
+        probabilities=probs_np,
+        history_steps=h_steps,
+        history_images=h_images,
+        history_probs=h_probs,
+        steps=step,
+        label_steps=label_steps,
+        reinits=reinits,
+        converged=converged,
+        cost=cost_np,
+        cost_terms=terms_np,
+        layer_names=tuple(names),
+        wall_time=time.perf_counter() - start_time,
+        interrupted=interrupted,
+    )
+    for cb in callbacks:
+        cb.on_end(result)
+    return result
+
+
+def _reinitialise(x, m, v, t, rows_mask, label_of_row, rngs, image_shape, config) -> None:
+    """Fresh uniform noise for the masked rows, whose Adam moments and step count restart."""
+    values = x.numpy()
+    for li in np.unique(label_of_row[rows_mask]):
+        rows = np.flatnonzero(rows_mask & (label_of_row == li))
+        noise = rngs[li].uniform(config.input_min, config.input_max, size=(len(rows), *image_shape))
+        values[rows] = noise.astype(np.float32)
+    mask = rows_mask.reshape(-1, *([1] * len(image_shape)))
+    x.assign(values)
+    m.assign(np.where(mask, 0.0, m.numpy()).astype(np.float32))
+    v.assign(np.where(mask, 0.0, v.numpy()).astype(np.float32))
+    t.assign(np.where(rows_mask, 0.0, t.numpy()).astype(np.float32))
+
+
+def _pairwise_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``[len(a), len(b)]`` Euclidean distances between flattened rows."""
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(d, 0.0))
+
+
+def image_distances(images: np.ndarray, train_images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-space measures of how unlike the data and how diverse backworked images are.
+
+    Args:
+        images: ``[L, E, H, W, C]`` images.
+        train_images: ``[N, H, W, C]`` training images.
+
+    Returns:
+        ``(nearest [L], pairwise [L])``: per label, the mean Euclidean distance of its
+        images to their nearest training image, and the mean distance between two of its
+        images (``nan`` with a single image).
+    """
+    nearest, pairwise = [], []
+    for group in images:
+        nearest.append(float(_pairwise_l2(group, train_images).min(axis=1).mean()))
+        if len(group) < 2:
+            pairwise.append(float("nan"))
+            continue
+        d = _pairwise_l2(group, group)
+        pairwise.append(float(d[~np.eye(len(group), dtype=bool)].mean()))
+    return np.asarray(nearest), np.asarray(pairwise)
+
+
+def summarize(
+    result: BackworkResult, data: Dataset, class_names: Sequence[str] | None = None
+) -> dict:
+    """A JSON-ready summary: per label convergence, steps, probabilities and distances."""
+    target = result.target_probs
+    nearest, pairwise = image_distances(result.images, data.x_train)
+    names = class_names or data.class_names
+    per_label = []
+    for i, lbl in enumerate(result.labels):
+        per_label.append(
+            {
+                "label": int(lbl),
+                "name": str(names[lbl]) if lbl < len(names) else str(lbl),
+                "converged": bool(result.converged[i]),
+                "steps": int(result.label_steps[i]),
+                "reinits": int(result.reinits[i]),
+                "min_target_prob": float(target[i].min()),
+                "mean_target_prob": float(target[i].mean()),
+                "mean_nearest_train_distance": float(nearest[i]),
+                "mean_pairwise_distance": float(pairwise[i]),
+            }
+        )
+    return {
+        "labels": per_label,
+        "steps": int(result.steps),
+        "all_converged": bool(result.converged.all()),
+        "mean_nearest_train_distance": float(np.mean(nearest)),
+        "mean_pairwise_distance": float(np.nanmean(pairwise))
+        if np.isfinite(pairwise).any()
+        else None,
+        "pixels_in_range": [float(result.images.min()), float(result.images.max())],
+        "layer_names": list(result.layer_names),
+        "final_cost": [float(c) for c in result.cost],
+        "wall_time_s": float(result.wall_time),
+        "interrupted": bool(result.interrupted),
+    }
+
+
+_ARRAY_FIELDS = (
+    "labels",
+    "images",
+    "probabilities",
+    "history_steps",
+    "history_images",
+    "history_probs",
+    "label_steps",
+    "reinits",
+    "converged",
+    "cost",
+)
+
+
+def result_arrays(result: BackworkResult) -> dict[str, np.ndarray]:
+    """The arrays of a result, for ``tfool.io.write_npz`` (``images.npz``)."""
+    arrays = {name: np.asarray(getattr(result, name)) for name in _ARRAY_FIELDS}
+    for key, value in result.cost_terms.items():
+        arrays[f"cost_{key}"] = np.asarray(value)
+    arrays["layer_names"] = np.asarray(result.layer_names)
+    arrays["meta"] = np.asarray([result.steps, result.wall_time, float(result.interrupted)])
+    return arrays
+
+
+def load_result(path) -> BackworkResult:
+    """Reloads a result written as ``images.npz``.
+
+    Raises:
+        ValueError: the file lacks arrays of a backworking result.
+    """
+    with np.load(path, allow_pickle=False) as f:
+        missing = [k for k in (*_ARRAY_FIELDS, "meta", "layer_names") if k not in f.files]
+        if missing:
+            raise ValueError(f"{path} is not a backworking result: missing arrays {missing}")
+        arrays = {k: f[k] for k in f.files}
+    steps, wall, interrupted = arrays["meta"]
+    terms = {k[5:]: arrays[k] for k in arrays if k.startswith("cost_")}
+    return BackworkResult(
+        **{k: arrays[k] for k in _ARRAY_FIELDS if k != "steps"},
+        steps=int(steps),
+        cost_terms=terms,
+        layer_names=tuple(str(n) for n in arrays["layer_names"]),
+        wall_time=float(wall),
+        interrupted=bool(interrupted),
+    )
+
+
+def worst_classified(
+    model: keras.Model,
+    data: Dataset,
+    labels: Sequence[int],
+    num_examples: int,
+    from_logits: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training images of each label that the model gives the lowest true-label probability.
+
+    Returns:
+        ``(images [L, E, H, W, C], probs [L, E])``, the worst first.
+    """
+    logits = model.predict(data.x_train, batch_size=500, verbose=0)
+    probs = tf.nn.softmax(logits).numpy() if from_logits else np.asarray(logits)
+    images, chosen = [], []
+    for lbl in labels:
+        idx = np.flatnonzero(data.y_train == lbl)
+        p = probs[idx, lbl]
+        order = np.argsort(p, kind="stable")[:num_examples]
+        images.append(data.x_train[idx[order]])
+        chosen.append(p[order])
+    return np.stack(images), np.stack(chosen)

@@ -1,0 +1,221 @@
+"""Backworking costs on flattened activations: reference, batch and misclassification terms.
+
+Distances are mean squared differences, ``d(g, r) = mean_d (g - r)^2``, computed with the
+identity ``|g - r|^2 = |g|^2 + |r|^2 - 2 g.r`` (matrix products, reference norms computed
+once), so the ``N x B x D`` broadcast tensor of the original program is never built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+#: Distances are floored here so that ``1 / d`` stays finite.
+DISTANCE_FLOOR = 1e-8
+#: Squared norm given to padding rows of a reference set: they are never the nearest.
+PAD_NORM = 1e30
+SOFTMAX_COSTS = ("one_minus_p", "cross_entropy")
+
+
+def flatten(activation: tf.Tensor) -> tf.Tensor:
+    """Flattens ``[B, ...]`` to ``[B, D]``."""
+    activation = tf.convert_to_tensor(activation)
+    return tf.reshape(activation, [tf.shape(activation)[0], -1])
+
+
+def squared_norms(ref: tf.Tensor) -> tf.Tensor:
+    """Squared L2 norms of the rows (last axis) of ``ref``; precompute them once per reference set."""
+    ref = tf.convert_to_tensor(ref, tf.float32)
+    return tf.reduce_sum(tf.square(ref), axis=-1)
+
+
+def nearest_distance(
+    gen: tf.Tensor,
+    ref: tf.Tensor,
+    ref_sq_norms: tf.Tensor | None = None,
+    chunk_size: int | None = None,
+) -> tf.Tensor:
+    """For every generated row, the mean squared distance to its nearest reference row.
+
+    Works on one group (``gen [B, D]``, ``ref [N, D]``) or on a stack of groups
+    (``gen [L, B, D]``, ``ref [L, N, D]``, each group against its own reference set).
+    Padding rows of a reference set carry ``PAD_NORM`` in ``ref_sq_norms``.
+
+    Args:
+        gen: Generated activations, flattened.
+        ref: Reference activations, flattened.
+        ref_sq_norms: ``squared_norms(ref)``, precomputed (computed here when ``None``).
+        chunk_size: Reference rows per chunk (``None``: all at once); the result is the same.
+
+    Returns:
+        ``[B]`` (or ``[L, B]``) distances, floored at ``DISTANCE_FLOOR``.
+    """
+    gen = tf.convert_to_tensor(gen, tf.float32)
+    ref = tf.convert_to_tensor(ref, tf.float32)
+    if ref_sq_norms is None:
+        ref_sq_norms = squared_norms(ref)
+    dim = tf.cast(tf.shape(gen)[-1], tf.float32)
+    gen_sq = tf.reduce_sum(tf.square(gen), axis=-1)[..., :, None]  # [.., B, 1]
+    n = ref.shape[-2]
+    step = n if not chunk_size or chunk_size >= n else int(chunk_size)
+    best = None
+    for start in range(0, n, step):
+        r = ref[..., start : start + step, :]
+        rn = ref_sq_norms[..., None, start : start + step]  # [.., 1, n]
+        dots = tf.linalg.matmul(gen, r, transpose_b=True)  # [.., B, n]
+        d = tf.reduce_min(gen_sq + rn - 2.0 * dots, axis=-1)
+        best = d if best is None else tf.minimum(best, d)
+    return tf.maximum(best / dim, DISTANCE_FLOOR)
+
+
+def reference_cost(
+    gen: tf.Tensor,
+    ref: tf.Tensor,
+    ref_sq_norms: tf.Tensor | None = None,
+    chunk_size: int | None = None,
+) -> tf.Tensor:
+    """``1 / mean_b min_n d(b, n)``: large when the batch is close to the reference set.
+
+    Args:
+        gen: ``[B, D]`` (or ``[L, B, D]``) generated activations.
+        ref: ``[N, D]`` (or ``[L, N, D]``) reference activations.
+        ref_sq_norms: Precomputed ``squared_norms(ref)``.
+        chunk_size: Reference rows per chunk.
+
+    Returns:
+        A scalar (or ``[L]``, one per group).
+    """
+    d = nearest_distance(gen, ref, ref_sq_norms, chunk_size)
+    return 1.0 / tf.maximum(tf.reduce_mean(d, axis=-1), DISTANCE_FLOOR)
+
+
+def pairwise_distances(gen: tf.Tensor) -> tf.Tensor:
+    """``[.., B, B]`` mean squared distances between the rows of ``gen [.., B, D]``."""
+    gen = tf.convert_to_tensor(gen, tf.float32)
+    dim = tf.cast(tf.shape(gen)[-1], tf.float32)
+    sq = tf.reduce_sum(tf.square(gen), axis=-1)
+    dots = tf.linalg.matmul(gen, gen, transpose_b=True)
+    d = sq[..., :, None] + sq[..., None, :] - 2.0 * dots
+    return tf.maximum(d, 0.0) / dim
+
+
+def batch_cost(gen: tf.Tensor) -> tf.Tensor:
+    """``1 / mean_{b != b'} d(b, b')``: large when the batch's rows look alike.
+
+    Self-pairs are excluded (a deliberate change: the original averaged them in).
+
+    Args:
+        gen: ``[B, D]`` (or ``[L, B, D]``) generated activations, ``B >= 2``.
+
+    Returns:
+        A scalar (or ``[L]``).
+    """
+    gen = tf.convert_to_tensor(gen, tf.float32)
+    b = gen.shape[-2]
+    if b is not None and b < 2:
+        raise ValueError(f"batch_cost needs at least 2 rows per group, got {b}")
+    d = pairwise_distances(gen)
+    off_diag = 1.0 - tf.eye(tf.shape(gen)[-2], dtype=d.dtype)
+    mean = tf.reduce_sum(d * off_diag, axis=[-2, -1]) / tf.reduce_sum(off_diag)
+    return 1.0 / tf.maximum(mean, DISTANCE_FLOOR)
+
+
+def misclassification_cost(
+    probs: tf.Tensor, labels: tf.Tensor, kind: str = "one_minus_p"
+) -> tf.Tensor:
+    """The softmax term: ``mean_b (1 - p[b, l])`` or the mean cross-entropy ``-log p[b, l]``.
+
+    Args:
+        probs: ``[B, C]`` (or ``[L, B, C]``) class probabilities.
+        labels: ``[B]`` (or ``[L, B]``) target labels, or one per group ``[L]`` with 3-D probs.
+        kind: ``one_minus_p`` (the MNIST post) or ``cross_entropy`` (the rubbish-image post).
+
+    Returns:
+        A scalar (or ``[L]``).
+    """
+    if kind not in SOFTMAX_COSTS:
+        raise ValueError(f"kind={kind!r} is not one of {SOFTMAX_COSTS}")
+    probs = tf.convert_to_tensor(probs, tf.float32)
+    labels = tf.convert_to_tensor(labels)
+    if probs.shape.rank == 3 and labels.shape.rank == 1:
+        labels = tf.repeat(labels[:, None], tf.shape(probs)[1], axis=1)
+    p = tf.gather(probs, tf.cast(labels, tf.int32), axis=-1, batch_dims=labels.shape.rank)
+    if kind == "one_minus_p":
+        return tf.reduce_mean(1.0 - p, axis=-1)
+    return tf.reduce_mean(-tf.math.log(tf.maximum(p, 1e-30)), axis=-1)
+
+
+def default_layer_cost_coeffs(num_layers: int) -> tuple[float, ...]:
+    """The post's weights: ``logspace(-L, -1, L)`` with the last (softmax) entry times 100.
+
+    For the five layers of the reference CNN: ``(1e-5, 1e-4, 1e-3, 1e-2, 10)``.
+    """
+    if num_layers < 1:
+        raise ValueError(f"num_layers={num_layers} must be >= 1")
+    coeffs = np.logspace(-num_layers, -1, num_layers)
+    coeffs[-1] *= 100.0
+    return tuple(float(c) for c in coeffs)
+
+
+def total_cost(
+    activations: Mapping[str, tf.Tensor] | Sequence[tf.Tensor],
+    references: Sequence[tf.Tensor],
+    reference_sq_norms: Sequence[tf.Tensor],
+    labels: tf.Tensor,
+    layer_cost_coeffs: Sequence[float],
+    reference_cost_coeff: float = 0.5,
+    batch_cost_coeff: float = 0.5,
+    softmax_cost: str = "one_minus_p",
+    chunk_size: int | None = None,
+) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """The weighted backworking cost of groups of rows, one group per target label.
+
+    ``cost_l = sum_i c[i] * (rc * reference_cost_i + bc * batch_cost_i) + c[-1] * softmax_cost``
+
+    Args:
+        activations: Per exposed layer, ``[L, B, ...]`` activations; the last entry is the
+            class probabilities ``[L, B, C]``.
+        references: Per non-softmax layer, ``[L, N, D]`` flattened reference activations.
+        reference_sq_norms: Their squared row norms ``[L, N]`` (padding rows: ``PAD_NORM``).
+        labels: ``[L]`` target label of each group.
+        layer_cost_coeffs: One weight per exposed layer, softmax last.
+        reference_cost_coeff: Weight of the reference terms.
+        batch_cost_coeff: Weight of the batch terms (0 skips them).
+        softmax_cost: ``one_minus_p`` or ``cross_entropy``.
+        chunk_size: Reference rows per chunk.
+
+    Returns:
+        ``(cost [L], terms)`` with ``terms['reference'] [layers-1, L]``,
+        ``terms['batch'] [layers-1, L]`` and ``terms['softmax'] [L]``.
+    """
+    acts = list(activations.values()) if isinstance(activations, Mapping) else list(activations)
+    if len(layer_cost_coeffs) != len(acts):
+        raise ValueError(
+            f"layer_cost_coeffs has {len(layer_cost_coeffs)} entries but there are "
+            f"{len(acts)} exposed layers"
+        )
+    ref_terms, batch_terms = [], []
+    cost = 0.0
+    for i, act in enumerate(acts[:-1]):
+        shape = tf.shape(act)
+        g = tf.reshape(act, [shape[0], shape[1], -1])
+        rc = reference_cost(g, references[i], reference_sq_norms[i], chunk_size)
+        ref_terms.append(rc)
+        layer = reference_cost_coeff * rc
+        if batch_cost_coeff != 0.0:
+            bc = batch_cost(g)
+            batch_terms.append(bc)
+            layer = layer + batch_cost_coeff * bc
+        else:
+            batch_terms.append(tf.zeros_like(rc))
+        cost = cost + layer_cost_coeffs[i] * layer
+    soft = misclassification_cost(acts[-1], labels, softmax_cost)
+    cost = cost + layer_cost_coeffs[-1] * soft
+    terms = {
+        "reference": tf.stack(ref_terms) if ref_terms else tf.zeros([0, tf.shape(soft)[0]]),
+        "batch": tf.stack(batch_terms) if batch_terms else tf.zeros([0, tf.shape(soft)[0]]),
+        "softmax": soft,
+    }
+    return cost, terms

@@ -1,0 +1,127 @@
+"""Run outputs of backworking: arrays, summary, figures and the console table."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import keras
+import numpy as np
+
+from tfool import io
+from tfool.backwork import (
+    BackworkConfig,
+    BackworkResult,
+    result_arrays,
+    summarize,
+    worst_classified,
+)
+from tfool.data import Dataset
+
+
+def write_backwork_outputs(
+    output_dir: str | os.PathLike,
+    result: BackworkResult,
+    model: keras.Model,
+    data: Dataset,
+    config: BackworkConfig,
+    extra: Mapping | None = None,
+    salient_keep: int = 200,
+) -> dict:
+    """Writes ``images.npz``, ``summary.json``, ``backworked.png``, ``worst_train.png`` and
+    ``salient.png`` into ``output_dir``, each atomically.
+
+    Args:
+        output_dir: Destination folder.
+        result: The backworking result.
+        model: The classifier that was fooled.
+        data: Its data (reference sets, worst-classified training images).
+        config: The run's settings.
+        extra: More summary entries (model accuracy, paths, ...).
+        salient_keep: Pixels kept in the salient-feature masks.
+
+    Returns:
+        The summary written to ``summary.json``.
+    """
+    from tfool import attribution, plots  # matplotlib only when figures are drawn
+
+    out = os.fspath(output_dir)
+    io.write_npz(os.path.join(out, "images.npz"), **result_arrays(result))
+    summary = summarize(result, data)
+    summary.update({"data_source": data.source, "dataset": data.name, **dict(extra or {})})
+    summary["config"] = {k: v for k, v in vars(config).items()}
+    io.write_json(os.path.join(out, "summary.json"), summary)
+
+    names = [data.class_names[int(lbl)] for lbl in result.labels]
+    flat = result.images.reshape(-1, *result.images.shape[2:])
+    kind = "rubbish" if _is_rubbish(config, len(result.layer_names)) else "backworked"
+    fig = plots.probability_grid(
+        result.images,
+        result.target_probs,
+        names,
+        suptitle=f"{kind} images: probability of the row's label ({result.steps} steps)",
+        vmin=config.input_min,
+        vmax=config.input_max,
+    )
+    io.save_figure(fig, os.path.join(out, "backworked.png"))
+    plots.close(fig)
+
+    worst, worst_p = worst_classified(
+        model, data, result.labels, result.images.shape[1], config.from_logits
+    )
+    fig = plots.probability_grid(
+        worst, worst_p, names, suptitle="training images the model classifies worst"
+    )
+    io.save_figure(fig, os.path.join(out, "worst_train.png"))
+    plots.close(fig)
+
+    targets = np.repeat(result.labels, result.images.shape[1])
+    keep = min(salient_keep, int(np.prod(flat.shape[1:])))
+    masks = attribution.salient_features(
+        model, flat, targets, num_keep=keep, from_logits=config.from_logits
+    )
+    fig = plots.image_grid(
+        masks.reshape(result.images.shape),
+        row_labels=names,
+        suptitle=f"salient features: top {keep} pixels of d p[label] / d input (positive part)",
+    )
+    io.save_figure(fig, os.path.join(out, "salient.png"))
+    plots.close(fig)
+    return summary
+
+
+def _is_rubbish(config: BackworkConfig, num_layers: int) -> bool:
+    coeffs = config.coeffs_for(num_layers)
+    return all(c == 0 for c in coeffs[:-1])
+
+
+def format_backwork_table(summary: Mapping) -> str:
+    """A one-screen table of a backworking summary."""
+    head = (
+        f"{'label':>8} {'conv':>5} {'steps':>6} {'reinit':>6} {'min p':>9} {'mean p':>9} "
+        f"{'d(train)':>9} {'d(batch)':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for row in summary["labels"]:
+        lines.append(
+            f"{row['name'][:8]:>8} {'yes' if row['converged'] else 'no':>5} {row['steps']:6d} "
+            f"{row['reinits']:6d} {row['min_target_prob']:9.5f} {row['mean_target_prob']:9.5f} "
+            f"{row['mean_nearest_train_distance']:9.3f} {row['mean_pairwise_distance']:9.3f}"
+        )
+    lines.append("-" * len(head))
+    conv = sum(r["converged"] for r in summary["labels"])
+    lines.append(
+        f"{conv}/{len(summary['labels'])} labels converged in {summary['steps']} steps, "
+        f"{summary['wall_time_s']:.1f} s; pixels in [{summary['pixels_in_range'][0]:.3f}, "
+        f"{summary['pixels_in_range'][1]:.3f}]; mean distance to the nearest training image "
+        f"{summary['mean_nearest_train_distance']:.3f}, within the batch "
+        f"{summary['mean_pairwise_distance'] or float('nan'):.3f} (pixel-space L2)"
+    )
+    if "model_accuracy" in summary:
+        lines.append(
+            f"model test accuracy {100 * summary['model_accuracy']:.2f}% "
+            f"({summary.get('data_source')} data)"
+        )
+    if summary.get("interrupted"):
+        lines.append("INTERRUPTED: these are the images found so far")
+    return "\n".join(lines)
