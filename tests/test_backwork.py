@@ -1,0 +1,267 @@
+"""tfool.backwork: the optimisation loop, its bookkeeping and its errors."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from tfool import backwork as bw
+
+FAST = dict(num_examples=3, reference_size=40, jit_compile=False, max_num_steps=12, min_num_steps=0)
+
+
+def cfg(**kw):
+    return bw.BackworkConfig(**{**FAST, **kw})
+
+
+@pytest.fixture(scope="module")
+def dense_model():
+    """A small non-CNN classifier with its own layer names."""
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((28, 28, 1), name="pixels")
+    x = keras.layers.Flatten(name="flat")(inp)
+    h = keras.layers.Dense(16, activation="tanh", name="hidden")(x)
+    out = keras.layers.Dense(10, name="logits")(h)
+    return keras.Model(inp, out)
+
+
+def test_config_defaults_are_the_posts():
+    c = bw.BackworkConfig()
+    assert c.labels == tuple(range(10)) and c.num_examples == 8
+    assert c.reference_cost_coeff == 0.5 and c.batch_cost_coeff == 0.5
+    assert c.learning_rate == 0.01 and c.prob_cap_min == 0.999
+    assert c.num_mono_dec_saves == 5 and c.save_freq == 1 and c.clip_inputs
+    np.testing.assert_allclose(c.coeffs_for(5), [1e-5, 1e-4, 1e-3, 1e-2, 10])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.num_examples = 3
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_examples=0), "num_examples=0"),
+        (dict(prob_cap_min=0.0), r"prob_cap_min=0.0 must lie in \(0, 1\]"),
+        (dict(prob_cap_mean=1.5), "prob_cap_mean=1.5"),
+        (dict(layer_cost_coeffs=(1.0, float("nan"))), "non-finite"),
+        (dict(reference_cost_coeff=float("inf")), "reference_cost_coeff=inf"),
+        (dict(labels=()), "labels is empty"),
+        (dict(labels=(1, 1)), "duplicates"),
+        (dict(init="zeros"), "init='zeros'"),
+        (dict(learning_rate=0.0), "learning_rate=0.0"),
+        (dict(softmax_cost="hinge"), "softmax_cost='hinge'"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bw.BackworkConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(labels=(3, 10)), r"labels \[10\] are outside the model's classes 0..9"),
+        (dict(num_examples=1), "num_examples=1 but the batch cost needs >= 2"),
+        (dict(layer_cost_coeffs=(1.0, 1.0, 1.0, 1.0)), "4 entries but the model exposes 5"),
+    ],
+)
+def test_backwork_rejects_bad_input_before_work(small_cnn, small_data, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bw.backwork(small_cnn, small_data, cfg(**kwargs))
+
+
+def test_label_without_training_images(small_cnn, small_data):
+    no_sevens = dataclasses.replace(
+        small_data,
+        x_train=small_data.x_train[small_data.y_train != 7],
+        y_train=small_data.y_train[small_data.y_train != 7],
+    )
+    with pytest.raises(ValueError, match=r"labels \[7\] have no training images"):
+        bw.backwork(small_cnn, no_sevens, cfg(labels=(1, 7)))
+
+
+def test_single_example_allowed_without_batch_cost(small_cnn, small_data):
+    res = bw.backwork(
+        small_cnn,
+        small_data,
+        cfg(labels=(2,), num_examples=1, batch_cost_coeff=0.0, max_num_steps=3),
+    )
+    assert res.images.shape == (1, 1, 28, 28, 1)
+
+
+def test_reaches_the_cap_within_range(small_cnn, small_data):
+    res = bw.backwork(small_cnn, small_data, cfg(labels=(0, 6), max_num_steps=400, min_num_steps=5))
+    assert res.converged.all()
+    assert (res.target_probs > 0.999).all()
+    assert res.images.min() >= 0.0 and res.images.max() <= 1.0
+    assert res.images.shape == (2, 3, 28, 28, 1) and res.probabilities.shape == (2, 3, 10)
+    # every label stopped when it converged, and the run when the last one did
+    assert res.label_steps.max() == res.steps
+    assert set(res.cost_terms) == {"reference", "batch", "softmax"}
+    assert res.cost_terms["reference"].shape == (4, 2)
+
+
+def test_all_labels_at_once_equals_one_by_one(small_cnn, small_data):
+    c = cfg(labels=(3, 8), prob_cap_min=0.99, max_num_steps=60, seed=5)
+    joint = bw.backwork(small_cnn, small_data, c)
+    for i, lbl in enumerate(c.labels):
+        alone = bw.backwork(small_cnn, small_data, dataclasses.replace(c, labels=(lbl,)))
+        np.testing.assert_allclose(joint.images[i], alone.images[0], atol=2e-4)
+        assert joint.label_steps[i] == alone.label_steps[0]
+        assert joint.reinits[i] == alone.reinits[0]
+        assert joint.converged[i] == alone.converged[0]
+
+
+def test_same_seed_same_result_other_seed_differs(small_cnn, small_data):
+    a = bw.backwork(small_cnn, small_data, cfg(labels=(4,), seed=1))
+    b = bw.backwork(small_cnn, small_data, cfg(labels=(4,), seed=1))
+    c = bw.backwork(small_cnn, small_data, cfg(labels=(4,), seed=2))
+    np.testing.assert_array_equal(a.images, b.images)
+    assert not np.allclose(a.images, c.images)
+
+
+def test_xla_step_matches_plain_step(small_cnn, small_data):
+    a = bw.backwork(small_cnn, small_data, cfg(labels=(5,), max_num_steps=5))
+    b = bw.backwork(small_cnn, small_data, cfg(labels=(5,), max_num_steps=5, jit_compile=True))
+    np.testing.assert_allclose(a.images, b.images, atol=1e-4)
+
+
+def test_stuck_rows_are_reinitialised(small_cnn, small_data):
+    # With a vanishing learning rate the images never change, so the target probability
+    # never rises: every row is re-initialised once its window is full.
+    c = cfg(
+        labels=(1,),
+        learning_rate=1e-30,
+        num_mono_dec_saves=2,
+        reinit_below=1.0,
+        prob_cap_min=1.0,
+        prob_cap_mean=1.0,
+        max_num_steps=4,
+    )
+    res = bw.backwork(small_cnn, small_data, c)
+    assert res.reinits[0] >= 3
+    first, last = res.history_images[0], res.history_images[-1]
+    assert not np.allclose(first, last)
+
+
+def test_tracker_needs_a_full_window_that_never_rises():
+    tr = bw._Tracker(rows=3, window=3)
+    every = np.ones(3, bool)
+    for p in ([0.5, 0.5, 0.5], [0.4, 0.6, 0.5]):
+        tr.push(np.array(p, np.float32), every)
+        assert not tr.declining(0.99).any()  # window not full yet
+    tr.push(np.array([0.3, 0.55, 0.995], np.float32), every)
+    np.testing.assert_array_equal(tr.declining(0.99), [True, False, False])
+    tr.clear(np.array([True, False, False]))
+    assert not tr.declining(0.99)[0]
+
+
+def test_reinit_resets_only_those_rows_moments():
+    import tensorflow as tf
+
+    x = tf.Variable(np.full((4, 2, 2, 1), 0.5, np.float32))
+    m = tf.Variable(np.ones((4, 2, 2, 1), np.float32))
+    v = tf.Variable(np.ones((4, 2, 2, 1), np.float32))
+    t = tf.Variable(np.full(4, 7.0, np.float32))
+    rows = np.array([False, True, False, False])
+    rngs = [np.random.default_rng(0), np.random.default_rng(1)]
+    bw._reinitialise(x, m, v, t, rows, np.array([0, 0, 1, 1]), rngs, (2, 2, 1), bw.BackworkConfig())
+    assert np.all(m.numpy()[1] == 0) and np.all(v.numpy()[1] == 0) and t.numpy()[1] == 0
+    assert np.all(m.numpy()[[0, 2, 3]] == 1) and np.all(t.numpy()[[0, 2, 3]] == 7)
+    assert not np.allclose(x.numpy()[1], 0.5) and np.allclose(x.numpy()[[0, 2, 3]], 0.5)
+
+
+def test_history_is_thinned_and_bounded(small_cnn, small_data):
+    res = bw.backwork(
+        small_cnn, small_data, cfg(labels=(2,), max_num_steps=20, prob_cap_min=1.0, max_history=4)
+    )
+    assert 1 <= len(res.history_steps) <= 4
+    assert np.all(np.diff(res.history_steps) > 0)
+    assert res.history_images.shape[1:] == (1, 3, 28, 28, 1)
+    every2 = bw.backwork(
+        small_cnn, small_data, cfg(labels=(2,), max_num_steps=10, prob_cap_min=1.0, history_every=2)
+    )
+    np.testing.assert_array_equal(every2.history_steps, [0, 2, 4, 6, 8, 10])
+
+
+class _StopAt(bw.BackworkCallback):
+    def __init__(self, step):
+        self.step = step
+        self.ended = None
+
+    def on_save(self, event):
+        if event.step == self.step:
+            raise KeyboardInterrupt
+
+    def on_end(self, result):
+        self.ended = result
+
+
+def test_ctrl_c_keeps_what_was_found(small_cnn, small_data):
+    cb = _StopAt(3)
+    res = bw.backwork(
+        small_cnn,
+        small_data,
+        cfg(labels=(0, 1), max_num_steps=1000, prob_cap_min=1.0),
+        callbacks=[cb],
+    )
+    assert res.interrupted and res.steps == 3 and cb.ended is res
+    assert res.images.shape == (2, 3, 28, 28, 1) and np.isfinite(res.images).all()
+
+
+def test_any_keras_classifier_with_named_layers(dense_model, small_data):
+    c = cfg(labels=(0, 9), layer_names=("pixels", "hidden", "logits"), max_num_steps=30)
+    res = bw.backwork(dense_model, small_data, c)
+    assert res.layer_names == ("pixels", "hidden", "logits")
+    assert res.cost_terms["reference"].shape == (2, 2)
+    start = res.history_probs[0]
+    assert (
+        bw.target_probabilities(res.probabilities, res.labels).mean()
+        > bw.target_probabilities(start, res.labels).mean()
+    )
+    with pytest.raises(ValueError, match="5 entries but the model exposes 3"):
+        bw.backwork(
+            dense_model, small_data, dataclasses.replace(c, layer_cost_coeffs=(1, 1, 1, 1, 1))
+        )
+
+
+def test_train_mean_init_averages_groups(small_data):
+    c = cfg(init="train_mean", num_examples=4)
+    rng = np.random.default_rng(0)
+    imgs = bw._initial_images(small_data, c, 3, (4, 28, 28, 1), rng)
+    threes = small_data.train_of_class(3)
+    assert imgs.shape == (4, 28, 28, 1)
+    # each image is a mean of about a quarter of the threes: their overall mean is kept
+    np.testing.assert_allclose(imgs.mean(0), threes.mean(0), atol=0.02)
+    assert not np.allclose(imgs[0], imgs[1])
+
+
+def test_result_round_trip_and_summary(tmp_path, small_cnn, small_data):
+    from tfool import io
+
+    res = bw.backwork(small_cnn, small_data, cfg(labels=(2, 5), max_num_steps=5))
+    io.write_npz(tmp_path / "images.npz", **bw.result_arrays(res))
+    back = bw.load_result(tmp_path / "images.npz")
+    np.testing.assert_array_equal(back.images, res.images)
+    np.testing.assert_array_equal(back.history_probs, res.history_probs)
+    assert back.layer_names == res.layer_names and back.steps == res.steps
+    np.testing.assert_array_equal(back.cost_terms["batch"], res.cost_terms["batch"])
+    s = bw.summarize(res, small_data)
+    assert [r["label"] for r in s["labels"]] == [2, 5]
+    nearest, pairwise = bw.image_distances(res.images, small_data.x_train)
+    brute = np.sqrt(((res.images[0][:, None] - small_data.x_train[None]) ** 2).sum((2, 3, 4)))
+    np.testing.assert_allclose(nearest[0], brute.min(1).mean(), rtol=1e-5)
+    assert s["labels"][0]["mean_nearest_train_distance"] == pytest.approx(nearest[0])
+    io.write_npz(tmp_path / "bad.npz", a=np.zeros(2))
+    with pytest.raises(ValueError, match="not a backworking result"):
+        bw.load_result(tmp_path / "bad.npz")
+
+
+def test_worst_classified_sorted(small_cnn, small_data):
+    imgs, probs = bw.worst_classified(small_cnn, small_data, [1, 8], 4)
+    assert imgs.shape == (2, 4, 28, 28, 1)
+    assert np.all(np.diff(probs, axis=1) >= 0)
+    logits = small_cnn.predict(small_data.x_train, verbose=0)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p = (p / p.sum(1, keepdims=True))[small_data.y_train == 1, 1]
+    np.testing.assert_allclose(probs[0], np.sort(p)[:4], rtol=1e-4)

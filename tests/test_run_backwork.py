@@ -1,0 +1,200 @@
+"""flags/backwork.py and run_backwork.py end to end (subprocesses, a small cached model)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from absl import flags
+
+from flags import backwork as backwork_flags
+from flags import common as common_flags
+from flags import model as model_flags
+from tfool import backwork as bw
+from tfool import models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fresh_flags(argv):
+    fv = flags.FlagValues()
+    common_flags.define_common_flags(fv)
+    model_flags.define_model_flags(fv)
+    backwork_flags.define_backwork_flags(fv)
+    fv(["prog", *argv])
+    return fv
+
+
+def test_defaults_give_the_posts_config():
+    c = backwork_flags.backwork_config(fresh_flags([]))
+    assert c == bw.BackworkConfig()
+
+
+def test_flags_convert_to_config():
+    c = backwork_flags.backwork_config(
+        fresh_flags(
+            [
+                "--backwork_labels=3,5",
+                "--backwork_num_examples=4",
+                "--seed=9",
+                "--backwork_layer_cost_coeffs=1,2,3",
+                "--backwork_layer_names=a,b,c",
+                "--nobackwork_clip_inputs",
+                "--backwork_init=train_mean",
+            ]
+        )
+    )
+    assert c.labels == (3, 5) and c.num_examples == 4 and c.seed == 9
+    assert c.layer_cost_coeffs == (1.0, 2.0, 3.0) and c.layer_names == ("a", "b", "c")
+    assert not c.clip_inputs and c.init == "train_mean"
+    assert backwork_flags.backwork_config(fresh_flags(["--backwork_seed=4", "--seed=9"])).seed == 4
+
+
+def test_rubbish_zeroes_all_but_softmax():
+    c = backwork_flags.backwork_config(fresh_flags(["--backwork_rubbish"]))
+    assert c.coeffs_for(5) == (0.0, 0.0, 0.0, 0.0, 10.0) and c.batch_cost_coeff == 0.0
+    c1 = backwork_flags.backwork_config(
+        fresh_flags(["--backwork_rubbish", "--backwork_num_examples=1"])
+    )
+    assert c1.num_examples == 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--backwork_labels=1,x"], "backwork_labels"),
+        (["--backwork_labels=1,1"], "backwork_labels"),
+        (["--backwork_num_examples=0"], "backwork_num_examples"),
+        (["--backwork_num_examples=1"], "batch cost"),
+        (["--backwork_prob_cap_min=0"], "backwork_prob_cap_min"),
+        (["--backwork_prob_cap_min=1.5"], "backwork_prob_cap_min"),
+        (["--backwork_init=zeros"], "backwork_init"),
+        (["--backwork_layer_cost_coeffs=1,inf"], "finite"),
+        (["--backwork_max_num_steps=0"], "backwork_max_num_steps"),
+    ],
+)
+def test_bad_flags_are_rejected(argv, message):
+    with pytest.raises(flags.IllegalFlagValueError, match=message):
+        fresh_flags(argv)
+
+
+def test_paper_flagfile_is_the_post():
+    fv = fresh_flags([f"--flagfile={ROOT / 'flags' / 'paper.cfg'}"])
+    c = backwork_flags.backwork_config(fv)
+    assert c.layer_cost_coeffs == (1e-5, 1e-4, 1e-3, 1e-2, 10.0)
+    assert c.prob_cap_min == 0.999 and c.num_examples == 8 and c.learning_rate == 0.01
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory, small_cnn):
+    path = tmp_path_factory.mktemp("model") / "cnn.keras"
+    models.save_model(small_cnn, path)
+    return path
+
+
+def _run(args, **kw):
+    env = {**os.environ, "TFOOL_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run_backwork.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        **kw,
+    )
+
+
+SMALL = [
+    "--data_source=sample",
+    "--backwork_labels=0,7",
+    "--backwork_num_examples=3",
+    "--backwork_reference_size=40",
+    "--backwork_max_num_steps=15",
+    "--nobackwork_jit_compile",
+]
+
+
+@pytest.mark.slow
+def test_run_writes_every_output(tmp_path, model_path):
+    out = tmp_path / "out"
+    proc = _run(
+        [
+            f"--output_dir={out}",
+            f"--model_path={model_path}",
+            f"--tensorboard_dir={tmp_path / 'tb'}",
+            *SMALL,
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in (
+        "images.npz",
+        "summary.json",
+        "backworked.png",
+        "worst_train.png",
+        "salient.png",
+        "flags.cfg",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["label"] for r in summary["labels"]] == [0, 7]
+    assert summary["data_source"] == "sample" and 0 < summary["model_accuracy"] <= 1
+    res = bw.load_result(out / "images.npz")
+    assert res.images.shape == (2, 3, 28, 28, 1)
+    assert res.images.min() >= 0 and res.images.max() <= 1
+    assert "converged" in proc.stdout and "label" in proc.stdout
+    assert any(p.name.startswith("events") for p in (tmp_path / "tb").iterdir())
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]
+    # flags.cfg replays the same configuration
+    replay = fresh_flags([f"--flagfile={out / 'flags.cfg'}"])
+    assert backwork_flags.backwork_config(replay).labels == (0, 7)
+    assert replay.output_dir == str(out)
+
+
+def test_stray_arguments_and_bad_model_file(tmp_path):
+    proc = _run(["extra_arg", f"--output_dir={tmp_path}"])
+    assert proc.returncode != 0 and "unexpected arguments: extra_arg" in proc.stderr
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a model at all")
+    proc = _run([f"--output_dir={tmp_path / 'o'}", f"--model_path={bad}", *SMALL])
+    assert proc.returncode != 0 and str(bad) in proc.stderr
+    assert bad.read_bytes() == b"not a model at all"
+
+
+@pytest.mark.slow
+def test_ctrl_c_writes_what_was_found(tmp_path, model_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "TFOOL_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    args = [
+        *SMALL[:-2],
+        "--backwork_max_num_steps=100000",
+        "--backwork_prob_cap_min=1.0",
+        f"--output_dir={out}",
+        f"--model_path={model_path}",
+        "--nobackwork_jit_compile",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run_backwork.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 240
+    for line in proc.stdout:
+        if "labels running" in line or time.time() > deadline:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, rest[-2000:]
+    res = bw.load_result(out / "images.npz")
+    assert res.interrupted and res.steps > 0
+    assert np.isfinite(res.images).all()
+    assert "INTERRUPTED" in rest
