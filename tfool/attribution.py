@@ -688,9 +688,11 @@ def default_options(input_shape: Sequence[int]) -> dict[str, dict[str, Any]]:
     over 10 samples, with noise of standard deviation 0.15 (15% of a [0, 1] pixel range,
     within Smilkov et al.'s 10-20%); occlusion with a baseline of 0 and, instead of the
     post's 15 x 15 / stride 8 windows meant for 224-pixel images, 5 x 5 windows with
-    stride 2 (whole channels), a comparable share of a 28-pixel digit.
+    stride 2 (whole channels), a comparable share of a 28-pixel digit; salient features
+    keep the post's 200 elements (all of them for inputs with fewer).
     """
-    window, strides = _default_window(tuple(int(d) for d in input_shape))
+    shape = tuple(int(d) for d in input_shape)
+    window, strides = _default_window(shape)
     return {
         "saliency": {"absolute": True},
         "gradient_x_input": {"absolute_gradient": True, "normalize": True},
@@ -714,7 +716,7 @@ def default_options(input_shape: Sequence[int]) -> dict[str, dict[str, Any]]:
             "baselines": 0.0,
             "perturbations_per_eval": 16,
         },
-        "salient_features": {"num_keep": 200},
+        "salient_features": {"num_keep": min(200, int(np.prod(shape)))},
     }
 
 

@@ -118,7 +118,8 @@ def _cumulative_sum_threshold(values: np.ndarray, percentile: float) -> float:
     """The value below which ``percentile`` percent of the total mass of ``values`` lies."""
     ordered = np.sort(values.ravel())
     sums = np.cumsum(ordered)
-    return float(ordered[np.nonzero(sums >= sums[-1] * 0.01 * percentile)[0][0]])
+    index = np.searchsorted(sums, sums[-1] * (percentile / 100.0))  # first sum >= the share
+    return float(ordered[min(index, len(ordered) - 1)])
 
 
 def normalize_attribution(
