@@ -455,6 +455,8 @@ def test_training_attribution_records_and_integrates(small_data, tmp_path):
     model = models.build_mnist_cnn(conv_filters=(4,), fc_units=8, seed=0)
     x, y = small_data.x_test[:3], small_data.y_test[:3]
     recorder = attribution.TrainingAttribution(x, y, every="batch", score="loss")
+    per_epoch = attribution.TrainingAttribution(x, y, every="epoch", score="loss")
+    sum_only = attribution.TrainingAttribution(x, y, every="batch", score="loss", keep_frames=False)
     subset = type(small_data)(
         small_data.x_train[:200],
         small_data.y_train[:200],
@@ -468,8 +470,14 @@ def test_training_attribution_records_and_integrates(small_data, tmp_path):
         model,
         subset,
         models.TrainConfig(epochs=1, batch_size=50, verbose=0),
-        callbacks=[recorder],
+        callbacks=[recorder, per_epoch, sum_only],
     )
+    assert per_epoch.labels == ["start", "epoch 1"]
+    np.testing.assert_array_equal(per_epoch.frames[-1], recorder.frames[-1])
+    assert sum_only.count == 5 and not sum_only.frames
+    np.testing.assert_allclose(sum_only.integrated, recorder.integrated, rtol=1e-6)
+    with pytest.raises(ValueError, match="no frames recorded"):
+        sum_only.running_sums()
     assert recorder.count == len(recorder.frames) == 5  # start + 4 batches
     assert recorder.labels[0] == "start" and recorder.labels[-1] == "epoch 1 batch 4"
     np.testing.assert_allclose(recorder.integrated, np.sum(recorder.frames, axis=0), atol=1e-6)
@@ -554,6 +562,12 @@ _X = np.zeros((2, *SHAPE), np.float32)
         (lambda m: attribution.attribute_all(m, _X, 0, methods=["lime"]), "methods='lime'"),
         (
             lambda m: attribution.attribute_all(m, _X, 0, options={"occlusion": {"size": 2}}),
+            "unknown keys",
+        ),
+        (
+            lambda m: attribution.attribute_all(
+                m, _X, 0, options={"integrated_gradients": {"return_convergence_delta": True}}
+            ),
             "unknown keys",
         ),
         (lambda m: attribution.TrainingAttribution(_X, 0, every="step"), "every='step'"),

@@ -720,12 +720,27 @@ def default_options(input_shape: Sequence[int]) -> dict[str, dict[str, Any]]:
     }
 
 
-_FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {}  # filled below the definitions
+_FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
+    "saliency": saliency,
+    "gradient_x_input": gradient_x_input,
+    "integrated_gradients": integrated_gradients,
+    "occlusion": occlusion,
+    "salient_features": salient_features,
+}
+# Arguments attribute_all sets itself, never taken from the per-method options.
+_FIXED_ARGS = {
+    "model_fn",
+    "x",
+    "target",
+    "from_logits",
+    "score",
+    "strategy",
+    "return_convergence_delta",
+}
 
 
 def _check_options(name: str, fn: Callable, opts: Mapping[str, Any], extra=()) -> None:
-    allowed = set(inspect.signature(fn).parameters) - {"model_fn", "x", "target"}
-    allowed |= set(extra)
+    allowed = (set(inspect.signature(fn).parameters) | set(extra)) - _FIXED_ARGS
     unknown = sorted(set(opts) - allowed)
     if unknown:
         raise ValueError(
@@ -814,15 +829,6 @@ def attribute_all(
                 x=x, from_logits=from_logits, score=score, **common, **settings[name]
             )
     return results
-
-
-_FUNCTIONS.update(
-    saliency=saliency,
-    gradient_x_input=gradient_x_input,
-    integrated_gradients=integrated_gradients,
-    occlusion=occlusion,
-    salient_features=salient_features,
-)
 
 
 # ----------------------------------------------------------------------------------------
