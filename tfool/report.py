@@ -27,9 +27,10 @@ def write_backwork_outputs(
     config: BackworkConfig,
     extra: Mapping | None = None,
     salient_keep: int = 200,
+    attribution_images: int = 4,
 ) -> dict:
     """Writes ``images.npz``, ``summary.json``, ``backworked.png``, ``worst_train.png`` and
-    ``salient.png`` into ``output_dir``, each atomically.
+    ``salient.png`` and ``attribution.png`` into ``output_dir``, each atomically.
 
     Args:
         output_dir: Destination folder.
@@ -39,6 +40,8 @@ def write_backwork_outputs(
         config: The run's settings.
         extra: More summary entries (model accuracy, paths, ...).
         salient_keep: Pixels kept in the salient-feature masks.
+        attribution_images: Labels (first image each) shown in ``attribution.png``
+            with every attribution method; 0 skips the figure.
 
     Returns:
         The summary written to ``summary.json``.
@@ -87,6 +90,19 @@ def write_backwork_outputs(
     )
     io.save_figure(fig, os.path.join(out, "salient.png"))
     plots.close(fig)
+
+    if attribution_images:
+        # one backworked image per label (the first ones), every attribution method
+        picks = result.images[: attribution_images, 0]
+        picked_labels = result.labels[: attribution_images]
+        attrs = attribution.attribute_all(model, picks, picked_labels,
+                                          from_logits=config.from_logits)
+        p = result.target_probs[: attribution_images, 0]
+        titles = [f"{names[i]}: p={p[i]:.4f}" for i in range(len(picks))]
+        fig = plots.attribution_comparison_figure(
+            picks, attrs, titles, suptitle="what the CNN's decision rests on, backworked images")
+        io.save_figure(fig, os.path.join(out, "attribution.png"))
+        plots.close(fig)
     return summary
 
 
