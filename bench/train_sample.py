@@ -18,8 +18,8 @@ import keras  # noqa: E402
 from tfool import data, models  # noqa: E402
 
 
-def measure(config: models.TrainConfig) -> tuple[float, float, float]:
-    """Trains the default CNN on the sample; returns (test accuracy, fit seconds, load)."""
+def measure(config: models.TrainConfig) -> tuple[float, float, float, float]:
+    """Trains the default CNN on the sample: (test accuracy, fit s, fit+eval s, load)."""
     ds = data.load_mnist(source="sample")
     keras.utils.set_random_seed(config.seed)
     model = models.build_mnist_cnn(seed=config.seed)
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> None:
     if argv:
         recipes = [
             models.TrainConfig(int(e), int(b), float(lr), verbose=0)
-            for e, b, lr in zip(argv[::3], argv[1::3], argv[2::3])
+            for e, b, lr in zip(argv[::3], argv[1::3], argv[2::3], strict=True)
         ]
     print("epochs batch lr       test_acc fit_s  train+eval_s load1")
     for cfg in recipes:
