@@ -25,8 +25,13 @@ class CommonConfig:
     verbosity: int
 
 
-def define_common_flags(flag_values: flags.FlagValues = flags.FLAGS, output_dir: str = "out") -> None:
-    """Defines ``--output_dir``, ``--seed``, ``--dataset``, ``--data_source``, ``--data_dir``, ``--verbose``.
+def define_common_flags(
+    flag_values: flags.FlagValues = flags.FLAGS, output_dir: str = "out"
+) -> None:
+    """Defines the common flags: output folder, seed, dataset, data source and verbosity.
+
+    ``--output_dir``, ``--seed``, ``--dataset``, ``--data_source``, ``--data_dir``,
+    ``--verbose``; ``--data_source=idx`` requires ``--data_dir``.
 
     Args:
         flag_values: Where to define them (a fresh ``FlagValues`` in tests).

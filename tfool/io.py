@@ -1,8 +1,10 @@
-"""Atomic file writing: JSON, NPZ, text, figures and Keras models go through a temp file + rename."""
+"""Atomic file writing: JSON, NPZ, CSV, text, figures and models go via a temp file + rename."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io as _stdio
 import json
 import os
 import tempfile
@@ -79,9 +81,21 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
+def _plain_keys(obj: Any) -> Any:
+    """Copies nested dicts/lists with NumPy scalar dict keys turned into Python ones."""
+    if isinstance(obj, dict):
+        return {
+            (_json_default(k) if isinstance(k, np.generic) else k): _plain_keys(v)
+            for k, v in obj.items()
+        }
+    if isinstance(obj, (list, tuple)):
+        return [_plain_keys(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Writes ``obj`` as indented JSON atomically (NumPy scalars and arrays allowed)."""
-    text = json.dumps(obj, indent=2, default=_json_default, allow_nan=True) + "\n"
+    """Writes ``obj`` as indented JSON atomically (NumPy scalars, arrays and keys allowed)."""
+    text = json.dumps(_plain_keys(obj), indent=2, default=_json_default, allow_nan=True) + "\n"
     return write_text(path, text)
 
 
@@ -104,14 +118,20 @@ def write_npz(path: str | os.PathLike, **arrays: Any) -> Path:
 
 
 def write_csv(path: str | os.PathLike, header: list[str], rows: list[list[Any]]) -> Path:
-    """Writes a small CSV table atomically (values formatted with ``str``)."""
+    """Writes a small CSV table atomically.
+
+    Floats (Python or NumPy) are written with 6 significant digits, other values with
+    ``str``; cells holding commas, quotes or newlines are quoted the standard way.
+    """
 
     def _cell(value: Any) -> str:
-        text = f"{value:.6g}" if isinstance(value, float) else str(value)
-        return f'"{text}"' if ("," in text or '"' in text) else text
+        return f"{value:.6g}" if isinstance(value, (float, np.floating)) else str(value)
 
-    lines = [",".join(header)] + [",".join(_cell(v) for v in row) for row in rows]
-    return write_text(path, "\n".join(lines) + "\n")
+    buf = _stdio.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([str(h) for h in header])
+    writer.writerows([_cell(v) for v in row] for row in rows)
+    return write_text(path, buf.getvalue())
 
 
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:

@@ -119,9 +119,7 @@ def build_mnist_cnn(
         )(x)
         x = keras.layers.MaxPooling2D(2, strides=2, padding="same", name=f"conv{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(
-        fc_units, kernel_initializer=init(), bias_initializer=bias, name="fc"
-    )(x)
+    x = keras.layers.Dense(fc_units, kernel_initializer=init(), bias_initializer=bias, name="fc")(x)
     x = keras.layers.ReLU(name="fc_relu")(x)
     logits = keras.layers.Dense(
         num_classes, kernel_initializer=init(), bias_initializer=bias, name="logits"
@@ -246,11 +244,19 @@ def train(
         .prefetch(tf.data.AUTOTUNE)
     )
     start = time.perf_counter()
-    hist = model.fit(ds, epochs=config.epochs, verbose=config.verbose, callbacks=list(callbacks))
+    hist = model.fit(
+        ds,
+        epochs=config.epochs,
+        verbose=config.verbose,
+        callbacks=list(callbacks),
+        shuffle=False,  # the dataset above is already shuffled, seeded
+    )
     seconds = time.perf_counter() - start
     acc = evaluate(model, data.x_test, data.y_test)
     logger.info("trained %s: %.2f%% test accuracy in %.1f s", model.name, 100 * acc, seconds)
-    return TrainResult(acc, seconds, config.epochs, {k: list(map(float, v)) for k, v in hist.history.items()})
+    return TrainResult(
+        acc, seconds, config.epochs, {k: list(map(float, v)) for k, v in hist.history.items()}
+    )
 
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
@@ -270,9 +276,11 @@ def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is corrupt or not a Keras model (the message names it).
+        ValueError: the file is corrupt, not a Keras model or a folder (the message names it).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"model path {path} is a folder, expected a .keras file")
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     if path.suffix != ".keras":
@@ -286,7 +294,7 @@ def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:
 
 
 def check_compatible(model: keras.Model, image_shape: Sequence[int], num_classes: int, path=None):
-    """Raises ``ValueError`` unless ``model`` takes ``image_shape`` and has ``num_classes`` outputs."""
+    """Raises ``ValueError`` unless ``model`` takes ``image_shape`` and outputs ``num_classes``."""
     where = f"model at {path}" if path else f"model {model.name!r}"
     got_in = tuple(model.inputs[0].shape[1:])
     if got_in != tuple(image_shape):

@@ -1,0 +1,162 @@
+"""Tests for tfool.io: atomic writes, JSON with NumPy values, CSV quoting, permissions."""
+
+import csv
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from tfool import io
+
+
+def _leftovers(folder):
+    """Files in ``folder`` other than the expected outputs (temp files would show up here)."""
+    return sorted(p.name for p in folder.iterdir() if ".tmp" in p.name)
+
+
+def test_write_text_creates_parent_folders(tmp_path):
+    path = tmp_path / "a" / "b" / "note.txt"
+    assert io.write_text(path, "héllo\n") == path
+    assert path.read_text(encoding="utf-8") == "héllo\n"
+    assert _leftovers(path.parent) == []
+
+
+def test_failing_writer_keeps_old_content_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "result.json"
+    io.write_json(path, {"old": 1})
+    before = path.read_bytes()
+
+    def writer(tmp):
+        tmp.write_text("half written", encoding="utf-8")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        io.write_with(path, writer)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_failing_writer_creates_nothing_when_no_old_file(tmp_path):
+    path = tmp_path / "new.npz"
+    with pytest.raises(KeyboardInterrupt):
+        with io.atomic_path(path) as tmp:
+            tmp.write_bytes(b"partial")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_temp_keeps_suffix_and_folder(tmp_path):
+    path = tmp_path / "model.keras"
+    with io.atomic_path(path) as tmp:
+        assert tmp.parent == tmp_path
+        assert tmp.suffix == ".keras"
+        assert tmp != path
+        tmp.write_bytes(b"x")
+        assert not path.exists()
+    assert path.read_bytes() == b"x"
+
+
+def test_write_json_numpy_values_round_trip(tmp_path):
+    obj = {
+        "int": np.int64(3),
+        "float32": np.float32(0.25),
+        "float64": np.float64(1.5),
+        "bool": np.bool_(True),
+        "array": np.arange(4, dtype=np.int32).reshape(2, 2),
+        "path": tmp_path / "x.png",
+        "nested": [{"acc": np.float32(0.5)}],
+        np.int64(7): "numpy key",
+    }
+    path = io.write_json(tmp_path / "r.json", obj)
+    back = io.read_json(path)
+    assert back["int"] == 3 and isinstance(back["int"], int)
+    assert back["float32"] == 0.25
+    assert back["float64"] == 1.5
+    assert back["bool"] is True
+    assert back["array"] == [[0, 1], [2, 3]]
+    assert back["path"] == str(tmp_path / "x.png")
+    assert back["nested"] == [{"acc": 0.5}]
+    assert back["7"] == "numpy key"
+
+
+def test_write_json_rejects_unknown_objects_without_writing(tmp_path):
+    path = tmp_path / "bad.json"
+    with pytest.raises(TypeError, match="object"):
+        io.write_json(path, {"x": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_json_invalid_names_file(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="broken.json"):
+        io.read_json(path)
+
+
+def test_write_npz_round_trip(tmp_path):
+    x = np.random.default_rng(0).random((3, 4)).astype(np.float32)
+    path = io.write_npz(tmp_path / "arrays.npz", x=x, y=np.arange(3))
+    with np.load(path) as f:
+        np.testing.assert_array_equal(f["x"], x)
+        np.testing.assert_array_equal(f["y"], np.arange(3))
+    assert _leftovers(tmp_path) == []
+
+
+def test_write_csv_quotes_awkward_cells(tmp_path):
+    rows = [
+        ["plain", 1, 0.123456789],
+        ["a, b", np.float32(0.5), np.int64(2)],
+        ['say "hi"', 2.0, True],
+        ["two\nlines", -1e-9, None],
+    ]
+    path = io.write_csv(tmp_path / "t.csv", ["name", "value, units", "other"], rows)
+    with open(path, newline="", encoding="utf-8") as fh:
+        back = list(csv.reader(fh))
+    assert back[0] == ["name", "value, units", "other"]
+    assert [r[0] for r in back[1:]] == ["plain", "a, b", 'say "hi"', "two\nlines"]
+    assert back[1][1:] == ["1", "0.123457"]
+    assert back[2][1:] == ["0.5", "2"]
+    assert back[3][1:] == ["2", "True"]
+    assert float(back[4][1]) == pytest.approx(-1e-9)
+    assert len(back) == 5
+
+
+def test_save_figure_writes_png(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1], [1, 0])
+    path = io.save_figure(fig, tmp_path / "fig.png")
+    plt.close(fig)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda p: io.write_text(p / "a.txt", "x"),
+        lambda p: io.write_json(p / "a.json", {"a": 1}),
+        lambda p: io.write_npz(p / "a.npz", a=np.zeros(2)),
+        lambda p: io.write_csv(p / "a.csv", ["a"], [[1]]),
+    ],
+)
+def test_written_files_follow_the_umask_not_0600(tmp_path, write):
+    old = os.umask(0o022)
+    try:
+        path = write(tmp_path)
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    assert mode == 0o644, oct(mode)
+
+
+def test_json_file_is_plain_json(tmp_path):
+    path = io.write_json(tmp_path / "r.json", {"a": [1, 2]})
+    assert json.loads(path.read_text(encoding="utf-8")) == {"a": [1, 2]}
+    assert path.read_text(encoding="utf-8").endswith("\n")
