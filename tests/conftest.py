@@ -23,8 +23,13 @@ def small_data(mnist_sample):
     """A 1,000-image subset of the sample, for quick training."""
     ds = mnist_sample
     return data.Dataset(
-        ds.x_train[:1000], ds.y_train[:1000], ds.x_test[:300], ds.y_test[:300],
-        ds.class_names, ds.source, ds.name,
+        ds.x_train[:1000],
+        ds.y_train[:1000],
+        ds.x_test[:300],
+        ds.y_test[:300],
+        ds.class_names,
+        ds.source,
+        ds.name,
     )
 
 
@@ -34,7 +39,9 @@ def small_cnn(small_data):
     keras.utils.set_random_seed(0)
     model = models.build_mnist_cnn(conv_filters=(8, 16), fc_units=64, seed=0)
     result = models.train(
-        model, small_data, models.TrainConfig(epochs=3, batch_size=50, learning_rate=3e-3, verbose=0)
+        model,
+        small_data,
+        models.TrainConfig(epochs=3, batch_size=50, learning_rate=3e-3, verbose=0),
     )
     model.test_accuracy = result.test_accuracy
     return model
