@@ -187,7 +187,10 @@ def _named(models) -> list[tuple[str, ImagenetModel]]:
 
 
 def _top1_fn(model: ImagenetModel):
-    @tf.function
+    """The model's compiled ``uint8 pixels -> (top-1 label, its probability)``."""
+    spec = tf.TensorSpec([None, *model.image_shape], tf.uint8)
+
+    @tf.function(input_signature=[spec])
     def top1(pixels):
         probs = model.probabilities(tf.cast(pixels, tf.float32))
         return tf.argmax(probs, axis=-1), tf.reduce_max(probs, axis=-1)
@@ -197,7 +200,7 @@ def _top1_fn(model: ImagenetModel):
 
 def _run(fn, batch: np.ndarray, strategy: tf.distribute.Strategy | None):
     if strategy is None:
-        return [t.numpy() for t in fn(batch)]
+        return [t.numpy() for t in fn(tf.constant(batch))]
     dataset = tf.data.Dataset.from_tensors(batch)
     (dist_batch,) = list(strategy.experimental_distribute_dataset(dataset))
     outputs = strategy.run(fn, args=(dist_batch,))
