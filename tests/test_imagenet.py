@@ -258,3 +258,20 @@ def test_class_index_method(mobilenet):
     assert mobilenet.class_index("envelope") == 549
     with pytest.raises(ValueError, match="close matches"):
         mobilenet.class_index("envelop")
+
+
+def test_from_keras_wraps_your_own_classifier(rng):
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(5)(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, outputs)
+    wrapped = imagenet.from_keras(model, "mine")
+    assert wrapped.input_size == (8, 8) and wrapped.class_names == ("0", "1", "2", "3", "4")
+    pixels = rng.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(wrapped.logits(pixels).numpy(), model(pixels).numpy(), rtol=1e-6)
+    assert wrapped.class_index("3") == 3
+    with pytest.raises(ValueError, match="not one of mine's classes"):
+        wrapped.class_index("cat")
+    with pytest.raises(ValueError, match="names has 2 entries"):
+        imagenet.from_keras(model, "mine", names=["a", "b"])
+    with pytest.raises(ValueError, match="preprocess=3"):
+        imagenet.from_keras(model, "mine", preprocess=3)

@@ -3,29 +3,14 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from tiny_imagenet import tiny_imagenet_model
 
 from tfool import imagenet, io, plots, projection
 
 
-def tiny_model(size=16, seed=0, name="tiny"):
-    """A small 1,000-class logits CNN behind VGG16's own preprocessing."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((size, size, 3))
-    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(1000)(x)
-
-    def preprocess(pixels):
-        return keras.applications.vgg16.preprocess_input(tf.convert_to_tensor(pixels, tf.float32))
-
-    model = keras.Model(inputs, outputs)
-    return imagenet.ImagenetModel(model, preprocess, (size, size), name, imagenet.class_names())
-
-
 @pytest.fixture(scope="module")
 def tiny():
-    return tiny_model()
+    return tiny_imagenet_model()
 
 
 @pytest.fixture(scope="module")

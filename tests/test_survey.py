@@ -7,30 +7,17 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_imagenet import tiny_imagenet_model
 
 from tfool import imagenet, io, plots, survey
 
 
-def tiny_model(size, seed, name):
-    """A small 1,000-class logits CNN behind ResNet50's own preprocessing."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((size, size, 3))
-    x = keras.layers.Conv2D(6, 3, activation="relu")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(1000)(x)
-
-    def preprocess(pixels):
-        return keras.applications.resnet50.preprocess_input(
-            tf.convert_to_tensor(pixels, tf.float32)
-        )
-
-    model = keras.Model(inputs, outputs)
-    return imagenet.ImagenetModel(model, preprocess, (size, size), name, imagenet.class_names())
-
-
 @pytest.fixture(scope="module")
 def two_models():
-    return [tiny_model(16, 0, "small"), tiny_model(20, 1, "large")]
+    return [
+        tiny_imagenet_model(16, 0, "small", preprocess="resnet50", filters=6),
+        tiny_imagenet_model(20, 1, "large", preprocess="resnet50", filters=6),
+    ]
 
 
 def direct_top1(model, images):

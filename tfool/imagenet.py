@@ -482,6 +482,58 @@ def _to_logits(model: keras.Model, where: str) -> keras.Model:
     return model
 
 
+def _input_size(model: keras.Model, where: str) -> tuple[int, int]:
+    shape = tuple(model.inputs[0].shape[1:]) if model.inputs else ()
+    if len(shape) != 3 or shape[-1] != 3 or None in shape[:2]:
+        raise ValueError(f"{where} takes inputs of shape {shape}, expected (H, W, 3)")
+    return int(shape[0]), int(shape[1])
+
+
+def from_keras(
+    model: keras.Model,
+    name: str,
+    preprocess: str | Callable | None = None,
+    names: Sequence[str] | None = None,
+    weights: str = "custom",
+) -> ImagenetModel:
+    """Wraps your own Keras classifier (RGB images in, logits out) as an ``ImagenetModel``.
+
+    Args:
+        model: A built classifier with input ``(H, W, 3)`` and logits out.
+        name: Its name in reports.
+        preprocess: Pixels 0-255 to the model's input: an architecture name (its
+            ``preprocess_input``, e.g. ``"vgg16"``), a function of a float32 tensor, or
+            ``None`` when the model takes pixels 0-255 itself.
+        names: One name per output (default: the ImageNet names for 1,000 outputs,
+            else ``"0"``, ``"1"``, ...).
+        weights: Where the weights came from, for reports.
+
+    Returns:
+        An ``ImagenetModel``.
+    """
+    size = _input_size(model, f"model {model.name!r}")
+    outputs = int(model.outputs[0].shape[-1])
+    if names is None:
+        names = class_names() if outputs == NUM_CLASSES else tuple(str(i) for i in range(outputs))
+    if len(names) != outputs:
+        raise ValueError(
+            f"names has {len(names)} entries but model {model.name!r} has {outputs} outputs"
+        )
+    if preprocess is None:
+        fn = _as_tensor_fn(lambda x: x)
+    elif isinstance(preprocess, str):
+        fn = _as_tensor_fn(
+            getattr(keras.applications, _architecture(preprocess).module).preprocess_input
+        )
+    elif callable(preprocess):
+        fn = _as_tensor_fn(preprocess)
+    else:
+        raise ValueError(
+            f"preprocess={preprocess!r} must be None, an architecture name or a function"
+        )
+    return ImagenetModel(model, fn, size, name, tuple(names), weights)
+
+
 def _load_keras_file(path: Path, input_size, name: str) -> keras.Model:
     try:
         model = keras.saving.load_model(path, compile=False)
@@ -489,13 +541,9 @@ def _load_keras_file(path: Path, input_size, name: str) -> keras.Model:
         raise ValueError(
             f"weights file {str(path)!r} could not be loaded as a Keras model: {err}"
         ) from err
-    shape = tuple(model.inputs[0].shape[1:]) if model.inputs else ()
-    if len(shape) != 3 or shape[-1] != 3 or None in shape[:2]:
-        raise ValueError(
-            f"model file {str(path)!r} takes inputs of shape {shape}, expected (H, W, 3)"
-        )
-    if input_size is not None and tuple(shape[:2]) != input_size:
-        raise ValueError(f"input_size={input_size} but model file {str(path)!r} takes {shape[:2]}")
+    size = _input_size(model, f"model file {str(path)!r}")
+    if input_size is not None and size != input_size:
+        raise ValueError(f"input_size={input_size} but model file {str(path)!r} takes {size}")
     if model.outputs[0].shape[-1] != NUM_CLASSES:
         raise ValueError(
             f"model file {str(path)!r} has {model.outputs[0].shape[-1]} outputs, expected "
@@ -562,12 +610,10 @@ def load_imagenet_model(
         )
     if kind == "imagenet":
         _check_imagenet_available(name, arch)
-    preprocess = _as_tensor_fn(getattr(keras.applications, arch.module).preprocess_input)
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         if kind == "keras":
             model = _load_keras_file(source, size, name)
-            size = tuple(int(s) for s in model.inputs[0].shape[1:3])
         else:
             size = size or default
             constructor = getattr(keras.applications, arch.constructor)
@@ -590,5 +636,6 @@ def load_imagenet_model(
             finally:
                 socket.setdefaulttimeout(old_timeout)
     label = kind if kind in ("imagenet", "none") else str(source)
-    logger.info("loaded %s (%s weights, input %dx%d)", name, label, *size)
-    return ImagenetModel(model, preprocess, size, name, class_names(), label)
+    wrapped = from_keras(model, name, preprocess=name, weights=label)
+    logger.info("loaded %s (%s weights, input %dx%d)", name, label, *wrapped.input_size)
+    return wrapped
