@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from tiny_imagenet import tiny_imagenet_model
 
 from tfool import imagenet, io, plots, projection
@@ -147,3 +148,11 @@ def test_projection_grid_figure(tiny, tmp_path):
     path = io.save_figure(fig, tmp_path / "grid.png")
     plots.close(fig)
     assert path.stat().st_size > 0
+
+
+def test_strategy_gives_the_same_result(tiny, start):
+    plain = projection.project(tiny, start, [3, 4], steps=3)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    dist = projection.project(tiny, start, [3, 4], steps=3, strategy=strategy)
+    np.testing.assert_allclose(dist.images, plain.images, atol=1e-4)
+    np.testing.assert_allclose(dist.target_probs, plain.target_probs, rtol=1e-5)

@@ -11,7 +11,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool.imagenet import ImagenetModel, Prediction, decode_predictions, grey_image, load_image
+from tfool.imagenet import (
+    ImagenetModel,
+    Prediction,
+    decode_predictions,
+    grey_image,
+    load_image,
+    run_batch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +177,7 @@ def project(
     normalize: str = "rms",
     clip_min: float = 0.0,
     clip_max: float = 255.0,
+    strategy: tf.distribute.Strategy | None = None,
     verbose: int = 0,
 ) -> ProjectionResult:
     """Projects the gradient of target classes onto a picture until the model reports them.
@@ -192,6 +200,8 @@ def project(
         normalize: ``rms``, ``max`` or ``sign`` (see ``ProjectionConfig``).
         clip_min: Lowest pixel value.
         clip_max: Highest pixel value.
+        strategy: Optional ``tf.distribute`` strategy (model built in its scope); the
+            batch of targets is split over its replicas at every step.
         verbose: 1 shows a progress bar.
 
     Returns:
@@ -218,15 +228,14 @@ def project(
         logger.warning("image pixels all lie in [0, 1]: projection expects pixels 0-255")
 
     step = _make_step(model, config, float(clip_min), float(clip_max))
-    x0 = tf.constant(np.repeat(original[None], len(targets), axis=0))
-    target_tensor = tf.constant(targets, tf.int32)
+    x0 = np.repeat(original[None], len(targets), axis=0)
+    target_array = np.asarray(targets, np.int32)
     x = x0
     history, taken, ran_out = [], np.zeros(len(targets), np.int64), False
     bar = keras.utils.Progbar(config.steps, unit_name="step") if verbose else None
     for i in range(config.steps):
-        x, probs, active = step(x, x0, target_tensor)
-        history.append(probs.numpy())
-        active = active.numpy()
+        x, probs, active = run_batch(step, (x, x0, target_array), strategy)
+        history.append(probs)
         if not active.any():
             break  # every target reached the threshold: x did not move
         taken += active
@@ -238,7 +247,7 @@ def project(
     if ran_out:  # the last step's move has not been measured yet
         history.append(final_target)
     before = model.probabilities(original[None]).numpy()
-    images = x.numpy()
+    images = x
     names = tuple(model.class_names[t] for t in targets)
     result = ProjectionResult(
         original=original,

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool.imagenet import ImagenetModel
+from tfool.imagenet import ImagenetModel, run_batch
 
 logger = logging.getLogger(__name__)
 
@@ -198,15 +198,6 @@ def _top1_fn(model: ImagenetModel):
     return top1
 
 
-def _run(fn, batch: np.ndarray, strategy: tf.distribute.Strategy | None):
-    if strategy is None:
-        return [t.numpy() for t in fn(tf.constant(batch))]
-    dataset = tf.data.Dataset.from_tensors(batch)
-    (dist_batch,) = list(strategy.experimental_distribute_dataset(dataset))
-    outputs = strategy.run(fn, args=(dist_batch,))
-    return [strategy.gather(t, axis=0).numpy() for t in outputs]
-
-
 def noise_survey(
     models: Sequence[ImagenetModel] | Mapping[str, ImagenetModel],
     num_images: int = 1000,
@@ -253,7 +244,7 @@ def noise_survey(
         stop = min(start + batch_size, num_images)
         batch = noise_images(start, stop, config.image_size, seed, noise)
         for k, ((_, model), fn) in enumerate(zip(pairs, fns, strict=True)):
-            label, confidence = _run(fn, center_crop(batch, model.input_size), strategy)
+            label, confidence = run_batch(fn, (center_crop(batch, model.input_size),), strategy)
             labels[k].append(label)
             confidences[k].append(confidence)
         if bar is not None:
