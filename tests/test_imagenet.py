@@ -1,6 +1,7 @@
 """Tests of tfool.imagenet: class names, images and keras.applications loading (never downloads)."""
 
 import hashlib
+import json
 import time
 
 import keras
@@ -275,3 +276,21 @@ def test_from_keras_wraps_your_own_classifier(rng):
         imagenet.from_keras(model, "mine", names=["a", "b"])
     with pytest.raises(ValueError, match="preprocess=3"):
         imagenet.from_keras(model, "mine", preprocess=3)
+
+
+def test_build_class_resources_reproduces_the_shipped_files(tmp_path):
+    label_to_names = {
+        str(i): ", ".join(imagenet.class_synonyms(i)) for i in range(imagenet.NUM_CLASSES)
+    }
+    wnids = {str(i): w for i, w in enumerate(imagenet.class_wnids())}
+    (tmp_path / "names.json").write_text(json.dumps(label_to_names))
+    (tmp_path / "wnids.json").write_text(json.dumps(wnids))
+    index, synonyms = imagenet.build_class_resources(
+        tmp_path / "names.json", tmp_path / "wnids.json", tmp_path / "out"
+    )
+    assert index.read_bytes() == imagenet.CLASS_INDEX_PATH.read_bytes()
+    assert synonyms.read_bytes() == imagenet.SYNONYMS_PATH.read_bytes()
+    wnids["0"] = "n00000000"
+    (tmp_path / "wnids.json").write_text(json.dumps(wnids))
+    with pytest.raises(ValueError, match="MD5"):
+        imagenet.build_class_resources(tmp_path / "names.json", tmp_path / "wnids.json", tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -290,8 +291,6 @@ def build_class_resources(
         str(i): [ids[str(i)], synonyms[str(i)][0].replace(" ", "_")] for i in range(NUM_CLASSES)
     }
     text = json.dumps(index)
-    import hashlib  # only needed here
-
     digest = hashlib.md5(text.encode("utf-8")).hexdigest()
     if digest != KERAS_CLASS_INDEX_MD5:
         raise ValueError(
