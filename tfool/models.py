@@ -341,3 +341,7 @@ def get_or_train(
         save_model(model, path)
         logger.info("saved the model to %s", path)
     return model, result
+
+
+# ImageNet classifiers (issue 5): implemented in tfool.imagenet, re-exported here.
+from tfool.imagenet import ImagenetModel, load_imagenet_model  # noqa: E402, F401

@@ -116,6 +116,97 @@ def _format_prob(p: float) -> str:
 # ----------------------------------------------------------------------------------------
 
 
+def _top5_text(predictions, width: int = 22) -> str:
+    lines = []
+    for pred in predictions:
+        name = pred.name if len(pred.name) <= width else pred.name[: width - 1] + "~"
+        lines.append(f"{name} {pred.probability:.3g}")
+    return "\n".join(lines)
+
+
+def projection_grid(result, magnify: float | None = None, cell_size: float = 2.4) -> plt.Figure:
+    """Original, magnified perturbation and result for every target of a projection.
+
+    One row per target: the start image with its top-5, the perturbation shown as
+    ``128 + magnify * delta`` (clipped to 0-255), and the projected image with its top-5.
+
+    Args:
+        result: A ``tfool.projection.ProjectionResult``.
+        magnify: Perturbation gain; ``None`` scales the largest change to 127 grey levels.
+        cell_size: Inches per image.
+
+    Returns:
+        The figure.
+    """
+    rows = len(result.targets)
+    largest = float(np.abs(result.perturbations).max())
+    if magnify is None:
+        magnify = 127.0 / largest if largest > 0 else 1.0
+    fig, axes = plt.subplots(
+        rows, 3, figsize=(3 * cell_size + 0.6, rows * (cell_size + 1.3) + 0.5), squeeze=False
+    )
+    before = _top5_text(result.top5_before)
+    for r in range(rows):
+        delta = np.clip(128.0 + magnify * result.perturbations[r], 0, 255)
+        panels = (
+            (result.original, "original", before),
+            (delta, f"perturbation x{magnify:.3g}\nmax |change| {result.linf[r]:.2f}", ""),
+            (
+                result.images[r],
+                f"-> {result.target_names[r]}\np = {result.final_probs[r]:.3g}",
+                _top5_text(result.top5_after[r]),
+            ),
+        )
+        for c, (image, title, text) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(np.clip(image, 0, 255).astype(np.uint8), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=8)
+            ax.set_xlabel(text, fontsize=7, family="monospace", ha="center")
+    fig.suptitle(f"{result.model_name}: gradient projection")
+    fig.tight_layout()
+    return fig
+
+
+def survey_histogram(survey, top: int = 20, bins: int = 30) -> plt.Figure:
+    """One model's noise survey: the labels it gives (top ``top``) and its confidences.
+
+    Args:
+        survey: A ``tfool.survey.ModelSurvey``.
+        top: How many labels to show; the rest are summed into one bar.
+        bins: Bins of the confidence histogram.
+
+    Returns:
+        The figure.
+    """
+    shown = list(survey.histogram[:top])
+    rest = sum(count for _, _, count in survey.histogram[top:])
+    names = [f"{name} ({index})" for index, name, _ in shown]
+    counts = [count for _, _, count in shown]
+    if rest:
+        names.append(f"{len(survey.histogram) - top} other labels")
+        counts.append(rest)
+    height = max(3.0, 0.28 * len(names) + 1.2)
+    fig, (ax_labels, ax_conf) = plt.subplots(
+        1, 2, figsize=(11, height), gridspec_kw={"width_ratios": [3, 2]}
+    )
+    y = np.arange(len(names))
+    ax_labels.barh(y, counts, color="tab:blue")
+    ax_labels.set_yticks(y)
+    ax_labels.set_yticklabels(names, fontsize=8)
+    ax_labels.invert_yaxis()
+    ax_labels.set_xlabel("noise images given this top-1 label")
+    ax_labels.set_title(f"{survey.name}: {len(survey.histogram)} distinct top-1 label(s)")
+    ax_conf.hist(survey.confidences, bins=bins, color="tab:orange")
+    ax_conf.set_xlabel("top-1 confidence")
+    ax_conf.set_ylabel("images")
+    s = survey.stats
+    ax_conf.set_title(f"mean {s['mean']:.3f}, std {s['std']:.3f}, max {s['max']:.3f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------------------
 # Retraining (issue 6)
 # ----------------------------------------------------------------------------------------
