@@ -15,53 +15,77 @@ FLAGS = flags.FLAGS
 log = logging.getLogger("tfool")
 
 
+def _classifier(common):
+    """The model to fool, its data (None for ImageNet), accuracy, class names, name lookup."""
+    from tfool import data, imagenet, models
+
+    if FLAGS.backwork_model != "mnist_cnn":
+        im = imagenet.load_imagenet_model(
+            FLAGS.backwork_model, FLAGS.backwork_weights, FLAGS.backwork_image_size
+        )
+        log.info("model: %s (%s weights), input %s", im.name, im.weights, im.image_shape)
+        return imagenet.unit_pixel_model(im), None, None, im.class_names, im.class_index
+    ds = data.load_dataset(common.dataset, common.data_source, common.data_dir)
+    log.info(
+        "data: %s (%s), %d train / %d test", ds.name, ds.source, len(ds.x_train), len(ds.x_test)
+    )
+    model, trained = models.get_or_train(FLAGS.model_path, ds, model_flags.train_config(FLAGS))
+    accuracy = trained.test_accuracy if trained else models.evaluate(model, ds.x_test, ds.y_test)
+    log.info("model: %s, test accuracy %.2f%%", FLAGS.model_path, 100 * accuracy)
+    return model, ds, accuracy, ds.class_names, lambda name: _named(ds.class_names, name)
+
+
+def _named(class_names, name: str) -> int:
+    if name not in class_names:
+        raise ValueError(
+            f"--backwork_labels: {name!r} is not a class name; expected one of "
+            f"{list(class_names)} or an index"
+        )
+    return class_names.index(name)
+
+
 def main(argv: list[str]) -> int:
-    """Loads data and the CNN, backworks, writes every output and prints a summary."""
+    """Loads data and the classifier, backworks, writes every output and prints a summary."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     common = common_flags.common_config(FLAGS)
-    config = backwork_flags.backwork_config(FLAGS)
     logging.basicConfig(
         level=logging.INFO if common.verbosity else logging.WARNING,
         format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
         force=True,
     )
-    from tfool import callbacks, data, models, report  # deferred: TensorFlow loads slowly
+    from tfool import backwork, callbacks, report  # deferred: TensorFlow loads slowly
 
+    model, dataset, accuracy, class_names, lookup = _classifier(common)
+    config = backwork_flags.backwork_config(FLAGS, resolve_label=lookup)
     common_flags.write_flags_file(FLAGS, common.output_dir)
-    dataset = data.load_dataset(common.dataset, common.data_source, common.data_dir)
-    log.info(
-        "data: %s (%s), %d train / %d test",
-        dataset.name,
-        dataset.source,
-        len(dataset.x_train),
-        len(dataset.x_test),
-    )
-    model, trained = models.get_or_train(FLAGS.model_path, dataset, model_flags.train_config(FLAGS))
-    accuracy = (
-        trained.test_accuracy if trained else models.evaluate(model, dataset.x_test, dataset.y_test)
-    )
-    log.info("model: %s, test accuracy %.2f%%", FLAGS.model_path, 100 * accuracy)
     cbs = [callbacks.ProgressLogger(every=25 if common.verbosity else 10**9)]
     if FLAGS.tensorboard_dir:
         cbs.append(
             callbacks.TensorBoardLogger(FLAGS.tensorboard_dir, layer_names=config.layer_names)
         )
-    from tfool.backwork import backwork
-
-    result = backwork(model, dataset, config, callbacks=cbs)
+    result = backwork.backwork(model, dataset, config, callbacks=cbs)
+    extra = {
+        "model": FLAGS.backwork_model,
+        "model_accuracy": accuracy,
+        "model_path": FLAGS.model_path if dataset is not None else FLAGS.backwork_weights,
+    }
     summary = report.write_backwork_outputs(
-        common.output_dir,
-        result,
-        model,
-        dataset,
-        config,
-        extra={"model_accuracy": accuracy, "model_path": FLAGS.model_path},
+        common.output_dir, result, model, dataset, config, extra=extra, class_names=class_names
     )
     print(report.format_backwork_table(summary))
     print(f"outputs in {common.output_dir}/")
     return 130 if result.interrupted else 0
+
+
+def _main_with_clear_errors(argv: list[str]) -> int:
+    """``main``, with bad input (files, names, weights) reported in one line, exit code 2."""
+    try:
+        return main(argv)
+    except (ValueError, FileNotFoundError, ConnectionError) as err:
+        log.error("error: %s", err)
+        return 2
 
 
 def run() -> None:
@@ -69,7 +93,7 @@ def run() -> None:
     common_flags.define_common_flags(output_dir="out/backwork")
     model_flags.define_model_flags()
     backwork_flags.define_backwork_flags()
-    app.run(main)
+    app.run(_main_with_clear_errors)
 
 
 if __name__ == "__main__":

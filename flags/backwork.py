@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from absl import flags
 
 from tfool.backwork import INITS, BackworkConfig
@@ -17,7 +19,30 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_list(
         name="backwork_labels",
         default=[str(lbl) for lbl in _D.labels],
-        help="Comma-separated target labels (class indices), all backworked in one batch.",
+        help="Comma-separated target labels, all backworked in one batch: class indices or "
+        "class names (e.g. envelope,goldfish for ImageNet models).",
+        **fv,
+    )
+    flags.DEFINE_string(
+        name="backwork_model",
+        default="mnist_cnn",
+        help="The classifier to fool: mnist_cnn (the reference CNN at --model_path) or an "
+        "ImageNet architecture of tfool.imagenet (vgg16, resnet50, densenet121, inception_v3, "
+        "mobilenet_v2, ...), which needs --backwork_rubbish (there are no reference sets).",
+        **fv,
+    )
+    flags.DEFINE_string(
+        name="backwork_weights",
+        default="imagenet",
+        help="Weights of an ImageNet --backwork_model: imagenet (keras' download/cache), none "
+        "(random, for trials) or the path of a .h5/.weights.h5/.keras file.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="backwork_image_size",
+        default=None,
+        lower_bound=1,
+        help="Input side of an ImageNet --backwork_model (default: the architecture's own).",
         **fv,
     )
     flags.DEFINE_integer(
@@ -203,15 +228,11 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
     @flags.validator(
         "backwork_labels",
-        message="--backwork_labels must be non-empty non-negative integers without duplicates",
+        message="--backwork_labels must be a non-empty list without duplicates",
         **fv,
     )
     def _labels(value):
-        try:
-            ints = [int(v) for v in value]
-        except ValueError:
-            return False
-        return bool(ints) and min(ints) >= 0 and len(set(ints)) == len(ints)
+        return bool(value) and all(v.strip() for v in value) and len(set(value)) == len(value)
 
     @flags.validator(
         "backwork_layer_cost_coeffs",
@@ -233,6 +254,15 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be > 0", **fv)
 
     @flags.multi_flags_validator(
+        ["backwork_model", "backwork_rubbish"],
+        message="an ImageNet --backwork_model needs --backwork_rubbish: tfool has no ImageNet "
+        "training images to form reference sets",
+        **fv,
+    )
+    def _imagenet_is_rubbish(values):
+        return values["backwork_model"] == "mnist_cnn" or values["backwork_rubbish"]
+
+    @flags.multi_flags_validator(
         ["backwork_num_examples", "backwork_batch_cost_coeff", "backwork_rubbish"],
         message="--backwork_num_examples must be >= 2 while the batch cost is on "
         "(or set --backwork_batch_cost_coeff=0 or --backwork_rubbish)",
@@ -243,14 +273,39 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         return values["backwork_num_examples"] >= 2 or not on
 
 
+def resolve_labels(values, resolve: Callable[[str], int] | None = None) -> tuple[int, ...]:
+    """Turns ``--backwork_labels`` entries into class indices.
+
+    Args:
+        values: The flag's strings.
+        resolve: Maps a class name to its index (``None``: only integers are accepted).
+
+    Raises:
+        ValueError: an entry that is neither an integer nor a known name.
+    """
+    out = []
+    for v in values:
+        v = v.strip()
+        if v.lstrip("-").isdigit():
+            out.append(int(v))
+        elif resolve is None:
+            raise ValueError(f"--backwork_labels: {v!r} is not a class index (expected 0, 1, ...)")
+        else:
+            out.append(int(resolve(v)))
+    return tuple(out)
+
+
 def backwork_config(
-    flag_values: flags.FlagValues = flags.FLAGS, num_layers: int = 5
+    flag_values: flags.FlagValues = flags.FLAGS,
+    num_layers: int = 5,
+    resolve_label: Callable[[str], int] | None = None,
 ) -> BackworkConfig:
     """Converts the parsed ``--backwork_*`` flags (and ``--seed``) into a ``BackworkConfig``.
 
     Args:
         flag_values: Parsed flags.
         num_layers: Exposed layers of the model, for ``--backwork_rubbish``'s weights.
+        resolve_label: Maps class names in ``--backwork_labels`` to indices.
     """
     f = flag_values
     names = tuple(f.backwork_layer_names) or None
@@ -262,13 +317,21 @@ def backwork_config(
     seed = (
         f.backwork_seed if f.backwork_seed is not None else (f["seed"].value if "seed" in f else 0)
     )
+    imagenet = f.backwork_model != "mnist_cnn"
+    learning_rate, softmax_cost = f.backwork_learning_rate, f.backwork_softmax_cost
+    if imagenet:  # the rubbish-image post's settings unless given
+        learning_rate = learning_rate if f["backwork_learning_rate"].present else 0.1
+        softmax_cost = softmax_cost if f["backwork_softmax_cost"].present else "cross_entropy"
+        names = names or ("probabilities",)
+        if not f.backwork_layer_cost_coeffs:
+            coeffs = None
     return BackworkConfig(
-        labels=tuple(int(v) for v in f.backwork_labels),
+        labels=resolve_labels(f.backwork_labels, resolve_label),
         num_examples=f.backwork_num_examples,
         layer_cost_coeffs=coeffs,
         reference_cost_coeff=f.backwork_reference_cost_coeff,
         batch_cost_coeff=0.0 if f.backwork_rubbish else f.backwork_batch_cost_coeff,
-        learning_rate=f.backwork_learning_rate,
+        learning_rate=learning_rate,
         prob_cap_min=f.backwork_prob_cap_min,
         prob_cap_mean=f.backwork_prob_cap_mean,
         num_mono_dec_saves=f.backwork_num_mono_dec_saves,
@@ -280,7 +343,7 @@ def backwork_config(
         init=f.backwork_init,
         clip_inputs=f.backwork_clip_inputs,
         seed=seed,
-        softmax_cost=f.backwork_softmax_cost,
+        softmax_cost=softmax_cost,
         layer_names=names,
         reference_size=f.backwork_reference_size,
         chunk_size=f.backwork_chunk_size,

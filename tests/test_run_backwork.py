@@ -162,7 +162,7 @@ def test_stray_arguments_and_bad_model_file(tmp_path):
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a model at all")
     proc = _run([f"--output_dir={tmp_path / 'o'}", f"--model_path={bad}", *SMALL])
-    assert proc.returncode != 0 and str(bad) in proc.stderr
+    assert proc.returncode == 2 and str(bad) in proc.stderr and "Traceback" not in proc.stderr
     assert bad.read_bytes() == b"not a model at all"
 
 
@@ -198,3 +198,55 @@ def test_ctrl_c_writes_what_was_found(tmp_path, model_path):
     assert res.interrupted and res.steps > 0
     assert np.isfinite(res.images).all()
     assert "INTERRUPTED" in rest
+
+
+@pytest.mark.slow
+def test_imagenet_rubbish_images_by_class_name(tmp_path):
+    out = tmp_path / "rubbish"
+    proc = _run(
+        [
+            f"--output_dir={out}",
+            "--backwork_model=mobilenet_v2",
+            "--backwork_weights=none",
+            "--backwork_image_size=32",
+            "--backwork_rubbish",
+            "--backwork_num_examples=2",
+            "--backwork_labels=envelope,1",
+            "--backwork_max_num_steps=3",
+            "--nobackwork_jit_compile",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["name"] for r in summary["labels"]] == ["envelope", "goldfish"]
+    assert summary["config"]["softmax_cost"] == "cross_entropy"
+    assert summary["config"]["learning_rate"] == 0.1
+    res = bw.load_result(out / "images.npz")
+    assert res.images.shape == (2, 2, 32, 32, 3) and res.layer_names == ("probabilities",)
+    assert (out / "backworked.png").exists() and not (out / "worst_train.png").exists()
+
+
+def test_imagenet_bad_input_is_a_clear_error(tmp_path):
+    proc = _run([f"--output_dir={tmp_path / 'a'}", "--backwork_model=mobilenet_v2"])
+    assert proc.returncode != 0 and "needs --backwork_rubbish" in proc.stderr
+    proc = _run(
+        [
+            f"--output_dir={tmp_path / 'b'}",
+            "--backwork_model=mobilenet_v2",
+            "--backwork_weights=none",
+            "--backwork_image_size=32",
+            "--backwork_rubbish",
+            "--backwork_labels=envelop",
+        ]
+    )
+    assert proc.returncode == 2 and "envelop" in proc.stderr and "envelope" in proc.stderr
+    proc = _run(
+        [
+            f"--output_dir={tmp_path / 'c'}",
+            "--backwork_model=inception_v3",
+            "--backwork_rubbish",
+            "--backwork_labels=envelope",
+        ]
+    )
+    assert proc.returncode == 2 and "--backwork_weights=FILE" in proc.stderr
+    assert not (tmp_path / "c").exists()

@@ -249,7 +249,7 @@ def _num_classes(model: keras.Model) -> int:
     return int(model.outputs[0].shape[-1])
 
 
-def _check_inputs(model, data: Dataset, config: BackworkConfig, names, coeffs) -> None:
+def _check_inputs(model, data: Dataset | None, config: BackworkConfig, names, coeffs) -> None:
     num_classes = _num_classes(model)
     bad = [lbl for lbl in config.labels if not 0 <= lbl < num_classes]
     if bad:
@@ -265,8 +265,15 @@ def _check_inputs(model, data: Dataset, config: BackworkConfig, names, coeffs) -
             f"num_examples={config.num_examples} but the batch cost needs >= 2 "
             "(or set batch_cost_coeff=0)"
         )
+    if data is None:
+        if len(names) > 1 or config.init == "train_mean":
+            raise ValueError(
+                "data=None: reference sets (layers before the probabilities) and "
+                "init='train_mean' need training images"
+            )
+        return
     empty = [lbl for lbl in config.labels if not np.any(data.y_train == lbl)]
-    if empty and len(names) > 1:
+    if empty and (len(names) > 1 or config.init == "train_mean"):
         raise ValueError(f"labels {empty} have no training images to form a reference set")
     if tuple(data.x_train.shape[1:]) != tuple(model.inputs[0].shape[1:]):
         raise ValueError(
@@ -381,7 +388,7 @@ class _History:
 
 def backwork(
     model: keras.Model,
-    data: Dataset,
+    data: Dataset | None,
     config: BackworkConfig = BackworkConfig(),
     strategy: tf.distribute.Strategy | None = None,
     callbacks: Sequence[BackworkCallback] | None = None,
@@ -396,6 +403,7 @@ def backwork(
     Args:
         model: A Keras classifier (logits unless ``config.from_logits`` is False); frozen.
         data: Its training data; the images of each target label form its reference set.
+            ``None`` is allowed when only the probabilities are exposed (rubbish images).
         config: The run's settings.
         strategy: A ``tf.distribute`` strategy; variables are created in its scope.
         callbacks: ``BackworkCallback`` objects (progress, TensorBoard, ...).
@@ -421,7 +429,11 @@ def backwork(
     rows = num_labels * per
     image_shape = tuple(int(s) for s in model.inputs[0].shape[1:])
     num_classes = _num_classes(model)
-    refs, norms = reference_activations(act, data, labels, config.reference_size)
+    refs, norms = (
+        reference_activations(act, data, labels, config.reference_size)
+        if len(names) > 1
+        else ([], [])
+    )
     rngs = [np.random.default_rng([config.seed, int(lbl)]) for lbl in labels]
     init = np.concatenate(
         [
@@ -622,12 +634,19 @@ def image_distances(images: np.ndarray, train_images: np.ndarray) -> tuple[np.nd
 
 
 def summarize(
-    result: BackworkResult, data: Dataset, class_names: Sequence[str] | None = None
+    result: BackworkResult, data: Dataset | None, class_names: Sequence[str] | None = None
 ) -> dict:
-    """A JSON-ready summary: per label convergence, steps, probabilities and distances."""
+    """A JSON-ready summary: per label convergence, steps, probabilities and distances.
+
+    Without ``data`` the distances to the training set are ``nan``.
+    """
     target = result.target_probs
-    nearest, pairwise = image_distances(result.images, data.x_train)
-    names = class_names or data.class_names
+    if data is not None:
+        nearest, pairwise = image_distances(result.images, data.x_train)
+    else:
+        nearest = np.full(len(result.labels), np.nan)
+        _, pairwise = image_distances(result.images, result.images[0, :1])
+    names = class_names or (data.class_names if data is not None else ())
     per_label = []
     for i, lbl in enumerate(result.labels):
         per_label.append(
@@ -647,7 +666,7 @@ def summarize(
         "labels": per_label,
         "steps": int(result.steps),
         "all_converged": bool(result.converged.all()),
-        "mean_nearest_train_distance": float(np.mean(nearest)),
+        "mean_nearest_train_distance": float(np.mean(nearest)) if data is not None else None,
         "mean_pairwise_distance": float(np.nanmean(pairwise))
         if np.isfinite(pairwise).any()
         else None,

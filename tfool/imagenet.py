@@ -488,7 +488,7 @@ def _check_imagenet_available(name: str, arch: Architecture) -> None:
         f"the ImageNet weights of {name} are not in the keras cache "
         f"({keras_cache_paths(name)[0]}) and the download host cannot be reached. Download "
         f"{arch.weights_url} on a connected machine and either copy it to that path, or pass "
-        "its path as weights= (run_fgsm.py: --fgsm_imagenet_weights=/path/to/file.h5); a "
+        "its path as weights= (run_fgsm.py --fgsm_imagenet_weights=FILE, run_backwork.py --backwork_weights=FILE); a "
         ".weights.h5 file or a whole .keras model works too; weights='none' gives random weights."
     )
 
@@ -665,3 +665,23 @@ def load_imagenet_model(
     wrapped = from_keras(model, name, preprocess=name, weights=label)
     logger.info("loaded %s (%s weights, input %dx%d)", name, label, *wrapped.input_size)
     return wrapped
+
+
+def unit_pixel_model(im: ImagenetModel) -> keras.Model:
+    """A functional model from images in [0, 1] to the classifier's logits.
+
+    The images are scaled to 0-255 and passed through the architecture's own
+    ``preprocess_input`` inside the model, so optimisers (backworking, rubbish images) can
+    work on [0, 1] images as the rubbish-image post does.
+
+    Args:
+        im: An ``ImagenetModel``.
+
+    Returns:
+        A ``keras.Model`` named ``<name>_unit_pixels`` whose output layer is ``logits``.
+    """
+    inputs = keras.Input(shape=im.image_shape, name="inputs")
+    pixels = keras.layers.Rescaling(255.0, name="to_pixels")(inputs)
+    x = keras.layers.Lambda(im.preprocess, name="preprocess")(pixels)
+    logits = keras.layers.Identity(name="logits")(im.model(x, training=False))
+    return keras.Model(inputs, logits, name=f"{im.name}_unit_pixels")

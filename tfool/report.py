@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
@@ -23,11 +23,12 @@ def write_backwork_outputs(
     output_dir: str | os.PathLike,
     result: BackworkResult,
     model: keras.Model,
-    data: Dataset,
+    data: Dataset | None,
     config: BackworkConfig,
     extra: Mapping | None = None,
     salient_keep: int = 200,
     attribution_images: int = 4,
+    class_names: Sequence[str] | None = None,
 ) -> dict:
     """Writes ``images.npz``, ``summary.json``, ``backworked.png``, ``worst_train.png`` and
     ``salient.png`` and ``attribution.png`` into ``output_dir``, each atomically.
@@ -36,12 +37,15 @@ def write_backwork_outputs(
         output_dir: Destination folder.
         result: The backworking result.
         model: The classifier that was fooled.
-        data: Its data (reference sets, worst-classified training images).
+        data: Its data (reference sets, worst-classified training images); ``None`` for
+            models without training data here (ImageNet rubbish images): then
+            ``worst_train.png`` and ``attribution.png`` are skipped.
         config: The run's settings.
         extra: More summary entries (model accuracy, paths, ...).
         salient_keep: Pixels kept in the salient-feature masks.
         attribution_images: Labels (first image each) shown in ``attribution.png``
             with every attribution method; 0 skips the figure.
+        class_names: Names of the classes (default: the data's).
 
     Returns:
         The summary written to ``summary.json``.
@@ -50,12 +54,15 @@ def write_backwork_outputs(
 
     out = os.fspath(output_dir)
     io.write_npz(os.path.join(out, "images.npz"), **result_arrays(result))
-    summary = summarize(result, data)
-    summary.update({"data_source": data.source, "dataset": data.name, **dict(extra or {})})
+    names_all = class_names or data.class_names
+    summary = summarize(result, data, names_all)
+    if data is not None:
+        summary.update({"data_source": data.source, "dataset": data.name})
+    summary.update(dict(extra or {}))
     summary["config"] = {k: v for k, v in vars(config).items()}
     io.write_json(os.path.join(out, "summary.json"), summary)
 
-    names = [data.class_names[int(lbl)] for lbl in result.labels]
+    names = [str(names_all[int(lbl)]) for lbl in result.labels]
     flat = result.images.reshape(-1, *result.images.shape[2:])
     kind = "rubbish" if _is_rubbish(config, len(result.layer_names)) else "backworked"
     fig = plots.probability_grid(
@@ -69,14 +76,15 @@ def write_backwork_outputs(
     io.save_figure(fig, os.path.join(out, "backworked.png"))
     plots.close(fig)
 
-    worst, worst_p = worst_classified(
-        model, data, result.labels, result.images.shape[1], config.from_logits
-    )
-    fig = plots.probability_grid(
-        worst, worst_p, names, suptitle="training images the model classifies worst"
-    )
-    io.save_figure(fig, os.path.join(out, "worst_train.png"))
-    plots.close(fig)
+    if data is not None:
+        worst, worst_p = worst_classified(
+            model, data, result.labels, result.images.shape[1], config.from_logits
+        )
+        fig = plots.probability_grid(
+            worst, worst_p, names, suptitle="training images the model classifies worst"
+        )
+        io.save_figure(fig, os.path.join(out, "worst_train.png"))
+        plots.close(fig)
 
     targets = np.repeat(result.labels, result.images.shape[1])
     keep = min(salient_keep, int(np.prod(flat.shape[1:])))
@@ -91,16 +99,18 @@ def write_backwork_outputs(
     io.save_figure(fig, os.path.join(out, "salient.png"))
     plots.close(fig)
 
-    if attribution_images:
+    if attribution_images and data is not None:
         # one backworked image per label (the first ones), every attribution method
-        picks = result.images[: attribution_images, 0]
-        picked_labels = result.labels[: attribution_images]
-        attrs = attribution.attribute_all(model, picks, picked_labels,
-                                          from_logits=config.from_logits)
-        p = result.target_probs[: attribution_images, 0]
+        picks = result.images[:attribution_images, 0]
+        picked_labels = result.labels[:attribution_images]
+        attrs = attribution.attribute_all(
+            model, picks, picked_labels, from_logits=config.from_logits
+        )
+        p = result.target_probs[:attribution_images, 0]
         titles = [f"{names[i]}: p={p[i]:.4f}" for i in range(len(picks))]
         fig = plots.attribution_comparison_figure(
-            picks, attrs, titles, suptitle="what the CNN's decision rests on, backworked images")
+            picks, attrs, titles, suptitle="what the CNN's decision rests on, backworked images"
+        )
         io.save_figure(fig, os.path.join(out, "attribution.png"))
         plots.close(fig)
     return summary
@@ -122,7 +132,7 @@ def format_backwork_table(summary: Mapping) -> str:
         lines.append(
             f"{row['name'][:8]:>8} {'yes' if row['converged'] else 'no':>5} {row['steps']:6d} "
             f"{row['reinits']:6d} {row['min_target_prob']:9.5f} {row['mean_target_prob']:9.5f} "
-            f"{row['mean_nearest_train_distance']:9.3f} {row['mean_pairwise_distance']:9.3f}"
+            f"{_num(row['mean_nearest_train_distance'])} {_num(row['mean_pairwise_distance'])}"
         )
     lines.append("-" * len(head))
     conv = sum(r["converged"] for r in summary["labels"])
@@ -130,10 +140,10 @@ def format_backwork_table(summary: Mapping) -> str:
         f"{conv}/{len(summary['labels'])} labels converged in {summary['steps']} steps, "
         f"{summary['wall_time_s']:.1f} s; pixels in [{summary['pixels_in_range'][0]:.3f}, "
         f"{summary['pixels_in_range'][1]:.3f}]; mean distance to the nearest training image "
-        f"{summary['mean_nearest_train_distance']:.3f}, within the batch "
-        f"{summary['mean_pairwise_distance'] or float('nan'):.3f} (pixel-space L2)"
+        f"{_num(summary['mean_nearest_train_distance'], 0)}, within the batch "
+        f"{_num(summary['mean_pairwise_distance'], 0)} (pixel-space L2)"
     )
-    if "model_accuracy" in summary:
+    if summary.get("model_accuracy") is not None:
         lines.append(
             f"model test accuracy {100 * summary['model_accuracy']:.2f}% "
             f"({summary.get('data_source')} data)"
@@ -141,3 +151,10 @@ def format_backwork_table(summary: Mapping) -> str:
     if summary.get("interrupted"):
         lines.append("INTERRUPTED: these are the images found so far")
     return "\n".join(lines)
+
+
+def _num(value, width: int = 9) -> str:
+    """A distance for the table; ``-`` when there is none."""
+    if value is None or not np.isfinite(value):
+        return f"{'-':>{width}}"
+    return f"{value:{width}.3f}"
