@@ -21,6 +21,7 @@ DEFAULT_BATCH_SIZE = 500
 
 _NORM_ALIASES = {"inf": "inf", "linf": "inf", "2": "2", "l2": "2"}
 _TINY = 1e-12
+_RANGE_SLACK = 1e-6
 ModelFn = Callable[[tf.Tensor], tf.Tensor]
 
 
@@ -48,12 +49,13 @@ def _check_images(x: Any, clip_min: float, clip_max: float) -> np.ndarray:
     lo, hi = float(np.min(x)), float(np.max(x))
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError("x contains NaN or infinite values")
-    if lo < clip_min or hi > clip_max:
+    slack = _RANGE_SLACK * max(1.0, clip_max - clip_min)  # float rounding of scaled images
+    if lo < clip_min - slack or hi > clip_max + slack:
         raise ValueError(
             f"x has values in [{lo:g}, {hi:g}], outside the clip range "
             f"[clip_min={clip_min:g}, clip_max={clip_max:g}]"
         )
-    return x
+    return np.clip(x, clip_min, clip_max) if lo < clip_min or hi > clip_max else x
 
 
 def _check_norm(norm: Any) -> str:
@@ -385,7 +387,8 @@ def fgsm(
     Args:
         model_fn: A callable from a batch of images to logits (or probabilities, see
             ``from_logits``), e.g. a Keras classifier.
-        x: Images ``[N, ...]`` inside ``[clip_min, clip_max]``.
+        x: Images ``[N, ...]`` inside ``[clip_min, clip_max]`` (excursions of float rounding,
+            up to 1e-6 of the range, are clipped).
         eps: Size of the step (L-infinity), >= 0.
         y: Class indices ``[N]`` (or one for all images). ``None``: the model's own
             predictions on ``x``, which avoids label leaking.
