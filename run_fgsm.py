@@ -154,27 +154,22 @@ def sweep_mode(common, cfg: fgsm_flags.FgsmConfig, flag_values, strategy=None) -
         data_source=dataset.source,
         model_path=flag_values.model_path,
         target_class=cfg.target_class,
-        step_size=cfg.step_size,
+        step_size=cfg.step_size or ("2.5 * eps / steps" if cfg.steps else "1/255 (Kurakin et al.)"),
         gradient_sign_image=_gradient_sign_image(model, x, cfg.example_eps, options, strategy),
         goodfellow_fgsm_error_at_0_25=GOODFELLOW_ERRORS,
     )
     io.write_json(os.path.join(out, "robustness.json"), report)
-    io.write_csv(os.path.join(out, "robustness.csv"), *result.table())
-    for name, fig in (
-        (
-            "accuracy_vs_eps.png",
-            plots.accuracy_vs_eps(
-                result.eps_values,
-                result.curves(),
-                result.clean_accuracy,
-                title=f"{dataset.name}: accuracy under attack ({n} test images)",
-            ),
-        ),
-        (
-            "examples.png",
-            _examples(model, x, y, cfg, options, dataset.class_names, common.seed, strategy),
-        ),
-    ):
+    header, rows = result.table()
+    rows = [["" if v is None else v for v in row] for row in rows]
+    io.write_csv(os.path.join(out, "robustness.csv"), header, rows)
+    curves = plots.accuracy_vs_eps(
+        result.eps_values,
+        result.curves(),
+        result.clean_accuracy,
+        title=f"{dataset.name}: accuracy under attack ({n} test images)",
+    )
+    examples = _examples(model, x, y, cfg, options, dataset.class_names, common.seed, strategy)
+    for name, fig in (("accuracy_vs_eps.png", curves), ("examples.png", examples)):
         io.save_figure(fig, os.path.join(out, name))
         plots.close(fig)
     return _summary(report)

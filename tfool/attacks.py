@@ -338,15 +338,15 @@ def _dummy_labels(y: np.ndarray | None, n: int) -> np.ndarray:
 
 
 def _fgm(
+    kind: str,
     model_fn,
     x,
     eps,
     y,
     targeted,
-    least_likely,
     clip_min,
     clip_max,
-    kind,
+    least_likely,
     from_logits,
     batch_size,
     strategy,
@@ -408,20 +408,7 @@ def fgsm(
         ValueError: ``eps < 0``, ``clip_min > clip_max``, ``x`` outside the clip range,
             ``y`` of the wrong shape, type or range, ``targeted`` without ``y``.
     """
-    return _fgm(
-        model_fn,
-        x,
-        eps,
-        y,
-        targeted,
-        least_likely,
-        clip_min,
-        clip_max,
-        "sign",
-        from_logits,
-        batch_size,
-        strategy,
-    )
+    return _fgm("sign", **locals())  # every argument, passed on by name
 
 
 def fgm_l2(
@@ -448,20 +435,7 @@ def fgm_l2(
     Raises:
         ValueError: as ``fgsm``.
     """
-    return _fgm(
-        model_fn,
-        x,
-        eps,
-        y,
-        targeted,
-        least_likely,
-        clip_min,
-        clip_max,
-        "l2",
-        from_logits,
-        batch_size,
-        strategy,
-    )
+    return _fgm("l2", **locals())  # every argument, passed on by name
 
 
 def normalized_gradient(
@@ -489,20 +463,7 @@ def normalized_gradient(
     Raises:
         ValueError: as ``fgsm``.
     """
-    return _fgm(
-        model_fn,
-        x,
-        eps,
-        y,
-        targeted,
-        least_likely,
-        clip_min,
-        clip_max,
-        "max",
-        from_logits,
-        batch_size,
-        strategy,
-    )
+    return _fgm("max", **locals())  # every argument, passed on by name
 
 
 def fgm(
