@@ -111,6 +111,87 @@ def _format_prob(p: float) -> str:
 # ----------------------------------------------------------------------------------------
 
 
+def accuracy_vs_eps(
+    eps_values: Sequence[float],
+    curves: dict[str, Sequence[float]],
+    clean_accuracy: float | None = None,
+    title: str | None = None,
+) -> plt.Figure:
+    """Accuracy against attack size, one curve per method.
+
+    Args:
+        eps_values: The attack sizes (x axis).
+        curves: ``{method: [accuracy at each eps]}``, accuracies in [0, 1].
+        clean_accuracy: Optional dashed line at the unperturbed accuracy.
+        title: Optional figure title.
+
+    Returns:
+        The matplotlib figure.
+    """
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, acc in curves.items():
+        if len(acc) != len(eps_values):
+            raise ValueError(
+                f"curve {method!r} has {len(acc)} points but there are {len(eps_values)} eps values"
+            )
+        ax.plot(eps_values, 100 * np.asarray(acc, float), marker="o", label=method)
+    if clean_accuracy is not None:
+        ax.axhline(100 * clean_accuracy, color="gray", linestyle="--", linewidth=1, label="clean")
+    ax.set_xlabel("eps (L-infinity, pixel range [0, 1])")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+_SHORT_NAMES = {"normalized_gradient": "g/max|g|", "fgm_l2": "fgm L2"}
+
+
+def attack_examples(
+    originals: np.ndarray,
+    adversarials: dict[str, np.ndarray],
+    titles: dict[str, Sequence[Sequence[str]]],
+    original_titles: Sequence[str],
+    eps: float,
+    suptitle: str | None = None,
+) -> plt.Figure:
+    """Original, magnified perturbation and adversarial image, per method, one row per image.
+
+    The perturbation ``adv - x`` is drawn scaled by ``1 / eps`` around mid-grey (black
+    ``-eps``, white ``+eps``), as the post magnifies its gradient-sign images.
+
+    Args:
+        originals: Images ``[N, H, W(, C)]`` in [0, 1].
+        adversarials: ``{method: images [N, H, W(, C)]}``.
+        titles: ``{method: [[perturbation title, adversarial title] per image]}``: the
+            model's answers on the perturbation itself and on the adversarial image.
+        original_titles: One title per original (e.g. label and confidence).
+        eps: The attack size (the perturbation's scale).
+        suptitle: Optional figure title.
+
+    Returns:
+        The matplotlib figure.
+    """
+    originals = np.asarray(originals, np.float32)
+    scale = eps if eps > 0 else 1.0
+    columns, grid_titles = [originals], [[f"original\n{t}" for t in original_titles]]
+    for method, adv in adversarials.items():
+        delta = np.asarray(adv, np.float32) - originals
+        name = _SHORT_NAMES.get(method, method)
+        columns += [np.clip(0.5 + 0.5 * delta / scale, 0, 1), adv]
+        grid_titles += [
+            [f"{name} δ\n{t[0]}" for t in titles[method]],
+            [f"{name}\n{t[1]}" for t in titles[method]],
+        ]
+    images = np.stack(columns, axis=1)
+    grid = [[grid_titles[c][r] for c in range(len(columns))] for r in range(len(originals))]
+    return image_grid(images, titles=grid, suptitle=suptitle, cell_size=1.6)
+
+
 # ----------------------------------------------------------------------------------------
 # ImageNet projection and noise survey (issue 5)
 # ----------------------------------------------------------------------------------------

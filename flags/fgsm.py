@@ -1,0 +1,184 @@
+"""Gradient-attack flags (prefix ``fgsm_``) for run_fgsm.py, and their frozen config."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from absl import flags
+
+from tfool import attacks
+
+#: The modes of run_fgsm.py; other modes (project, survey, attribute) join this tuple.
+MODES = ("sweep",)
+DEFAULT_EPS = ("0", "0.01", "0.05", "0.1", "0.15", "0.2", "0.25", "0.3")
+
+
+@dataclasses.dataclass(frozen=True)
+class FgsmConfig:
+    """The gradient-attack settings of run_fgsm.py.
+
+    Attributes:
+        mode: What the run does (``sweep``: the MNIST robustness table).
+        methods: Attacks to run, names from ``tfool.attacks.METHODS``.
+        eps_values: Attack sizes, each >= 0.
+        targeted: Whether the attacks move toward a target class.
+        target_class: The target of a targeted run (``None``: each image's least likely
+            class).
+        steps: BIM/PGD iterations (``None``: Kurakin et al.'s rule per eps).
+        step_size: BIM/PGD step (``None``: automatic, see ``tfool.attacks.bim``).
+        num_images: Test images attacked (``None``: the whole test set).
+        batch_size: Images per compiled attack step.
+        example_eps: The eps of the example figure and of the gradient-sign image.
+        num_examples: Test images shown in the example figure.
+    """
+
+    mode: str = "sweep"
+    methods: tuple[str, ...] = attacks.DEFAULT_METHODS
+    eps_values: tuple[float, ...] = tuple(float(e) for e in DEFAULT_EPS)
+    targeted: bool = False
+    target_class: int | None = None
+    steps: int | None = 5
+    step_size: float | None = None
+    num_images: int | None = None
+    batch_size: int = attacks.DEFAULT_BATCH_SIZE
+    example_eps: float = 0.25
+    num_examples: int = 6
+
+
+def _parse_eps(values) -> list[float] | None:
+    try:
+        eps = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+    return eps if eps and all(math.isfinite(e) and e >= 0 for e in eps) else None
+
+
+def define_fgsm_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines the ``fgsm_*`` flags and their validators on ``flag_values``."""
+    flags.DEFINE_enum(
+        name="fgsm_mode",
+        default="sweep",
+        enum_values=list(MODES),
+        help="What run_fgsm.py does: sweep (accuracy of the MNIST CNN under each attack and eps).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        name="fgsm_methods",
+        default=list(attacks.DEFAULT_METHODS),
+        help=(
+            "Comma-separated attacks, from: " + ", ".join(attacks.METHODS) + ". random is "
+            "the random-sign control of the same L-infinity size; fgm_l2 reads eps as an "
+            "L2 length."
+        ),
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        name="fgsm_eps",
+        default=list(DEFAULT_EPS),
+        help="Comma-separated attack sizes in pixel units of the [0, 1] range, each >= 0.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_bool(
+        name="fgsm_targeted",
+        default=False,
+        help="Move every image toward a target class (--fgsm_target_class) instead of away "
+        "from its predicted class.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        name="fgsm_target_class",
+        default=None,
+        lower_bound=0,
+        help="Target class of a targeted run, an index >= 0; unset: each image's least "
+        "likely class (Kurakin et al.'s l.l. attacks). Needs --fgsm_targeted.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        name="fgsm_steps",
+        default=FgsmConfig.steps,
+        lower_bound=0,
+        help="Iterations of bim and pgd, >= 0; 0 uses Kurakin et al.'s rule "
+        "min(255 eps + 4, 1.25 * 255 eps) steps of 1/255 per eps.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_float(
+        name="fgsm_step_size",
+        default=0.0,
+        lower_bound=0.0,
+        help="Step of bim and pgd in pixel units, >= 0; 0 picks it: 2.5 * eps / steps, or "
+        "1/255 with Kurakin's step count.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        name="fgsm_num_images",
+        default=None,
+        lower_bound=1,
+        help="Test images to attack (the first ones), >= 1; unset: the whole test set.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        name="fgsm_batch_size",
+        default=FgsmConfig.batch_size,
+        lower_bound=1,
+        help="Images per compiled attack step (the global batch under a strategy), >= 1.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_float(
+        name="fgsm_example_eps",
+        default=FgsmConfig.example_eps,
+        lower_bound=0.0,
+        help="Attack size of examples.png and of the gradient-sign image, >= 0.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        name="fgsm_num_examples",
+        default=FgsmConfig.num_examples,
+        lower_bound=1,
+        upper_bound=50,
+        help="Correctly classified test images shown in examples.png, 1..50.",
+        flag_values=flag_values,
+    )
+
+    @flags.validator(
+        "fgsm_methods",
+        message="--fgsm_methods must list distinct names from " + ", ".join(attacks.METHODS),
+        flag_values=flag_values,
+    )
+    def _known_methods(values):
+        return (
+            bool(values) and len(set(values)) == len(values) and set(values) <= set(attacks.METHODS)
+        )
+
+    @flags.validator(
+        "fgsm_eps",
+        message="--fgsm_eps must be a non-empty comma-separated list of numbers >= 0",
+        flag_values=flag_values,
+    )
+    def _valid_eps(values):
+        return _parse_eps(values) is not None
+
+    @flags.multi_flags_validator(
+        ["fgsm_targeted", "fgsm_target_class"],
+        message="--fgsm_target_class needs --fgsm_targeted",
+        flag_values=flag_values,
+    )
+    def _target_needs_targeted(values):
+        return values["fgsm_target_class"] is None or values["fgsm_targeted"]
+
+
+def fgsm_config(flag_values: flags.FlagValues = flags.FLAGS) -> FgsmConfig:
+    """Converts the parsed ``fgsm_*`` flags into an ``FgsmConfig``."""
+    return FgsmConfig(
+        mode=flag_values.fgsm_mode,
+        methods=tuple(flag_values.fgsm_methods),
+        eps_values=tuple(_parse_eps(flag_values.fgsm_eps)),
+        targeted=flag_values.fgsm_targeted,
+        target_class=flag_values.fgsm_target_class,
+        steps=flag_values.fgsm_steps or None,
+        step_size=flag_values.fgsm_step_size or None,
+        num_images=flag_values.fgsm_num_images,
+        batch_size=flag_values.fgsm_batch_size,
+        example_eps=flag_values.fgsm_example_eps,
+        num_examples=flag_values.fgsm_num_examples,
+    )

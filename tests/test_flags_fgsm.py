@@ -1,0 +1,90 @@
+"""Tests of flags/fgsm.py: defaults, parsing into FgsmConfig, and the validators."""
+
+import dataclasses
+
+import pytest
+from absl import flags
+
+from flags import fgsm as fgsm_flags
+from tfool import attacks
+
+
+def _parse(*args):
+    fv = flags.FlagValues()
+    fgsm_flags.define_fgsm_flags(fv)
+    fv(["prog", *args])
+    return fv
+
+
+def test_defaults_give_the_default_config():
+    config = fgsm_flags.fgsm_config(_parse())
+    assert config == fgsm_flags.FgsmConfig()
+    assert config.eps_values == (0.0, 0.01, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+    assert config.methods == ("fgsm", "normalized_gradient", "bim", "random")
+    assert config.mode == "sweep" and config.num_images is None and config.target_class is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.mode = "survey"
+
+
+def test_custom_values_reach_the_config():
+    config = fgsm_flags.fgsm_config(
+        _parse(
+            "--fgsm_methods=bim,pgd,fgm_l2",
+            "--fgsm_eps=0.3,0.1",
+            "--fgsm_targeted",
+            "--fgsm_target_class=7",
+            "--fgsm_steps=12",
+            "--fgsm_step_size=0.02",
+            "--fgsm_num_images=100",
+            "--fgsm_batch_size=64",
+            "--fgsm_example_eps=0.05",
+            "--fgsm_num_examples=3",
+        )
+    )
+    assert config.methods == ("bim", "pgd", "fgm_l2")
+    assert config.eps_values == (0.3, 0.1)
+    assert config.targeted and config.target_class == 7
+    assert (config.steps, config.step_size) == (12, 0.02)
+    assert (config.num_images, config.batch_size) == (100, 64)
+    assert (config.example_eps, config.num_examples) == (0.05, 3)
+
+
+def test_zero_steps_and_step_size_mean_automatic():
+    config = fgsm_flags.fgsm_config(_parse("--fgsm_steps=0", "--fgsm_step_size=0"))
+    assert config.steps is None and config.step_size is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--fgsm_mode=deepfool"],
+        ["--fgsm_methods=fgsm,magic"],
+        ["--fgsm_methods=fgsm,fgsm"],
+        ["--fgsm_methods="],
+        ["--fgsm_eps=0.1,abc"],
+        ["--fgsm_eps=0.1,-0.2"],
+        ["--fgsm_eps=nan"],
+        ["--fgsm_eps="],
+        ["--fgsm_target_class=3"],
+        ["--fgsm_targeted", "--fgsm_target_class=-1"],
+        ["--fgsm_steps=-1"],
+        ["--fgsm_step_size=-0.1"],
+        ["--fgsm_num_images=0"],
+        ["--fgsm_batch_size=0"],
+        ["--fgsm_example_eps=-1"],
+        ["--fgsm_num_examples=0"],
+    ],
+)
+def test_bad_values_are_rejected(args):
+    with pytest.raises(flags.IllegalFlagValueError):
+        _parse(*args)
+
+
+def test_every_flag_is_prefixed_and_documented():
+    fv = flags.FlagValues()
+    fgsm_flags.define_fgsm_flags(fv)
+    names = set(fv)
+    assert names and all(name.startswith("fgsm_") for name in names)
+    assert all(fv[name].help.endswith(".") for name in names)
+    assert set(fgsm_flags.MODES) == set(fv["fgsm_mode"].parser.enum_values)
+    assert set(fgsm_flags.FgsmConfig().methods) <= set(attacks.METHODS)
