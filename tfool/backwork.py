@@ -442,59 +442,7 @@ def backwork(
         ]
     )
 
-    with strategy.scope():
-        x = tf.Variable(init, name="backwork_inputs")
-        m = tf.Variable(tf.zeros_like(init), name="adam_m")
-        v = tf.Variable(tf.zeros_like(init), name="adam_v")
-        t = tf.Variable(tf.zeros([rows], tf.float32), name="adam_t")
-    refs_t = [tf.constant(r) for r in refs]
-    norms_t = [tf.constant(n) for n in norms]
-    labels_t = tf.constant(labels)
-    group_shape = (num_labels, per)
-
-    def forward(images):
-        out = act(images, training=False)
-        grouped = [tf.reshape(out[n], (*group_shape, *out[n].shape[1:])) for n in names]
-        return costs.total_cost(
-            grouped,
-            refs_t,
-            norms_t,
-            labels_t,
-            coeffs,
-            config.reference_cost_coeff,
-            config.batch_cost_coeff,
-            config.softmax_cost,
-            config.chunk_size,
-        ), grouped[-1]
-
-    @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
-    def compute():
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            (cost, terms), probs = forward(x)
-            total = tf.reduce_sum(cost)
-        return tape.gradient(total, x), cost, terms, probs
-
-    lr = config.learning_rate
-    lo, hi = config.input_min, config.input_max
-
-    @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
-    def apply(grad, row_mask):
-        mask_rows = tf.reshape(row_mask, [-1] + [1] * len(image_shape))
-        t_new = t + row_mask
-        m_new = _BETA1 * m + (1.0 - _BETA1) * grad
-        v_new = _BETA2 * v + (1.0 - _BETA2) * tf.square(grad)
-        tb = tf.reshape(tf.maximum(t_new, 1.0), tf.shape(mask_rows))
-        lr_t = lr * tf.sqrt(1.0 - tf.pow(_BETA2, tb)) / (1.0 - tf.pow(_BETA1, tb))
-        x_new = x - lr_t * m_new / (tf.sqrt(v_new) + _ADAM_EPS)
-        if config.clip_inputs:
-            x_new = tf.clip_by_value(x_new, lo, hi)
-        keep = mask_rows > 0
-        x.assign(tf.where(keep, x_new, x))
-        m.assign(tf.where(keep, m_new, m))
-        v.assign(tf.where(keep, v_new, v))
-        t.assign(t_new)
-
+    engine = _Engine(act, names, coeffs, config, refs, norms, labels, per, init, strategy)
     for cb in callbacks:
         cb.on_start(config, rows)
 
@@ -514,11 +462,8 @@ def backwork(
     interrupted = False
     try:
         while True:
-            grad, cost, terms, probs = compute()
-            probs_np = probs.numpy()
-            cost_np = cost.numpy()
-            terms_np = {k: val.numpy() for k, val in terms.items()}
-            images_np = x.numpy()
+            grad, cost_np, terms_np, probs_np = engine.compute()
+            images_np = engine.images()
             target = target_probabilities(probs_np, labels)
             row_mask = active[label_of_row]
             reinit_rows = np.zeros(rows, bool)
@@ -554,9 +499,9 @@ def backwork(
                     )
             if not active.any() or step >= config.max_num_steps:
                 break
-            apply(grad, tf.constant((row_mask & ~reinit_rows).astype(np.float32)))
+            engine.apply(grad, row_mask & ~reinit_rows)
             if reinit_rows.any():
-                _reinitialise(x, m, v, t, reinit_rows, label_of_row, rngs, image_shape, config)
+                engine.reinitialise(reinit_rows, label_of_row, rngs)
                 tracker.clear(reinit_rows)
                 np.add.at(reinits, label_of_row[reinit_rows], 1)
             label_steps += active
@@ -589,12 +534,16 @@ def backwork(
 
 
 def _reinitialise(x, m, v, t, rows_mask, label_of_row, rngs, image_shape, config) -> None:
-    """Fresh uniform noise for the masked rows, whose Adam moments and step count restart."""
+    """Fresh uniform noise for the masked rows, whose Adam moments and step count restart.
+
+    Host-side assignments: under a strategy they reach every replica's copy.
+    """
     values = x.numpy()
     for li in np.unique(label_of_row[rows_mask]):
         rows = np.flatnonzero(rows_mask & (label_of_row == li))
         noise = rngs[li].uniform(config.input_min, config.input_max, size=(len(rows), *image_shape))
         values[rows] = noise.astype(np.float32)
+    rows_mask = np.concatenate([rows_mask, np.zeros(x.shape[0] - len(rows_mask), bool)])
     mask = rows_mask.reshape(-1, *([1] * len(image_shape)))
     x.assign(values)
     m.assign(np.where(mask, 0.0, m.numpy()).astype(np.float32))
@@ -747,3 +696,192 @@ def worst_classified(
         images.append(data.x_train[idx[order]])
         chosen.append(p[order])
     return np.stack(images), np.stack(chosen)
+
+
+class _Engine:
+    """The compiled part of backworking: cost, gradient and the per-row Adam update.
+
+    Without a strategy (or with one replica) one compiled step covers the whole batch.
+    Under a strategy with several replicas the rows are split across replicas by label
+    group: each replica holds only its labels' reference activations (sharded, so memory
+    per device shrinks with the replica count) and computes the reference costs of the
+    rows it owns. The batch cost pairs rows of the same label only, so every row it needs
+    lives on the same replica; the gradients, probabilities and cost terms are then
+    all-reduced, so every replica (and every worker of a multi-worker strategy) holds the
+    whole batch's values, the host takes each convergence and re-initialisation decision
+    once, and the identical Adam update is applied to every copy of the mirrored inputs.
+    Label groups are padded to a multiple of the replica count with weightless copies of
+    the last group, whose rows are never updated or reported.
+    """
+
+    def __init__(self, act, names, coeffs, config, refs, norms, labels, per, init, strategy):
+        self.config, self.per, self.strategy = config, per, strategy
+        self.num_labels = len(labels)
+        self.replicas = strategy.num_replicas_in_sync
+        self.groups = -(-self.num_labels // self.replicas)  # label groups per replica
+        padded = self.groups * self.replicas
+        pad = padded - self.num_labels
+        self.image_shape = tuple(init.shape[1:])
+        labels = np.concatenate([labels, np.repeat(labels[-1:], pad)])
+        refs = [np.concatenate([r, np.repeat(r[-1:], pad, axis=0)]) for r in refs]
+        norms = [np.concatenate([n, np.repeat(n[-1:], pad, axis=0)]) for n in norms]
+        weights = np.concatenate([np.ones(self.num_labels), np.zeros(pad)]).astype(np.float32)
+        init = np.concatenate([init, np.repeat(init[-per:], pad, axis=0)]) if pad else init
+        self.rows = len(init)
+        with strategy.scope():
+            self.x = tf.Variable(init, name="backwork_inputs")
+            self.m = tf.Variable(tf.zeros_like(init), name="adam_m")
+            self.v = tf.Variable(tf.zeros_like(init), name="adam_v")
+            self.t = tf.Variable(tf.zeros([self.rows], tf.float32), name="adam_t")
+
+        def cost_of(images, refs_r, norms_r, labels_r, weights_r, groups):
+            out = act(images, training=False)
+            grouped = [tf.reshape(out[n], (groups, per, *out[n].shape[1:])) for n in names]
+            cost, terms = costs.total_cost(
+                grouped,
+                refs_r,
+                norms_r,
+                labels_r,
+                coeffs,
+                config.reference_cost_coeff,
+                config.batch_cost_coeff,
+                config.softmax_cost,
+                config.chunk_size,
+            )
+            return cost, terms, grouped[-1], tf.reduce_sum(cost * weights_r)
+
+        if self.replicas == 1:
+            consts = (
+                [tf.constant(r) for r in refs],
+                [tf.constant(n) for n in norms],
+                tf.constant(labels),
+                tf.constant(weights),
+            )
+
+            @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
+            def compute():
+                with tf.GradientTape() as tape:
+                    tape.watch(self.x)
+                    cost, terms, probs, total = cost_of(self.x, *consts, self.num_labels)
+                return tape.gradient(total, self.x), cost, terms, probs
+
+            self._compute = compute
+        else:
+            self._compute = self._distributed_compute(cost_of, refs, norms, labels, weights)
+        self._apply = tf.function(
+            self._adam, jit_compile=config.jit_compile and self.replicas == 1, reduce_retracing=True
+        )
+
+    def _distributed_compute(self, cost_of, refs, norms, labels, weights):
+        strategy, groups, per = self.strategy, self.groups, self.per
+        rows_here, total_rows = groups * per, self.rows
+        total_groups = groups * self.replicas
+
+        def shard(array):
+            return strategy.experimental_distribute_values_from_function(
+                lambda ctx: tf.constant(array[ctx.replica_id_in_sync_group * groups :][:groups])
+            )
+
+        sharded = (
+            [shard(r) for r in refs],
+            [shard(n) for n in norms],
+            shard(labels),
+            shard(weights),
+        )
+
+        def place(value, start, total, axis=0):
+            """Zero-pads a replica's slice to the whole batch along ``axis``."""
+            paddings = [[0, 0]] * value.shape.rank
+            size = tf.shape(value)[axis]
+            paddings[axis] = [start, total - start - size]
+            return tf.pad(value, paddings)
+
+        def replica_step(refs_r, norms_r, labels_r, weights_r):
+            ctx = tf.distribute.get_replica_context()
+            rid = tf.cast(ctx.replica_id_in_sync_group, tf.int32)
+            start = rid * rows_here
+            images = tf.slice(
+                tf.convert_to_tensor(self.x),
+                [start] + [0] * len(self.image_shape),
+                [rows_here, *self.image_shape],
+            )
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                cost, terms, probs, total = cost_of(
+                    images, refs_r, norms_r, labels_r, weights_r, groups
+                )
+            grad = tape.gradient(total, images)
+            g0 = rid * groups
+            parts = [
+                place(grad, start, total_rows),
+                place(cost, g0, total_groups),
+                place(probs, g0, total_groups),
+                *(place(terms[k], g0, total_groups, axis=1) for k in ("reference", "batch")),
+                place(terms["softmax"], g0, total_groups),
+            ]
+            return ctx.all_reduce(tf.distribute.ReduceOp.SUM, parts)
+
+        @tf.function(reduce_retracing=True)
+        def compute():
+            out = strategy.run(replica_step, args=sharded)
+            grad, cost, probs, ref_t, batch_t, soft_t = (
+                strategy.experimental_local_results(o)[0] for o in out
+            )
+            return grad, cost, {"reference": ref_t, "batch": batch_t, "softmax": soft_t}, probs
+
+        return compute
+
+    def _adam(self, grad, row_mask):
+        x, m, v, t = self.x, self.m, self.v, self.t
+        mask_rows = tf.reshape(row_mask, [-1] + [1] * len(self.image_shape))
+        t_new = t + row_mask
+        m_new = _BETA1 * m + (1.0 - _BETA1) * grad
+        v_new = _BETA2 * v + (1.0 - _BETA2) * tf.square(grad)
+        tb = tf.reshape(tf.maximum(t_new, 1.0), tf.shape(mask_rows))
+        lr_t = (
+            self.config.learning_rate
+            * tf.sqrt(1.0 - tf.pow(_BETA2, tb))
+            / (1.0 - tf.pow(_BETA1, tb))
+        )
+        x_new = x - lr_t * m_new / (tf.sqrt(v_new) + _ADAM_EPS)
+        if self.config.clip_inputs:
+            x_new = tf.clip_by_value(x_new, self.config.input_min, self.config.input_max)
+        keep = mask_rows > 0
+        x.assign(tf.where(keep, x_new, x))
+        m.assign(tf.where(keep, m_new, m))
+        v.assign(tf.where(keep, v_new, v))
+        t.assign(t_new)
+
+    def compute(self):
+        """Cost terms, probabilities (NumPy, real labels only) and the gradient (a tensor)."""
+        grad, cost, terms, probs = self._compute()
+        n = self.num_labels
+        terms_np = {
+            k: (val.numpy()[:, :n] if val.shape.rank == 2 else val.numpy()[:n])
+            for k, val in terms.items()
+        }
+        return grad, cost.numpy()[:n], terms_np, probs.numpy()[:n]
+
+    def images(self) -> np.ndarray:
+        """The current images of the real rows."""
+        return self.x.numpy()[: self.num_labels * self.per]
+
+    def apply(self, grad, row_mask: np.ndarray) -> None:
+        """One Adam step on the rows of ``row_mask`` (real rows; padding rows never move)."""
+        full = np.zeros(self.rows, np.float32)
+        full[: len(row_mask)] = row_mask
+        self._apply(grad, tf.constant(full))
+
+    def reinitialise(self, rows_mask, label_of_row, rngs) -> None:
+        """Fresh noise and fresh Adam state for the masked real rows."""
+        _reinitialise(
+            self.x,
+            self.m,
+            self.v,
+            self.t,
+            rows_mask,
+            label_of_row,
+            rngs,
+            self.image_shape,
+            self.config,
+        )
