@@ -265,3 +265,19 @@ def test_worst_classified_sorted(small_cnn, small_data):
     p = np.exp(logits - logits.max(1, keepdims=True))
     p = (p / p.sum(1, keepdims=True))[small_data.y_train == 1, 1]
     np.testing.assert_allclose(probs[0], np.sort(p)[:4], rtol=1e-4)
+
+
+def test_layer_distances_match_brute_force(small_cnn, small_data):
+    res = bw.backwork(small_cnn, small_data, cfg(labels=(2, 5), max_num_steps=3))
+    dist = bw.layer_distances(small_cnn, small_data, res)
+    assert list(dist) == ["inputs", "conv0", "conv1", "fc"]
+    g = res.images[1].reshape(3, -1).astype(np.float64)
+    r = small_data.train_of_class(5).reshape(-1, 784).astype(np.float64)
+    nearest = ((g[:, None] - r[None]) ** 2).mean(-1).min(1).mean()
+    pair = ((g[:, None] - g[None]) ** 2).mean(-1)[~np.eye(3, dtype=bool)].mean()
+    g0 = res.images[0].reshape(3, -1).astype(np.float64)
+    r0 = small_data.train_of_class(2).reshape(-1, 784).astype(np.float64)
+    nearest0 = ((g0[:, None] - r0[None]) ** 2).mean(-1).min(1).mean()
+    pair0 = ((g0[:, None] - g0[None]) ** 2).mean(-1)[~np.eye(3, dtype=bool)].mean()
+    assert dist["inputs"]["nearest_train"] == pytest.approx((nearest + nearest0) / 2, rel=1e-4)
+    assert dist["inputs"]["within_batch"] == pytest.approx((pair + pair0) / 2, rel=1e-4)

@@ -885,3 +885,38 @@ class _Engine:
             self.image_shape,
             self.config,
         )
+
+
+def layer_distances(
+    model: keras.Model,
+    data: Dataset,
+    result: BackworkResult,
+    layer_names: Sequence[str] | None = None,
+    from_logits: bool = True,
+    reference_size: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """How far the images are from their label's training images at every exposed layer.
+
+    The distances the cost works on (mean squared differences of flattened activations):
+    per layer, the mean over images of the distance to the nearest training image of the
+    same label, and the mean distance between two images of the same label.
+
+    Returns:
+        ``{layer: {"nearest_train": float, "within_batch": float}}`` for every exposed
+        layer but the probabilities (``within_batch`` is ``nan`` with one image per label).
+    """
+    act = activation_model(model, layer_names or result.layer_names, from_logits=from_logits)
+    names = act.layer_names[:-1]
+    refs, norms = reference_activations(act, data, result.labels, reference_size)
+    num_labels, per = result.images.shape[:2]
+    out = act(result.images.reshape(-1, *result.images.shape[2:]), training=False)
+    distances = {}
+    for i, name in enumerate(names):
+        gen = tf.reshape(out[name], (num_labels, per, -1))
+        nearest = costs.nearest_distance(gen, refs[i], norms[i]).numpy()
+        within = float("nan")
+        if per > 1:
+            pair = costs.pairwise_distances(gen).numpy()
+            within = float(pair[:, ~np.eye(per, dtype=bool)].mean())
+        distances[name] = {"nearest_train": float(nearest.mean()), "within_batch": within}
+    return distances

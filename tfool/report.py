@@ -12,6 +12,7 @@ from tfool import io
 from tfool.backwork import (
     BackworkConfig,
     BackworkResult,
+    layer_distances,
     result_arrays,
     summarize,
     worst_classified,
@@ -58,6 +59,14 @@ def write_backwork_outputs(
     summary = summarize(result, data, names_all)
     if data is not None:
         summary.update({"data_source": data.source, "dataset": data.name})
+        if len(result.layer_names) > 1:
+            summary["layer_distances"] = layer_distances(
+                model,
+                data,
+                result,
+                from_logits=config.from_logits,
+                reference_size=config.reference_size,
+            )
     summary.update(dict(extra or {}))
     summary["config"] = {k: v for k, v in vars(config).items()}
     io.write_json(os.path.join(out, "summary.json"), summary)
@@ -143,6 +152,18 @@ def format_backwork_table(summary: Mapping) -> str:
         f"{_num(summary['mean_nearest_train_distance'], 0)}, within the batch "
         f"{_num(summary['mean_pairwise_distance'], 0)} (pixel-space L2)"
     )
+    if summary.get("layer_distances"):
+        lines.append(
+            "activation distances (mean squared), to the nearest training image of "
+            "the label / within the batch:"
+        )
+        lines.append(
+            "  "
+            + "   ".join(
+                f"{name} {d['nearest_train']:.4g} / {d['within_batch']:.4g}"
+                for name, d in summary["layer_distances"].items()
+            )
+        )
     if summary.get("model_accuracy") is not None:
         lines.append(
             f"model test accuracy {100 * summary['model_accuracy']:.2f}% "
