@@ -187,11 +187,8 @@ def _top5(predictions) -> list[dict]:
 def project_mode(common, cfg, flag_values, strategy=None) -> str:
     """Gradient projection on an ImageNet model: projection.png/.json/.npz; a summary."""
     icfg = imagenet_flags.imagenet_config(flag_values)
-    if icfg.image is not None and not os.path.isfile(icfg.image):
-        raise FileNotFoundError(
-            f"--fgsm_project_image={icfg.image!r}: no such file; expected the path of a "
-            f"PNG/JPEG image or {imagenet_flags.GREY!r}"
-        )
+    if icfg.image is not None:
+        imagenet.load_image(icfg.image, 8)  # a missing or unreadable file fails before the model
     model = imagenet.load_imagenet_model(icfg.model, icfg.weights, icfg.input_size, strategy)
     result = projection.project(
         model,
