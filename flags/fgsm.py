@@ -7,10 +7,10 @@ import math
 
 from absl import flags
 
-from tfool import attacks
+from tfool import attacks, attribution
 
-#: The modes of run_fgsm.py; other modes (project, survey, attribute) join this tuple.
-MODES = ("sweep",)
+#: The modes of run_fgsm.py (``run_fgsm.MODES`` maps each to its function).
+MODES = ("sweep", "project", "survey", "attribute")
 DEFAULT_EPS = ("0", "0.01", "0.05", "0.1", "0.15", "0.2", "0.25", "0.3")
 
 
@@ -19,7 +19,9 @@ class FgsmConfig:
     """The gradient-attack settings of run_fgsm.py.
 
     Attributes:
-        mode: What the run does (``sweep``: the MNIST robustness table).
+        mode: What the run does: ``sweep`` (the MNIST robustness table), ``project``
+            (gradient projection on an ImageNet model), ``survey`` (the noise survey) or
+            ``attribute`` (attributions of test images and their FGSM counterparts).
         methods: Attacks to run, names from ``tfool.attacks.METHODS``.
         eps_values: Attack sizes, each >= 0.
         targeted: Whether the attacks move toward a target class.
@@ -29,8 +31,12 @@ class FgsmConfig:
         step_size: BIM/PGD step (``None``: automatic, see ``tfool.attacks.bim``).
         num_images: Test images attacked (``None``: the whole test set).
         batch_size: Images per compiled attack step.
-        example_eps: The eps of the example figure and of the gradient-sign image.
+        example_eps: The eps of the example figure, of the gradient-sign image and of the
+            FGSM images of the attribution figure.
         num_examples: Test images shown in the example figure.
+        attribute_num_images: Test images (each with its FGSM counterpart) in the
+            attribution figure.
+        attribute_methods: Attribution methods, names from ``tfool.attribution.ALL_METHODS``.
     """
 
     mode: str = "sweep"
@@ -44,6 +50,8 @@ class FgsmConfig:
     batch_size: int = attacks.DEFAULT_BATCH_SIZE
     example_eps: float = 0.25
     num_examples: int = 6
+    attribute_num_images: int = 4
+    attribute_methods: tuple[str, ...] = attribution.DEFAULT_METHODS
 
 
 def _parse_eps(values) -> list[float] | None:
@@ -60,7 +68,13 @@ def define_fgsm_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         name="fgsm_mode",
         default="sweep",
         enum_values=list(MODES),
-        help="What run_fgsm.py does: sweep (accuracy of the MNIST CNN under each attack and eps).",
+        help=(
+            "What run_fgsm.py does: sweep (accuracy of the MNIST CNN under each attack and "
+            "eps), project (gradient projection of ImageNet classes onto an image, see "
+            "--fgsm_project_*), survey (ImageNet classifiers on random noise, see "
+            "--fgsm_survey_*) or attribute (every attribution method on test images and "
+            "their FGSM counterparts)."
+        ),
         flag_values=flag_values,
     )
     flags.DEFINE_list(
@@ -128,7 +142,8 @@ def define_fgsm_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         name="fgsm_example_eps",
         default=FgsmConfig.example_eps,
         lower_bound=0.0,
-        help="Attack size of examples.png and of the gradient-sign image, >= 0.",
+        help="Attack size of examples.png, of the gradient-sign image and of the FGSM images "
+        "of attribution.png (--fgsm_mode=attribute), >= 0.",
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
@@ -140,6 +155,24 @@ def define_fgsm_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         flag_values=flag_values,
     )
 
+    flags.DEFINE_integer(
+        name="fgsm_attribute_num_images",
+        default=FgsmConfig.attribute_num_images,
+        lower_bound=1,
+        upper_bound=20,
+        help="Correctly classified test images of attribution.png, each shown beside its FGSM "
+        "counterpart, 1..20.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        name="fgsm_attribute_methods",
+        default=list(attribution.DEFAULT_METHODS),
+        help="Comma-separated attribution methods of attribution.png, in column order, from: "
+        + ", ".join(attribution.ALL_METHODS)
+        + ".",
+        flag_values=flag_values,
+    )
+
     @flags.validator(
         "fgsm_methods",
         message="--fgsm_methods must list distinct names from " + ", ".join(attacks.METHODS),
@@ -148,6 +181,19 @@ def define_fgsm_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     def _known_methods(values):
         return (
             bool(values) and len(set(values)) == len(values) and set(values) <= set(attacks.METHODS)
+        )
+
+    @flags.validator(
+        "fgsm_attribute_methods",
+        message="--fgsm_attribute_methods must list distinct names from "
+        + ", ".join(attribution.ALL_METHODS),
+        flag_values=flag_values,
+    )
+    def _known_attribution_methods(values):
+        return (
+            bool(values)
+            and len(set(values)) == len(values)
+            and set(values) <= set(attribution.ALL_METHODS)
         )
 
     @flags.validator(
@@ -181,4 +227,6 @@ def fgsm_config(flag_values: flags.FlagValues = flags.FLAGS) -> FgsmConfig:
         batch_size=flag_values.fgsm_batch_size,
         example_eps=flag_values.fgsm_example_eps,
         num_examples=flag_values.fgsm_num_examples,
+        attribute_num_images=flag_values.fgsm_attribute_num_images,
+        attribute_methods=tuple(flag_values.fgsm_attribute_methods),
     )

@@ -21,6 +21,8 @@ class ImagenetConfig:
     Attributes:
         model: The projection classifier (a ``tfool.imagenet.MODEL_NAMES`` entry).
         weights: ``"imagenet"``, ``None`` (random weights) or a weights / ``.keras`` path.
+        input_size: Input side of every ImageNet model; ``None``: each architecture's own
+            (other sides need weights other than ``imagenet``).
         image: The start image's path; ``None`` for a plain grey image.
         targets: The target class indices, in the order given.
         projection: The projection settings (keyword arguments of ``project``).
@@ -30,6 +32,7 @@ class ImagenetConfig:
 
     model: str
     weights: str | None
+    input_size: int | None
     image: str | None
     targets: tuple[int, ...]
     projection: ProjectionConfig
@@ -63,6 +66,17 @@ def define_imagenet_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             "~/.keras/models; offline, an uncached file is an error that says how to supply "
             "it), 'none' (random weights) or the path of a local .h5 / .weights.h5 weights "
             "file or of a whole .keras model."
+        ),
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        name="fgsm_imagenet_image_size",
+        default=0,
+        lower_bound=0,
+        help=(
+            "Input side in pixels of the projected and surveyed models; 0 means each "
+            "architecture's own (224, or 299 for Inception-V3). Other sides need weights "
+            "other than 'imagenet' (e.g. 32 with --fgsm_imagenet_weights=none for trials)."
         ),
         flag_values=flag_values,
     )
@@ -237,6 +251,7 @@ def imagenet_config(flag_values: flags.FlagValues = flags.FLAGS) -> ImagenetConf
     return ImagenetConfig(
         model=flag_values.fgsm_imagenet_model,
         weights=weights,
+        input_size=flag_values.fgsm_imagenet_image_size or None,
         image=image,
         targets=class_indices(flag_values.fgsm_project_targets),
         projection=ProjectionConfig(

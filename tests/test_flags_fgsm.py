@@ -39,6 +39,9 @@ def test_custom_values_reach_the_config():
             "--fgsm_batch_size=64",
             "--fgsm_example_eps=0.05",
             "--fgsm_num_examples=3",
+            "--fgsm_mode=attribute",
+            "--fgsm_attribute_num_images=2",
+            "--fgsm_attribute_methods=occlusion,saliency",
         )
     )
     assert config.methods == ("bim", "pgd", "fgm_l2")
@@ -47,6 +50,8 @@ def test_custom_values_reach_the_config():
     assert (config.steps, config.step_size) == (12, 0.02)
     assert (config.num_images, config.batch_size) == (100, 64)
     assert (config.example_eps, config.num_examples) == (0.05, 3)
+    assert config.mode == "attribute" and config.attribute_num_images == 2
+    assert config.attribute_methods == ("occlusion", "saliency")
 
 
 def test_zero_steps_and_step_size_mean_automatic():
@@ -73,6 +78,10 @@ def test_zero_steps_and_step_size_mean_automatic():
         ["--fgsm_batch_size=0"],
         ["--fgsm_example_eps=-1"],
         ["--fgsm_num_examples=0"],
+        ["--fgsm_attribute_num_images=0"],
+        ["--fgsm_attribute_methods=saliency,lime"],
+        ["--fgsm_attribute_methods=saliency,saliency"],
+        ["--fgsm_attribute_methods="],
     ],
 )
 def test_bad_values_are_rejected(args):

@@ -18,6 +18,7 @@ def parse(*args):
 def test_defaults():
     config = imagenet_flags.imagenet_config(parse())
     assert config.model == "vgg16" and config.weights == "imagenet" and config.image is None
+    assert config.input_size is None
     assert config.targets == (385, 549)  # Indian_elephant, envelope
     assert config.projection == ProjectionConfig()
     assert config.survey == SurveyConfig()
@@ -28,7 +29,7 @@ def test_defaults():
 def test_every_flag_is_prefixed_and_documented():
     fv = parse()
     names = [f.name for f in fv.get_flags_for_module(imagenet_flags.__name__)]
-    assert len(names) == 15
+    assert len(names) == 16
     for name in names:
         assert name.startswith(("fgsm_imagenet_", "fgsm_project_", "fgsm_survey_")), name
         assert fv[name].help.endswith("."), name
@@ -38,6 +39,7 @@ def test_conversion():
     fv = parse(
         "--fgsm_imagenet_model=inception_v3",
         "--fgsm_imagenet_weights=none",
+        "--fgsm_imagenet_image_size=96",
         "--fgsm_project_image=cat.jpg",
         "--fgsm_project_targets=great white shark,3,n01440764",
         "--fgsm_project_steps=7",
@@ -54,6 +56,7 @@ def test_conversion():
     )
     config = imagenet_flags.imagenet_config(fv)
     assert config.model == "inception_v3" and config.weights is None
+    assert config.input_size == 96
     assert config.image == "cat.jpg" and config.targets == (2, 3, 0)
     assert config.projection == ProjectionConfig(7, 0.5, 4.0, 0.5, "sign")
     assert config.survey_models == (("resnet50", None), ("vgg16", "/w/vgg.h5"))
