@@ -319,8 +319,11 @@ class _Runner:
 
 
 def _data_options() -> tf.data.Options:
-    """Plain in-order batches: the steps are synchronous and compute-bound, so tf.data's
-    background prefetch and autotuning only add start-up cost to every call."""
+    """In-order batches without prefetching or autotuning.
+
+    The steps are synchronous and compute-bound, so tf.data's background prefetch and
+    autotuning would only add start-up cost to every call.
+    """
     options = tf.data.Options()
     options.autotune.enabled = False
     options.experimental_optimization.inject_prefetch = False
