@@ -7,11 +7,12 @@ Every contender attacks the same model, images, labels, batch size, eps and step
 this one process. Every timed attack is paired with a floor run (one compiled forward and
 backward pass over the same images) just before it, and the median of ``--repeats`` paired
 ratios is reported (``x floor``: 1.0 means as fast as the raw passes it needs, one for FGSM
-and ``--steps`` for BIM), which tames the noise of a shared machine; images/s are the best
-of the rounds. Peers (benchmark-only
-extras, ``pip install .[bench]``) are skipped when not installed: cleverhans (its TF2
-functions, eager as shipped and wrapped in ``tf.function``), the Adversarial Robustness
-Toolbox (``TensorFlowV2Classifier``) and foolbox 3 (``TensorFlowModel``).
+and ``--steps`` for BIM), which tames the noise of a shared machine; ``CPU x`` is the same
+ratio in CPU seconds of this process, which other processes disturb less; images/s are the
+best of the rounds. Peers (benchmark-only extras, ``pip install .[bench]``) are skipped
+when not installed: cleverhans (its TF2 functions, eager as shipped and wrapped in
+``tf.function``), the Adversarial Robustness Toolbox (``TensorFlowV2Classifier``) and
+foolbox 3 (``TensorFlowModel``).
 """
 
 from __future__ import annotations
@@ -193,10 +194,11 @@ def _foolbox(model, x, y, eps, step, steps, batch_size):
 _PEER_BUILDERS = {"cleverhans": _cleverhans, "art": _art, "foolbox": _foolbox}
 
 
-def _seconds(run) -> float:
-    start = time.perf_counter()
+def _measure(run) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (all threads of this process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     run()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main(argv):
@@ -246,15 +248,18 @@ def main(argv):
     # that the load of a shared machine hits both sides of each ratio alike.
     best = {key: np.inf for key in agreement}
     ratios = {key: [] for key in agreement}
+    cpu_ratios = {key: [] for key in agreement}
     best_floor = np.inf
     for r in range(FLAGS.repeats):
         for name, runs in contenders.items():
             for kind, run in zip(KINDS, runs, strict=True):
-                floor_s = _seconds(floor_run)
-                seconds = _seconds(run)
+                floor_s, floor_cpu = _measure(floor_run)
+                seconds, cpu = _measure(run)
+                passes = steps if kind == "bim" else 1
                 best_floor = min(best_floor, floor_s)
                 best[name, kind] = min(best[name, kind], seconds)
-                ratios[name, kind].append((steps if kind == "bim" else 1) * floor_s / seconds)
+                ratios[name, kind].append(passes * floor_s / seconds)
+                cpu_ratios[name, kind].append(passes * floor_cpu / cpu)
         logging.info("round %d/%d done", r + 1, FLAGS.repeats)
 
     n = len(x)
@@ -265,6 +270,8 @@ def main(argv):
             fgsm_vs_floor=float(np.median(ratios[name, "fgsm"])),
             bim_images_per_s=n / best[name, "bim"],
             bim_vs_floor=float(np.median(ratios[name, "bim"])),
+            fgsm_cpu_vs_floor=float(np.median(cpu_ratios[name, "fgsm"])),
+            bim_cpu_vs_floor=float(np.median(cpu_ratios[name, "bim"])),
             fgsm_agreement=agreement[name, "fgsm"],
             bim_agreement=agreement[name, "bim"],
         )
@@ -277,13 +284,14 @@ def main(argv):
     )
     print(f"{FLOOR}: {n / best_floor:.1f} images/s (best of {FLAGS.repeats * 2 * len(rows)})")
     print(
-        f"{'contender':26}{'FGSM img/s':>11}{'x floor':>9}{'BIM img/s':>11}{'x floor':>9}"
-        f"{'same F/B':>13}"
+        f"{'contender':26}{'FGSM img/s':>11}{'x floor':>9}{'CPU x':>7}{'BIM img/s':>11}"
+        f"{'x floor':>9}{'CPU x':>7}{'same F/B':>13}"
     )
     for row in rows:
         print(
             f"{row['contender']:26}{row['fgsm_images_per_s']:11.1f}{row['fgsm_vs_floor']:9.2f}"
-            f"{row['bim_images_per_s']:11.1f}{row['bim_vs_floor']:9.2f}"
+            f"{row['fgsm_cpu_vs_floor']:7.2f}{row['bim_images_per_s']:11.1f}"
+            f"{row['bim_vs_floor']:9.2f}{row['bim_cpu_vs_floor']:7.2f}"
             f"{row['fgsm_agreement']:7.3f}/{row['bim_agreement']:.3f}"
         )
     for peer, why in skipped.items():
