@@ -318,11 +318,23 @@ class _Runner:
         return full[: len(full) - self._pad]
 
 
+def _data_options() -> tf.data.Options:
+    """In-order batches without prefetching or autotuning.
+
+    The steps are synchronous and compute-bound, so tf.data's background prefetch and
+    autotuning would only add start-up cost to every call.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.experimental_optimization.inject_prefetch = False
+    return options
+
+
 def _batches(arrays: Sequence[np.ndarray | None], batch_size: int):
     """Yields tuples of batch tensors (``None`` entries stay ``None``)."""
     present = [a for a in arrays if a is not None]
-    ds = tf.data.Dataset.from_tensor_slices(tuple(present))
-    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices(tuple(present)).batch(batch_size)
+    ds = ds.with_options(_data_options())
     for batch in ds:
         items = iter(batch)
         yield tuple(None if a is None else next(items) for a in arrays)
