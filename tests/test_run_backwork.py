@@ -67,7 +67,6 @@ def test_rubbish_zeroes_all_but_softmax():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--backwork_labels=1,x"], "backwork_labels"),
         (["--backwork_labels=1,1"], "backwork_labels"),
         (["--backwork_num_examples=0"], "backwork_num_examples"),
         (["--backwork_num_examples=1"], "batch cost"),
@@ -81,6 +80,12 @@ def test_rubbish_zeroes_all_but_softmax():
 def test_bad_flags_are_rejected(argv, message):
     with pytest.raises(flags.IllegalFlagValueError, match=message):
         fresh_flags(argv)
+
+
+def test_label_names_need_a_resolver():
+    with pytest.raises(ValueError, match="--backwork_labels: 'x' is not a class index"):
+        backwork_flags.resolve_labels(["1", "x"])
+    assert backwork_flags.resolve_labels(["1", "seven"], {"seven": 7}.__getitem__) == (1, 7)
 
 
 def test_paper_flagfile_is_the_post():
