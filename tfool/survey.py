@@ -10,7 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool.imagenet import ImagenetModel, run_batch
+from tfool.distribute import run_batch
+from tfool.imagenet import ImagenetModel
 
 logger = logging.getLogger(__name__)
 
