@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import socket
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -341,16 +342,24 @@ class SplitBatch:
                 )
         if self.strategy is None:
             return tensors
-        per, out = self.per_replica, []
+        out = []
         for t in tensors:
             if self.padding:
                 t = tf.concat([t, tf.repeat(t[-1:], self.padding, axis=0)], axis=0)
-            out.append(
-                self.strategy.experimental_distribute_values_from_function(
-                    lambda ctx, t=t: t[ctx.replica_id_in_sync_group * per :][:per]
-                )
-            )
+            out.append(self._slices(t))
         return tuple(out)
+
+    def row_mask(self, dtype: tf.DType = tf.float32) -> Any:
+        """Per-replica ``[per_replica]`` weights: 1 for the batch's rows, 0 for padding
+        (for sums that padding must not enter, such as a training loss)."""
+        mask = tf.concat([tf.ones([self.num_rows], dtype), tf.zeros([self.padding], dtype)], axis=0)
+        return mask if self.strategy is None else self._slices(mask)
+
+    def _slices(self, padded: tf.Tensor) -> Any:
+        per = self.per_replica
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: padded[ctx.replica_id_in_sync_group * per :][:per]
+        )
 
     def run(self, fn: Callable, *args: Any) -> Any:
         """``fn(*args)`` on every replica (``tf.function`` steps; plain tensors replicate)."""
@@ -363,15 +372,54 @@ class SplitBatch:
         if self.strategy is None:
             return tf.nest.map_structure(lambda t: t.numpy(), value)
 
-        def one(t):
-            local = self.strategy.experimental_local_results(t)
-            if len(local) == self.replicas:  # one worker: its replicas in replica-id order
-                full = np.concatenate([part.numpy() for part in local])
-            else:  # several workers: an all-gather across them
-                full = self.strategy.gather(t, axis=0).numpy()
-            return full[: self.num_rows]
+        if not self._all_local(value):  # several workers: one compiled all-gather
+            gathered = self.strategy.run(_collectives(self.strategy)[0], args=(value,))
+            first = self.strategy.experimental_local_results(gathered)[0]
+            return tf.nest.map_structure(lambda t: t.numpy()[: self.num_rows], first)
+
+        def one(t):  # one worker: its replicas in replica-id order
+            parts = [part.numpy() for part in self.strategy.experimental_local_results(t)]
+            return np.concatenate(parts)[: self.num_rows]
 
         return tf.nest.map_structure(one, value)
+
+    def total(self, value: Any) -> float:
+        """The sum over the replicas of a per-replica scalar, as a Python float."""
+        if self.strategy is None:
+            return float(value)
+        if not self._all_local(value):
+            every = self.strategy.run(_collectives(self.strategy)[1], args=(value,))
+            return float(np.sum(self.strategy.experimental_local_results(every)[0]))
+        return float(sum(float(v) for v in self.strategy.experimental_local_results(value)))
+
+    def _all_local(self, value: Any) -> bool:
+        first = tf.nest.flatten(value)[0]
+        return len(self.strategy.experimental_local_results(first)) == self.replicas
+
+
+_COLLECTIVES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _collectives(strategy: tf.distribute.Strategy) -> tuple[Callable, Callable]:
+    """Compiled all-gather replica functions of ``strategy``: of rows, and of scalars.
+
+    Compiled once per strategy: an eager ``strategy.gather`` traces a new function on every
+    call, which costs more than the step it gathers.
+    """
+    if strategy not in _COLLECTIVES:
+
+        @tf.function(reduce_retracing=True)
+        def gather(value):
+            ctx = tf.distribute.get_replica_context()
+            # tf.identity: an all-gather of a bare function input finds no device
+            return tf.nest.map_structure(lambda t: ctx.all_gather(tf.identity(t), 0), value)
+
+        @tf.function(reduce_retracing=True)
+        def every(value):  # a scalar per replica -> all of them, summed on the host
+            return tf.distribute.get_replica_context().all_gather(tf.reshape(value, [1]), 0)
+
+        _COLLECTIVES[strategy] = (gather, every)
+    return _COLLECTIVES[strategy]
 
 
 def run_batch(
@@ -384,7 +432,9 @@ def run_batch(
 
     Args:
         fn: A ``tf.function`` of batch tensors returning a tensor or a nest (tuple, dict)
-            of tensors, every one with the batch's rows first.
+            of tensors, every one with the batch's rows first. No ``input_signature``:
+            ``MirroredStrategy.run`` re-binds it to per-replica values (use
+            ``reduce_retracing=True`` instead).
         args: The arguments; each is split by rows unless its position is in
             ``replicated``.
         strategy: Optional ``tf.distribute`` strategy; ``None`` calls ``fn`` directly.
