@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import importlib.util
 import json
@@ -76,12 +77,51 @@ def _probe(address: str, seconds: float) -> bool:
 # ----------------------------------------------------------------------------------------
 
 
-def _check_num_gpus(num_gpus: int | None) -> int | None:
-    if num_gpus is None:
-        return None
-    if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, np.integer)) or num_gpus < 0:
-        raise ValueError(f"num_gpus={num_gpus!r} must be None (all visible GPUs) or an int >= 0")
-    return int(num_gpus)
+@dataclasses.dataclass(frozen=True)
+class DistributionConfig:
+    """Which ``tf.distribute`` strategy to run under (see ``get_strategy``).
+
+    Attributes:
+        name: One of ``STRATEGY_NAMES``.
+        num_gpus: GPUs to use (per worker); ``None``: every visible GPU; 0: the CPU.
+        tpu_address: TPU name or ``grpc://host:port``; empty: the local TPU.
+
+    Raises:
+        ValueError: an unknown name, a bad ``num_gpus``, or an option the strategy does
+            not take.
+    """
+
+    name: str = "auto"
+    num_gpus: int | None = None
+    tpu_address: str | None = None
+
+    def __post_init__(self):
+        name, num_gpus, tpu = self.name, self.num_gpus, self.tpu_address
+        if name not in STRATEGY_NAMES:
+            raise ValueError(
+                f"distribution strategy {name!r} is unknown; expected one of {STRATEGY_NAMES}"
+            )
+        if num_gpus is not None and (
+            isinstance(num_gpus, bool)
+            or not isinstance(num_gpus, (int, np.integer))
+            or num_gpus < 0
+        ):
+            raise ValueError(
+                f"num_gpus={num_gpus!r} must be None (all visible GPUs) or an int >= 0"
+            )
+        if tpu and name not in ("tpu", "auto"):
+            raise ValueError(f"tpu_address={tpu!r} only applies to strategies 'tpu' and 'auto'")
+        if name == "off" and num_gpus is not None:
+            raise ValueError(f"num_gpus={num_gpus} does not apply to strategy 'off' (use 'auto')")
+        if name == "tpu" and num_gpus:
+            raise ValueError(f"num_gpus={num_gpus} does not apply to the 'tpu' strategy")
+        if name == "one_device" and num_gpus is not None and num_gpus > 1:
+            raise ValueError(
+                f"num_gpus={num_gpus} does not fit strategy 'one_device' (0: the CPU, 1: one "
+                "GPU); use 'mirrored' for several GPUs"
+            )
+        if num_gpus is not None:
+            object.__setattr__(self, "num_gpus", int(num_gpus))
 
 
 def _first_gpus(num_gpus: int, strategy: str) -> list[str]:
@@ -95,11 +135,6 @@ def _first_gpus(num_gpus: int, strategy: str) -> list[str]:
 
 
 def _one_device(num_gpus: int | None) -> tf.distribute.Strategy:
-    if num_gpus is not None and num_gpus > 1:
-        raise ValueError(
-            f"num_gpus={num_gpus} does not fit strategy 'one_device' (0: the CPU, 1: one GPU); "
-            "use 'mirrored' for several GPUs"
-        )
     if num_gpus == 0:
         device = _cpus()[0]
     elif num_gpus == 1:
@@ -253,17 +288,7 @@ def get_strategy(
         RuntimeError: fewer GPUs than asked for, no TPU, no (or a bad) ``TF_CONFIG``; the
             message names the devices that were found.
     """
-    if name not in STRATEGY_NAMES:
-        raise ValueError(
-            f"distribution strategy {name!r} is unknown; expected one of {STRATEGY_NAMES}"
-        )
-    num_gpus = _check_num_gpus(num_gpus)
-    if name == "tpu" and num_gpus:
-        raise ValueError(f"num_gpus={num_gpus} does not apply to the 'tpu' strategy")
-    if tpu_address and name not in ("tpu", "auto"):
-        raise ValueError(f"tpu_address={tpu_address!r} only applies to strategies 'tpu' and 'auto'")
-    if name == "off" and num_gpus is not None:
-        raise ValueError(f"num_gpus={num_gpus} does not apply to strategy 'off' (use 'auto')")
+    num_gpus = DistributionConfig(name, num_gpus, tpu_address).num_gpus  # checks them all
     if name == "auto":
         name, strategy = _auto(num_gpus, tpu_address)
     elif name == "off":
@@ -276,7 +301,7 @@ def get_strategy(
         strategy = _multi_worker(num_gpus)
     else:
         strategy = _tpu(tpu_address)
-    logger.info("distribution: %s", describe(strategy))
+    logger.info("distribution strategy %s: %s", name, describe(strategy))
     return strategy
 
 
