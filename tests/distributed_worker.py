@@ -197,13 +197,14 @@ def free_ports(count: int) -> list[int]:
 
 
 class Workers:
-    """This driver running in ``num_workers`` processes, started at once.
+    """A script (by default this driver) running in ``num_workers`` processes at once.
 
     Several workers form a ``TF_CONFIG`` cluster on loopback ports; one worker gets no
-    ``TF_CONFIG``. ``reports()`` waits for them and returns each one's ``RESULT`` report.
+    ``TF_CONFIG``. ``reports()`` waits for them and returns each one's ``RESULT`` report
+    (the last stdout line starting with ``RESULT ``, JSON).
     """
 
-    def __init__(self, args: list[str], num_workers: int = 1):
+    def __init__(self, args: list[str], num_workers: int = 1, script: str | None = None):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFOOL_OFFLINE="1")
         env.pop("TF_CONFIG", None)
         hosts = [f"localhost:{port}" for port in free_ports(num_workers)]
@@ -214,7 +215,7 @@ class Workers:
                 env = dict(env, TF_CONFIG=json.dumps({"cluster": {"worker": hosts}, "task": task}))
             self.procs.append(
                 subprocess.Popen(
-                    [sys.executable, str(Path(__file__).resolve()), *args],
+                    [sys.executable, script or str(Path(__file__).resolve()), *args],
                     env=env,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
