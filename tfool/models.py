@@ -284,7 +284,7 @@ def train(
     """Trains a logits classifier with Adam and cross-entropy, then measures test accuracy.
 
     A compiled step under a Python loop over epochs and batches. Each epoch visits the
-    training set in its own seeded permutation (``np.random.default_rng(seed)``), in global
+    training set in its own seeded order (a ``tf.data`` shuffle with ``seed``), in global
     batches of ``batch_size`` (the last one may be short). Under a ``strategy`` every
     global batch is cut into contiguous slices, one per replica (``tfool.distribute``), so
     a run on any number of replicas or workers takes the same steps as a single-device
@@ -321,14 +321,23 @@ def train(
         steps=steps,
         model=model,
     )
-    rng = np.random.default_rng(config.seed)
+    # The epoch orders: a seeded tf.data shuffle of the row indices, a new order on every
+    # pass. The passes are made here, the same whatever the strategy, so every run with a
+    # seed sees the same batches. Two passes per epoch, the first used: the orders (and so
+    # the models) of the earlier model.fit version, which drew two per epoch.
+    orders = (
+        tf.data.Dataset.range(n)
+        .shuffle(n, seed=config.seed, reshuffle_each_iteration=True)
+        .batch(n)  # one element: the whole order
+    )
     history = {"loss": [], "accuracy": []}
     model.stop_training = False
     start = time.perf_counter()
     hooks.on_train_begin()
     for epoch in range(config.epochs):
         hooks.on_epoch_begin(epoch)
-        order = rng.permutation(n)
+        order = next(iter(orders)).numpy()
+        next(iter(orders))  # the unused second pass
         loss_sum = hits = seen = 0.0
         logs = {}
         for i in range(steps):
