@@ -1,16 +1,22 @@
-"""Runs tfool paths without and with a tf.distribute strategy and prints how far apart they are.
+"""Runs tfool paths without and with a tf.distribute strategy and reports how far apart they are.
 
 A subprocess driver for tests/test_distribute.py and bench/distribute_bench.py: logical
 CPU devices and multi-worker collectives must be set up before TensorFlow initialises,
 which a pytest process has long done. Each case is ``fn(strategy) -> {name: array}``; the
-driver runs every requested case with ``strategy=None`` and with the strategy, and prints
-one line ``RESULT {json}`` holding, per case and output, the largest absolute difference
-and the largest absolute reference value.
+driver runs every requested case with ``strategy=None`` (the reference) and with the
+strategy, and prints one line ``RESULT {json}`` holding, per case and output, the largest
+absolute difference and the largest absolute reference value. ``--out=DIR`` also saves
+``<case>.reference.npz`` and ``<case>.worker<i>.npz``; ``--no_reference`` skips the
+reference runs (the workers of a cluster are compared with another run's reference).
 
     python tests/distributed_worker.py --strategy=mirrored --logical_cpus=2 --cases=fgsm,train
     TF_CONFIG=... python tests/distributed_worker.py --strategy=multi_worker_mirrored
 
-To add a case, write ``case_<name>(strategy)`` below and add it to ``CASES``.
+``Workers(args, num_workers)`` starts it (or another script) in several processes with a
+loopback ``TF_CONFIG`` cluster. To add a case (backworking, say), write
+``case_<name>(strategy)`` below, build its model in ``_scope(strategy)`` and add it to
+``CASES``: tests/test_distribute.py runs every case under ``mirrored``, and the ones in
+its ``MULTI_WORKER_CASES`` on two workers.
 """
 
 from __future__ import annotations
@@ -79,6 +85,8 @@ def case_train(strategy, epochs: int = 2, batch_size: int = 32, train: int = 128
         build_kwargs=dict(conv_filters=(4, 8), fc_units=32),
     )
     out = {f"weight{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
+    initial = _tiny_cnn(None, seed=3).get_weights()  # the same seeded initialisers
+    out["moved"] = np.asarray(max(np.abs(w - w0).max() for w, w0 in zip(out.values(), initial)))
     out["loss"] = np.asarray(result.history["loss"])
     out["logits"] = models.predict_logits(model, _data(train).x_test[:16], 16, strategy)
     out["test_accuracy"] = np.asarray(result.test_accuracy)

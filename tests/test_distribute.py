@@ -365,8 +365,10 @@ def test_mirrored_two_replicas_match_one_device(runs, case):
     for name, d in outputs.items():
         assert d["max_abs_diff"] is not None, (case, name, d)  # same shape
         assert close_enough(d["max_abs_diff"], d["max_abs"]), (case, name, d)
-    if case in ("fgsm", "train"):  # the comparison is not vacuous
-        assert max(d["max_abs"] for d in outputs.values()) > 0.01
+    if case == "train":  # the comparison is not vacuous: training moved the weights
+        assert outputs["moved"]["max_abs"] > 1e-3
+    if case == "fgsm":
+        assert outputs["fgsm"]["max_abs"] > 0.5
 
 
 @pytest.mark.slow
