@@ -37,7 +37,7 @@ def define_distribution_flags(flag_values: flags.FlagValues = flags.FLAGS) -> No
         default="",
         help=(
             "TPU name or grpc://host:port address for --distribution_strategy=tpu or auto; "
-            "empty: the TPU attached to this VM."
+            "empty: $TPU_NAME when set, else the TPU attached to this VM."
         ),
         flag_values=flag_values,
     )

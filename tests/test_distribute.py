@@ -133,6 +133,7 @@ def test_auto_with_a_tpu_address_is_a_tpu_request(hardware):
 
 
 def test_tpu_resolver_calls(monkeypatch):
+    monkeypatch.delenv("TPU_NAME", raising=False)
     calls = []
 
     class Resolver:
@@ -153,9 +154,14 @@ def test_tpu_resolver_calls(monkeypatch):
     calls.clear()
     distribute.get_strategy("tpu", tpu_address="grpc://10.0.0.2:8470")
     assert calls == [("resolver", "grpc://10.0.0.2:8470"), "connect", "initialize"]
+    calls.clear()
+    monkeypatch.setenv("TPU_NAME", "my-tpu")
+    distribute.get_strategy("tpu")
+    assert calls == [("resolver", "my-tpu"), "connect", "initialize"]
 
 
-def test_no_tpu_here_is_a_runtime_error_naming_the_devices():
+def test_no_tpu_here_is_a_runtime_error_naming_the_devices(monkeypatch):
+    monkeypatch.delenv("TPU_NAME", raising=False)
     with pytest.raises(RuntimeError, match="(?s)no TPU at tpu_address='local'.*found: .*CPU:0"):
         distribute.get_strategy("tpu")
 

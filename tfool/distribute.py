@@ -84,7 +84,8 @@ class DistributionConfig:
     Attributes:
         name: One of ``STRATEGY_NAMES``.
         num_gpus: GPUs to use (per worker); ``None``: every visible GPU; 0: the CPU.
-        tpu_address: TPU name or ``grpc://host:port``; empty: the local TPU.
+        tpu_address: TPU name or ``grpc://host:port``; empty: ``$TPU_NAME``, else the
+            TPU attached to this VM.
 
     Raises:
         ValueError: an unknown name, a bad ``num_gpus``, or an option the strategy does
@@ -223,7 +224,7 @@ def _multi_worker(num_gpus: int | None) -> tf.distribute.Strategy:
 
 
 def _tpu(tpu_address: str | None) -> tf.distribute.Strategy:
-    address = tpu_address or "local"
+    address = tpu_address or os.environ.get("TPU_NAME") or "local"
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
         if address != "local":
@@ -268,7 +269,8 @@ def get_strategy(
     first ``num_gpus`` GPUs (``None``: every GPU, or every logical CPU when there is no GPU;
     ``0``: the logical CPUs). ``multi_worker_mirrored``: every worker of the ``TF_CONFIG``
     cluster, ``num_gpus`` GPUs each; create it before any other TensorFlow work.
-    ``tpu``: ``TPUClusterResolver(tpu_address)``, the local TPU when the address is empty.
+    ``tpu``: ``TPUClusterResolver(tpu_address)``; an empty address means ``$TPU_NAME``, else
+    the TPU attached to this VM.
     ``auto``: a TPU when ``tpu_address`` is given or this is a TPU VM, else ``mirrored`` over
     the GPUs when there are several, else ``off``.
 
@@ -277,7 +279,8 @@ def get_strategy(
     Args:
         name: One of ``STRATEGY_NAMES``.
         num_gpus: GPUs to use (per worker); ``None``: every visible GPU.
-        tpu_address: TPU name or ``grpc://host:port`` address; empty: the local TPU.
+        tpu_address: TPU name or ``grpc://host:port`` address; empty: ``$TPU_NAME``,
+            else the local TPU.
 
     Returns:
         The strategy; build models and optimisers inside its ``scope()``.
