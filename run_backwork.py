@@ -9,27 +9,31 @@ from absl import app, flags
 
 from flags import backwork as backwork_flags
 from flags import common as common_flags
+from flags import distribution as distribution_flags
 from flags import model as model_flags
 
 FLAGS = flags.FLAGS
 log = logging.getLogger("tfool")
 
 
-def _classifier(common):
+def _classifier(common, strategy):
     """The model to fool, its data (None for ImageNet), accuracy, class names, name lookup."""
     from tfool import data, imagenet, models
 
     if FLAGS.backwork_model != "mnist_cnn":
-        im = imagenet.load_imagenet_model(
-            FLAGS.backwork_model, FLAGS.backwork_weights, FLAGS.backwork_image_size
-        )
+        with strategy.scope():
+            im = imagenet.load_imagenet_model(
+                FLAGS.backwork_model, FLAGS.backwork_weights, FLAGS.backwork_image_size
+            )
         log.info("model: %s (%s weights), input %s", im.name, im.weights, im.image_shape)
         return imagenet.unit_pixel_model(im), None, None, im.class_names, im.class_index
     ds = data.load_dataset(common.dataset, common.data_source, common.data_dir)
     log.info(
         "data: %s (%s), %d train / %d test", ds.name, ds.source, len(ds.x_train), len(ds.x_test)
     )
-    model, trained = models.get_or_train(FLAGS.model_path, ds, model_flags.train_config(FLAGS))
+    model, trained = models.get_or_train(
+        FLAGS.model_path, ds, model_flags.train_config(FLAGS), strategy
+    )
     accuracy = trained.test_accuracy if trained else models.evaluate(model, ds.x_test, ds.y_test)
     log.info("model: %s, test accuracy %.2f%%", FLAGS.model_path, 100 * accuracy)
     return model, ds, accuracy, ds.class_names, lambda name: _named(ds.class_names, name)
@@ -55,9 +59,11 @@ def main(argv: list[str]) -> int:
         datefmt="%H:%M:%S",
         force=True,
     )
-    from tfool import backwork, callbacks, report  # deferred: TensorFlow loads slowly
+    from tfool import backwork, callbacks, distribute, report  # deferred: TensorFlow loads slowly
 
-    model, dataset, accuracy, class_names, lookup = _classifier(common)
+    dist = distribution_flags.distribution_config(FLAGS)
+    strategy = distribute.get_strategy(dist.name, dist.num_gpus, dist.tpu_address)  # first
+    model, dataset, accuracy, class_names, lookup = _classifier(common, strategy)
     config = backwork_flags.backwork_config(FLAGS, resolve_label=lookup)
     common_flags.write_flags_file(FLAGS, common.output_dir)
     cbs = [callbacks.ProgressLogger(every=25 if common.verbosity else 10**9)]
@@ -65,7 +71,7 @@ def main(argv: list[str]) -> int:
         cbs.append(
             callbacks.TensorBoardLogger(FLAGS.tensorboard_dir, layer_names=config.layer_names)
         )
-    result = backwork.backwork(model, dataset, config, callbacks=cbs)
+    result = backwork.backwork(model, dataset, config, strategy=strategy, callbacks=cbs)
     extra = {
         "model": FLAGS.backwork_model,
         "model_accuracy": accuracy,
@@ -83,7 +89,7 @@ def _main_with_clear_errors(argv: list[str]) -> int:
     """``main``, with bad input (files, names, weights) reported in one line, exit code 2."""
     try:
         return main(argv)
-    except (ValueError, FileNotFoundError, ConnectionError) as err:
+    except (ValueError, FileNotFoundError, ConnectionError, RuntimeError) as err:
         log.error("error: %s", err)
         return 2
 
@@ -92,6 +98,7 @@ def run() -> None:
     """Console entry point (``tfool-backwork``): defines the flags and runs ``main``."""
     common_flags.define_common_flags(output_dir="out/backwork")
     model_flags.define_model_flags()
+    distribution_flags.define_distribution_flags()
     backwork_flags.define_backwork_flags()
     app.run(_main_with_clear_errors)
 

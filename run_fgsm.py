@@ -17,10 +17,22 @@ import numpy as np
 from absl import app, flags, logging
 
 from flags import common as common_flags
+from flags import distribution as distribution_flags
 from flags import fgsm as fgsm_flags
 from flags import imagenet as imagenet_flags
 from flags import model as model_flags
-from tfool import attacks, attribution, data, imagenet, io, models, plots, projection, survey
+from tfool import (
+    attacks,
+    attribution,
+    data,
+    distribute,
+    imagenet,
+    io,
+    models,
+    plots,
+    projection,
+    survey,
+)
 
 FLAGS = flags.FLAGS
 #: Goodfellow et al. (2015), MNIST error rates under FGSM at eps 0.25.
@@ -72,8 +84,8 @@ def _examples(model, x, y, cfg, options, names, seed, strategy):
             strategy=strategy,
             **options,
         )
-        on_delta = _answer(attacks.probabilities(model, adv - xe), names)
-        on_adv = _answer(attacks.probabilities(model, adv), names)
+        on_delta = _answer(attacks.probabilities(model, adv - xe, strategy=strategy), names)
+        on_adv = _answer(attacks.probabilities(model, adv, strategy=strategy), names)
         advs[method], titles[method] = adv, list(zip(on_delta, on_adv, strict=True))
     originals = [
         f"{names[t]}: {a}" for t, a in zip(y[keep], _answer(clean[keep], names), strict=True)
@@ -358,6 +370,7 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """Defines every flag of run_fgsm.py on ``flag_values``."""
     common_flags.define_common_flags(flag_values, output_dir="out/fgsm")
     model_flags.define_model_flags(flag_values)
+    distribution_flags.define_distribution_flags(flag_values)
     fgsm_flags.define_fgsm_flags(flag_values)
     imagenet_flags.define_imagenet_flags(flag_values)
 
@@ -369,10 +382,13 @@ def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
     start = time.perf_counter()
     common = common_flags.common_config(flag_values)
     cfg = fgsm_flags.fgsm_config(flag_values)
+    dist = distribution_flags.distribution_config(flag_values)
     logging.set_verbosity(logging.INFO if common.verbosity else logging.WARNING)
+    strategy = distribute.get_strategy(dist.name, dist.num_gpus, dist.tpu_address)  # first
+    logging.info("distribution: %s", distribute.describe(strategy))
     os.makedirs(common.output_dir, exist_ok=True)
     common_flags.write_flags_file(flag_values, common.output_dir)
-    summary = MODES[cfg.mode](common, cfg, flag_values, strategy=None)
+    summary = MODES[cfg.mode](common, cfg, flag_values, strategy=strategy)
     if common.verbosity:
         print(summary)
     logging.info(
@@ -387,7 +403,7 @@ def _main_with_clear_errors(argv: list[str], flag_values: flags.FlagValues = FLA
     """``main``, with bad input (files, class names, weights) reported in one line, exit code 2."""
     try:
         main(argv, flag_values)
-    except (ValueError, FileNotFoundError, ConnectionError) as err:
+    except (ValueError, FileNotFoundError, ConnectionError, RuntimeError) as err:
         logging.error("error: %s", err)
         return 2
     return 0

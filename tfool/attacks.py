@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfool.distribute import SplitBatch, map_batches
+
 #: Attack names accepted by ``attack`` and ``sweep``.
 METHODS = ("fgsm", "fgm_l2", "normalized_gradient", "bim", "pgd", "random")
 #: The methods ``sweep`` runs by default (the post's two single steps, BIM and the control).
@@ -271,51 +273,8 @@ def _probs_fn(model_fn, from_logits):
 
 
 # ----------------------------------------------------------------------------------------
-# Batching through tf.data, optionally split over the replicas of a tf.distribute strategy
+# Batching through tf.data; tfool.distribute.SplitBatch splits each over the replicas
 # ----------------------------------------------------------------------------------------
-
-
-class _Runner:
-    """Runs compiled steps on one batch, directly or split over a strategy's replicas.
-
-    Under a strategy every batch is padded to a multiple of the replica count and cut into
-    equal contiguous slices, replica ``i`` taking slice ``i``; results are gathered back in
-    order (``strategy.gather``). Every worker feeds the same batches (no auto-sharding), so
-    the output order is the input order on any strategy.
-    """
-
-    def __init__(self, strategy: tf.distribute.Strategy | None):
-        self.strategy = strategy
-        self.replicas = 1 if strategy is None else strategy.num_replicas_in_sync
-        self._pad = 0
-
-    def split(self, *tensors):
-        if self.strategy is None:
-            return tensors
-        n = int(tensors[0].shape[0])
-        self._pad = -n % self.replicas
-        per = (n + self._pad) // self.replicas
-        out = []
-        for t in tensors:
-            if self._pad:
-                t = tf.concat([t, tf.repeat(t[-1:], self._pad, axis=0)], axis=0)
-            out.append(
-                self.strategy.experimental_distribute_values_from_function(
-                    lambda ctx, t=t: t[ctx.replica_id_in_sync_group * per :][:per]
-                )
-            )
-        return tuple(out)
-
-    def run(self, fn, *args):
-        if self.strategy is None:
-            return fn(*args)
-        return self.strategy.run(fn, args=args)
-
-    def gather(self, value) -> np.ndarray:
-        if self.strategy is None:
-            return value.numpy()
-        full = self.strategy.gather(value, axis=0).numpy()
-        return full[: len(full) - self._pad]
 
 
 def _data_options() -> tf.data.Options:
@@ -367,12 +326,11 @@ def _fgm(
     if eps == 0:
         return c.x.copy()
     fn = _fgm_fn(model_fn, kind, c.mode, c.targeted, bool(from_logits))
-    runner = _Runner(strategy)
     scalars = [tf.constant(v, tf.float32) for v in (eps, clip_min, clip_max)]
     out = []
     for xb, yb in _batches([c.x, _dummy_labels(c.y, len(c.x))], c.batch_size):
-        xb, yb = runner.split(xb, yb)
-        out.append(runner.gather(runner.run(fn, xb, yb, *scalars)))
+        batch = SplitBatch(strategy, len(xb))
+        out.append(batch.gather(batch.run(fn, *batch.split(xb, yb), *scalars)))
     return np.concatenate(out)
 
 
@@ -600,17 +558,16 @@ def bim(
         return start.copy()
     step = _iter_fn(model_fn, norm, c.targeted, bool(from_logits))
     pick = _labels_fn(model_fn, c.mode) if c.y is None else None
-    runner = _Runner(strategy)
     scalars = [tf.constant(v, tf.float32) for v in (eps, step_size, clip_min, clip_max)]
     out = []
     for xb, sb, yb in _batches([x0, start if random_start else None, c.y], c.batch_size):
-        xb, yb = runner.split(xb, yb) if yb is not None else (runner.split(xb)[0], None)
-        adv = runner.split(sb)[0] if sb is not None else xb
-        if yb is None:
-            yb = runner.run(pick, xb)
-        for _ in range(steps):
-            adv = runner.run(step, adv, xb, yb, *scalars)
-        out.append(runner.gather(adv))
+        batch = SplitBatch(strategy, len(xb))
+        (xb,) = batch.split(xb)
+        adv = batch.split(sb)[0] if sb is not None else xb
+        yb = batch.run(pick, xb) if yb is None else batch.split(yb)[0]
+        for _ in range(steps):  # the batch stays split across the replicas between steps
+            adv = batch.run(step, adv, xb, yb, *scalars)
+        out.append(batch.gather(adv))
     return np.concatenate(out)
 
 
@@ -716,16 +673,9 @@ def loss_gradient(
 def _gradients(model_fn, c: _Checked, from_logits, strategy) -> tuple[np.ndarray, np.ndarray]:
     """Loss gradients and the model's class probabilities at ``c.x``, in one pass."""
     fn = _grad_fn(model_fn, c.mode, bool(from_logits))
-    runner = _Runner(strategy)
-    grads, outs = [], []
-    for xb, yb in _batches([c.x, _dummy_labels(c.y, len(c.x))], c.batch_size):
-        xb, yb = runner.split(xb, yb)
-        g, o = runner.run(fn, xb, yb)
-        grads.append(runner.gather(g))
-        outs.append(runner.gather(o))
-    outputs = np.concatenate(outs)
+    grads, outputs = map_batches(fn, [c.x, _dummy_labels(c.y, len(c.x))], c.batch_size, strategy)
     probs = tf.nn.softmax(outputs, axis=-1).numpy() if from_logits else outputs
-    return np.concatenate(grads), probs
+    return grads, probs
 
 
 def probabilities(
@@ -753,11 +703,7 @@ def probabilities(
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(f"x has shape {x.shape}, expected a non-empty batch [N, ...] of images")
     fn = _probs_fn(model_fn, bool(from_logits))
-    runner = _Runner(strategy)
-    out = []
-    for (xb,) in _batches([x], _check_batch_size(batch_size)):
-        out.append(runner.gather(runner.run(fn, *runner.split(xb))))
-    return np.concatenate(out)
+    return map_batches(fn, [x], _check_batch_size(batch_size), strategy)
 
 
 _ATTACKS = {

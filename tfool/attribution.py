@@ -13,6 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfool.distribute import map_batches, run_batch
+
 #: The integrated-gradients quadrature rules, as Captum names them.
 IG_METHODS = (
     "riemann_left",
@@ -197,27 +199,13 @@ def _compiled(model_fn: ModelFn, from_logits: bool, score: str) -> _Compiled:
     return per_model[key]
 
 
-def _call(strategy: tf.distribute.Strategy | None, fn: Callable, *args) -> np.ndarray:
-    """Runs a compiled step directly, or under ``strategy`` (replicated; the first replica's
-    result is returned, which equals the others')."""
-    args = tuple(tf.convert_to_tensor(a) for a in args)
-    if strategy is None:
-        return fn(*args).numpy()
-    out = strategy.run(fn, args=args)
-    return strategy.experimental_local_results(out)[0].numpy()
-
-
 def _input_gradients(
     compiled: _Compiled, x: np.ndarray, targets: np.ndarray, strategy
 ) -> np.ndarray:
-    """d score / d x for every image, computed in chunks of ``_GRADIENT_CHUNK`` images."""
-    parts = []
-    for start in range(0, len(x), _GRADIENT_CHUNK):
-        stop = start + _GRADIENT_CHUNK
-        parts.append(
-            _call(strategy, compiled.gradients, tf.constant(x[start:stop]), targets[start:stop])
-        )
-    return np.concatenate(parts).astype(np.float32)
+    """d score / d x for every image, in steps of ``_GRADIENT_CHUNK`` images (each split
+    across the replicas of ``strategy``)."""
+    grads = map_batches(compiled.gradients, [x, targets], _GRADIENT_CHUNK, strategy)
+    return grads.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------
@@ -247,7 +235,7 @@ def saliency(
         score: What is differentiated: ``"output"`` (the model's output for ``target``: the
             logit, or the probability of a probability model), ``"probability"`` (softmax
             applied when ``from_logits``) or ``"loss"`` (the cross-entropy of ``target``).
-        strategy: Optional ``tf.distribute`` strategy the compiled steps run under.
+        strategy: Optional ``tf.distribute`` strategy; each batch is split across its replicas.
 
     Returns:
         float32 array of ``x``'s shape.
@@ -407,14 +395,17 @@ def integrated_gradients(
         index = np.arange(start, start + chunk)  # padded to a full chunk: one trace
         index[index >= rows] = 0
         step, image = index // n, index % n
-        grads = _call(
-            strategy,
+        grads = run_batch(  # the (image, step) rows split across replicas; x, base shared
             compiled.path_gradients,
-            x_t,
-            base_t,
-            tf.constant(image, tf.int32),
-            tf.constant(alphas[step], tf.float32),
-            tf.constant(targets[image]),
+            (
+                x_t,
+                base_t,
+                tf.constant(image, tf.int32),
+                tf.constant(alphas[step], tf.float32),
+                tf.constant(targets[image]),
+            ),
+            strategy,
+            replicated=(0, 1),
         )
         used = min(chunk, rows - start)
         # One addition per (image, step), in step order, whatever the chunk boundaries.
@@ -427,8 +418,8 @@ def integrated_gradients(
     attributions = ((x.astype(np.float64) - base) * total).astype(np.float32)
     if not return_convergence_delta:
         return attributions
-    ends = _call(strategy, compiled.scores, x_t, targets).astype(np.float64)
-    starts = _call(strategy, compiled.scores, base_t, targets).astype(np.float64)
+    ends = run_batch(compiled.scores, (x_t, targets), strategy).astype(np.float64)
+    starts = run_batch(compiled.scores, (base_t, targets), strategy).astype(np.float64)
     delta = attributions.reshape(n, -1).sum(axis=1, dtype=np.float64) - (ends - starts)
     return attributions, delta
 
@@ -598,7 +589,7 @@ def occlusion(
     targets = _check_target(target, x, model_fn)
 
     x_t, base_t = tf.constant(x), tf.constant(base)
-    full = _call(strategy, compiled.scores, x_t, targets).astype(np.float64)
+    full = run_batch(compiled.scores, (x_t, targets), strategy).astype(np.float64)
     total = np.zeros(x.shape, np.float64)
     cover = np.zeros(x.shape[1:], np.int64)
     for start in range(0, len(windows), per_eval):
@@ -606,7 +597,9 @@ def occlusion(
         masks = np.zeros((per_eval, *x.shape[1:]), np.float32)  # padded: one trace
         for i, region in enumerate(group):
             masks[(i, *region)] = 1.0
-        occluded = _call(strategy, compiled.occluded_scores, x_t, base_t, masks, targets)
+        occluded = run_batch(  # the windows split across replicas; the images shared
+            compiled.occluded_scores, (x_t, base_t, masks, targets), strategy, replicated=(0, 1, 3)
+        )
         for i, region in enumerate(group):
             diff = (full - occluded[i]).reshape((-1,) + (1,) * (x.ndim - 1))
             total[(slice(None), *region)] += diff

@@ -303,33 +303,6 @@ def build_class_resources(
 
 
 # ----------------------------------------------------------------------------------------
-# Batches
-# ----------------------------------------------------------------------------------------
-
-
-def run_batch(
-    fn: Callable, args: Sequence, strategy: tf.distribute.Strategy | None = None
-) -> list[np.ndarray]:
-    """Calls ``fn(*args)`` on one batch, split over the replicas of ``strategy`` if given.
-
-    Args:
-        fn: A (compiled) function of batch tensors returning a tuple of batch tensors.
-        args: The batch arrays (same first dimension).
-        strategy: Optional ``tf.distribute`` strategy; the outputs are gathered in order.
-
-    Returns:
-        The outputs as NumPy arrays.
-    """
-    args = tuple(tf.convert_to_tensor(a) for a in args)
-    if strategy is None:
-        return [t.numpy() for t in fn(*args)]
-    dataset = tf.data.Dataset.from_tensors(args)
-    (dist_args,) = list(strategy.experimental_distribute_dataset(dataset))
-    outputs = strategy.run(fn, args=dist_args)
-    return [strategy.gather(t, axis=0).numpy() for t in outputs]
-
-
-# ----------------------------------------------------------------------------------------
 # Images
 # ----------------------------------------------------------------------------------------
 

@@ -6,15 +6,16 @@ import dataclasses
 import logging
 import os
 import time
+import weakref
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import io
+from tfool import distribute, io
 from tfool.data import Dataset
 
 logger = logging.getLogger(__name__)
@@ -196,20 +197,81 @@ def compile_classifier(model: keras.Model, learning_rate: float = 1e-3) -> keras
     return model
 
 
-def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
+def evaluate(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int = 500,
+    strategy: tf.distribute.Strategy | None = None,
+) -> float:
     """The accuracy of a logits (or probabilities) classifier on ``x, y``."""
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} images but y has {len(y)} labels")
     if len(x) == 0:
         raise ValueError("x is empty; expected at least one image")
-    preds = predict_classes(model, x, batch_size)
+    preds = predict_classes(model, x, batch_size, strategy)
     return float(np.mean(preds == np.asarray(y)))
 
 
-def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def predict_logits(
+    model: keras.Model,
+    x: np.ndarray,
+    batch_size: int = 500,
+    strategy: tf.distribute.Strategy | None = None,
+) -> np.ndarray:
+    """The model's outputs on every image, by a compiled forward pass (cached per model).
+
+    Args:
+        model: A Keras classifier.
+        x: Images ``[N, ...]``.
+        batch_size: Images per step (the global batch under a strategy).
+        strategy: Optional ``tf.distribute`` strategy; each batch is split across its
+            replicas.
+
+    Returns:
+        float32 ``[N, num_outputs]``.
+    """
+    if model not in _FORWARD:  # a weak reference: the cache never keeps a model alive
+        ref = weakref.ref(model)
+        _FORWARD[model] = tf.function(lambda t: ref()(t, training=False), reduce_retracing=True)
+    x = np.asarray(x, np.float32)
+    return distribute.map_batches(_FORWARD[model], [x], batch_size, strategy)
+
+
+def predict_classes(
+    model: keras.Model,
+    x: np.ndarray,
+    batch_size: int = 500,
+    strategy: tf.distribute.Strategy | None = None,
+) -> np.ndarray:
     """The argmax class of every image."""
-    logits = model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0)
-    return np.argmax(logits, axis=-1)
+    return np.argmax(predict_logits(model, x, batch_size, strategy), axis=-1)
+
+
+def _train_step(model: keras.Model) -> Callable:
+    """The compiled per-replica step: one Adam update on a (slice of a) global batch.
+
+    Each replica sums its rows' cross-entropy (padding rows weigh 0) and divides by the
+    global batch size; the optimiser sums the gradients over the replicas, so the update
+    is the global batch's mean gradient whatever the split.
+    """
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+
+    @tf.function
+    def step(x, y, weight, global_rows):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            losses = loss_fn(y, logits) * weight
+            loss = tf.reduce_sum(losses) / global_rows
+        grads = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1), tf.cast(y, tf.int64)), tf.float32)
+        return tf.reduce_sum(losses), tf.reduce_sum(hits * weight)
+
+    return step
 
 
 def train(
@@ -221,42 +283,87 @@ def train(
 ) -> TrainResult:
     """Trains a logits classifier with Adam and cross-entropy, then measures test accuracy.
 
+    A compiled step under a Python loop over epochs and batches. Each epoch visits the
+    training set in its own seeded order (a ``tf.data`` shuffle with ``seed``), in global
+    batches of ``batch_size`` (the last one may be short). Under a ``strategy`` every
+    global batch is cut into contiguous slices, one per replica (``tfool.distribute``), so
+    a run on any number of replicas or workers takes the same steps as a single-device
+    run, to float tolerance. Keras' ``fit`` is not used: its order depends on how many
+    iterators it makes, and in Keras 3 it fails under a multi-worker strategy.
+
     Under a ``strategy`` the model must have been built inside ``strategy.scope()``; the
-    optimiser is created there too and ``batch_size`` is the global batch size.
+    optimiser is created there too. Keras callbacks get the usual calls (train, epoch and
+    batch begin/end, with ``loss`` and ``accuracy`` logs) and may set
+    ``model.stop_training``.
 
     Args:
         model: The classifier (logits).
         data: Training and test data.
-        config: Epochs, batch size, learning rate, seed, verbosity.
+        config: Epochs, global batch size, learning rate, seed, verbosity.
         strategy: Optional ``tf.distribute`` strategy.
         callbacks: Extra Keras callbacks.
 
     Returns:
-        A ``TrainResult``.
+        A ``TrainResult``; ``history`` holds the per-epoch mean ``loss`` and ``accuracy``.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    with strategy.scope():
+    with (strategy or tf.distribute.get_strategy()).scope():
         compile_classifier(model, config.learning_rate)
-    ds = (
-        tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
-        .shuffle(len(data.x_train), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    start = time.perf_counter()
-    hist = model.fit(
-        ds,
-        epochs=config.epochs,
+        model.optimizer.build(model.trainable_variables)
+    step = _train_step(model)
+    n, batch = len(data.x_train), config.batch_size
+    steps = -(-n // batch)
+    hooks = keras.callbacks.CallbackList(
+        list(callbacks),
+        add_history=False,
+        add_progbar=config.verbose != 0,
         verbose=config.verbose,
-        callbacks=list(callbacks),
-        shuffle=False,  # the dataset above is already shuffled, seeded
+        epochs=config.epochs,
+        steps=steps,
+        model=model,
     )
+    # The epoch orders: a seeded tf.data shuffle of the row indices, a new order on every
+    # pass. The passes are made here, the same whatever the strategy, so every run with a
+    # seed sees the same batches. Two passes per epoch, the first used: the orders (and so
+    # the models) of the earlier model.fit version, which drew two per epoch.
+    orders = (
+        tf.data.Dataset.range(n)
+        .shuffle(n, seed=config.seed, reshuffle_each_iteration=True)
+        .batch(n)  # one element: the whole order
+    )
+    history = {"loss": [], "accuracy": []}
+    model.stop_training = False
+    start = time.perf_counter()
+    hooks.on_train_begin()
+    for epoch in range(config.epochs):
+        hooks.on_epoch_begin(epoch)
+        order = next(iter(orders)).numpy()
+        next(iter(orders))  # the unused second pass
+        loss_sum = hits = seen = 0.0
+        logs = {}
+        for i in range(steps):
+            hooks.on_train_batch_begin(i)
+            rows = order[i * batch : (i + 1) * batch]
+            split = distribute.SplitBatch(strategy, len(rows))
+            x, y = split.split(data.x_train[rows], data.y_train[rows])
+            total = tf.constant(len(rows), tf.float32)
+            losses, correct = split.run(step, x, y, split.row_mask(), total)
+            loss_sum += split.total(losses)
+            hits += split.total(correct)
+            seen += len(rows)
+            logs = {"loss": loss_sum / seen, "accuracy": hits / seen}
+            hooks.on_train_batch_end(i, logs)
+            if model.stop_training:
+                break
+        for key in history:
+            history[key].append(logs[key])
+        hooks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    hooks.on_train_end(logs)
     seconds = time.perf_counter() - start
-    acc = evaluate(model, data.x_test, data.y_test)
+    acc = evaluate(model, data.x_test, data.y_test, strategy=strategy)
     logger.info("trained %s: %.2f%% test accuracy in %.1f s", model.name, 100 * acc, seconds)
-    return TrainResult(
-        acc, seconds, config.epochs, {k: list(map(float, v)) for k, v in hist.history.items()}
-    )
+    return TrainResult(acc, seconds, len(history["loss"]), history)
 
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
@@ -337,7 +444,7 @@ def get_or_train(
             **(build_kwargs or {}),
         )
     result = train(model, data, config, strategy)
-    if path is not None:
+    if path is not None and distribute.is_chief(strategy):  # one writer per cluster
         save_model(model, path)
         logger.info("saved the model to %s", path)
     return model, result

@@ -11,13 +11,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfool.distribute import run_batch
 from tfool.imagenet import (
     ImagenetModel,
     Prediction,
     decode_predictions,
     grey_image,
     load_image,
-    run_batch,
 )
 
 logger = logging.getLogger(__name__)

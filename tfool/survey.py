@@ -10,7 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool.imagenet import ImagenetModel, run_batch
+from tfool.distribute import run_batch
+from tfool.imagenet import ImagenetModel
 
 logger = logging.getLogger(__name__)
 
@@ -188,9 +189,10 @@ def _named(models) -> list[tuple[str, ImagenetModel]]:
 
 def _top1_fn(model: ImagenetModel):
     """The model's compiled ``uint8 pixels -> (top-1 label, its probability)``."""
-    spec = tf.TensorSpec([None, *model.image_shape], tf.uint8)
 
-    @tf.function(input_signature=[spec])
+    # reduce_retracing, not an input_signature: MirroredStrategy.run re-binds the function
+    # to per-replica values, which an input_signature rejects.
+    @tf.function(reduce_retracing=True)
     def top1(pixels):
         probs = model.probabilities(tf.cast(pixels, tf.float32))
         return tf.argmax(probs, axis=-1), tf.reduce_max(probs, axis=-1)

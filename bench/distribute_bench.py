@@ -1,0 +1,166 @@
+"""Throughput of training (and of FGSM) on one device against two replicas on this machine.
+
+Usage: python bench/distribute_bench.py [--configs one,mirrored,workers] [--train_images 2000]
+                                        [--batch_size 100] [--epochs 1] [--small]
+
+Each configuration runs in fresh processes (logical devices and multi-worker collectives
+must be set up before TensorFlow starts):
+
+    one       1 CPU device, no strategy
+    mirrored  MirroredStrategy over 2 logical CPU devices of one process
+    workers   MultiWorkerMirroredStrategy, 2 processes on loopback ports (TF_CONFIG)
+
+Training is the reference CNN (``--small``: 8/16 filters, 64 units) on the embedded MNIST
+sample with the same seed everywhere; images/s counts the steps after the first three
+(tracing excluded). The last column is the largest difference of the final weights from
+the ``one`` run: the runs take the same steps, so it stays at float rounding. FGSM
+images/s is the second of two passes over the test images (the first traces).
+Two logical CPUs share the same cores, so expect no speed-up: the point is correctness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+CONFIGS = {
+    "one": ("off", 1, 1),
+    "mirrored": ("mirrored", 2, 1),
+    "workers": ("multi_worker_mirrored", 1, 2),
+}
+WARMUP_STEPS = 3
+
+
+def child(args: argparse.Namespace) -> None:
+    """One process of one configuration: trains, attacks, prints ``RESULT {json}``."""
+    import tensorflow as tf
+
+    name, logical, _ = CONFIGS[args.child]
+    if logical > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * logical
+        )
+    import keras
+
+    from tfool import attacks, data, distribute, io, models
+
+    strategy = distribute.get_strategy(name)
+    ds = data.load_mnist(source="sample")
+    ds = data.Dataset(
+        ds.x_train[: args.train_images],
+        ds.y_train[: args.train_images],
+        ds.x_test,
+        ds.y_test,
+        ds.class_names,
+        ds.source,
+        ds.name,
+    )
+    build = dict(conv_filters=(8, 16), fc_units=64) if args.small else {}
+    config = models.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=0, verbose=0)
+
+    class StepTimes(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.times = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.times.append(time.perf_counter())
+
+    times = StepTimes()
+    cpu = time.process_time()
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = models.build_mnist_cnn(seed=0, **build)
+    result = models.train(model, ds, config, strategy, callbacks=[times])
+    cpu = time.process_time() - cpu
+    timed_steps = len(times.times) - WARMUP_STEPS
+    images_per_s = timed_steps * args.batch_size / (times.times[-1] - times.times[WARMUP_STEPS - 1])
+
+    x, y = ds.x_test, ds.y_test
+    attacks.fgsm(model, x, 0.1, y=y, batch_size=500, strategy=strategy)
+    start = time.perf_counter()
+    attacks.fgsm(model, x, 0.1, y=y, batch_size=500, strategy=strategy)
+    fgsm_per_s = len(x) / (time.perf_counter() - start)
+
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0)
+    weights = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    path = Path(args.out) / f"{args.child}{task}.npz"
+    io.write_npz(path, **weights)
+    report = dict(
+        config=args.child,
+        strategy=distribute.describe(strategy),
+        replicas=strategy.num_replicas_in_sync,
+        train_images_per_s=images_per_s,
+        timed_steps=timed_steps,
+        train_seconds=result.train_seconds,
+        train_cpu_seconds=cpu,
+        test_accuracy=result.test_accuracy,
+        fgsm_images_per_s=fgsm_per_s,
+        weights=str(path),
+        load1=os.getloadavg()[0],
+    )
+    print("RESULT " + json.dumps(report), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", default="one,mirrored,workers")
+    parser.add_argument("--train_images", type=int, default=2000)
+    parser.add_argument("--batch_size", type=int, default=100, help="global batch")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--small", action="store_true", help="a small CNN instead")
+    parser.add_argument("--child", choices=list(CONFIGS), help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    import numpy as np
+    from distributed_worker import Workers
+
+    configs = [c for c in args.configs.split(",") if c]
+    out = tempfile.mkdtemp(prefix="distribute_bench_")
+    passed = [
+        f"--train_images={args.train_images}",
+        f"--batch_size={args.batch_size}",
+        f"--epochs={args.epochs}",
+        f"--out={out}",
+        *(["--small"] if args.small else []),
+    ]
+    print(
+        f"reference CNN{' (small)' if args.small else ''}, {args.train_images} images, "
+        f"global batch {args.batch_size}, {args.epochs} epoch(s); {os.cpu_count()} CPU cores"
+    )
+    print("config    replicas train_img/s train_s cpu_s  test_acc fgsm_img/s load1  max|w - w_one|")
+    reference = None
+    for name in configs:
+        workers = CONFIGS[name][2]
+        script = str(Path(__file__).resolve())
+        reports = Workers([f"--child={name}", *passed], workers, script).reports(timeout=1800)
+        for report in reports:
+            with np.load(report["weights"]) as npz:
+                weights = [npz[k] for k in sorted(npz, key=lambda k: int(k[1:]))]
+            if reference is None:
+                reference = weights
+            diff = max(float(np.max(np.abs(a - b))) for a, b in zip(weights, reference))
+            print(
+                f"{name:9s} {report['replicas']:8d} {report['train_images_per_s']:11.0f} "
+                f"{report['train_seconds']:7.1f} {report['train_cpu_seconds']:5.1f} "
+                f"{100 * report['test_accuracy']:7.2f}% {report['fgsm_images_per_s']:10.0f} "
+                f"{report['load1']:5.2f}  {diff:.1e}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
