@@ -165,6 +165,33 @@ def case_survey(strategy):
     return out
 
 
+def case_backwork(strategy):
+    """Backworking 3 labels (an odd count: one padding group) x 3 rows for 3 steps."""
+    from tfool import backwork
+
+    model = _tiny_cnn(None, seed=2)  # the model's weights are read, never trained
+    config = backwork.BackworkConfig(
+        labels=(1, 4, 7),
+        num_examples=3,
+        reference_size=30,
+        max_num_steps=3,
+        min_num_steps=0,
+        jit_compile=False,
+        seed=5,
+    )
+    result = backwork.backwork(model, _data(), config, strategy=strategy)
+    return {
+        "start_probs": result.history_probs[0],
+        "probabilities": result.probabilities,
+        "cost": result.cost,
+        "reference_terms": result.cost_terms["reference"],
+        "batch_terms": result.cost_terms["batch"],
+        "images": result.images,
+        "reinits": result.reinits.astype(np.float64),
+        "label_steps": result.label_steps.astype(np.float64),
+    }
+
+
 #: Case name -> ``fn(strategy) -> {output name: array}``.
 CASES = {
     "train": case_train,
@@ -172,6 +199,7 @@ CASES = {
     "attribution": case_attribution,
     "projection": case_projection,
     "survey": case_survey,
+    "backwork": case_backwork,
 }
 
 

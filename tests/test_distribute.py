@@ -333,12 +333,16 @@ def test_training_stops_when_a_callback_asks(small_data):
 # ----------------------------------------------------------------------------------------
 
 MIRRORED_CASES = tuple(distributed_worker.CASES)
-MULTI_WORKER_CASES = ("train", "fgsm")
+MULTI_WORKER_CASES = ("train", "fgsm", "backwork")
+#: Backworked images after a few Adam steps: Adam's first steps are nearly sign(gradient),
+#: so float-rounding differences in near-zero gradients move a pixel by up to the learning
+#: rate times a small factor; every other backwork output is held to the common tolerance.
+LOOSE = {("backwork", "images"): 1e-3}
 
 
-def close_enough(diff: float, scale: float) -> bool:
+def close_enough(diff: float, scale: float, case: str = "", name: str = "") -> bool:
     """Float tolerance: 1e-5 relative to the reference's largest value (at least 1)."""
-    return diff <= 1e-5 * max(1.0, scale)
+    return diff <= LOOSE.get((case, name), 1e-5) * max(1.0, scale)
 
 
 @pytest.fixture(scope="module")
@@ -370,7 +374,7 @@ def test_mirrored_two_replicas_match_one_device(runs, case):
     assert outputs, case
     for name, d in outputs.items():
         assert d["max_abs_diff"] is not None, (case, name, d)  # same shape
-        assert close_enough(d["max_abs_diff"], d["max_abs"]), (case, name, d)
+        assert close_enough(d["max_abs_diff"], d["max_abs"], case, name), (case, name, d)
     if case == "train":  # the comparison is not vacuous: training moved the weights
         assert outputs["moved"]["max_abs"] > 1e-3
     if case == "fgsm":
@@ -389,4 +393,4 @@ def test_two_workers_match_one_device(runs, case):
         got = distributed_worker.load_outputs(runs["out"], case, f"worker{index}")
         for name, d in distributed_worker.compare(reference, got).items():
             assert d["max_abs_diff"] is not None, (index, name, d)
-            assert close_enough(d["max_abs_diff"], d["max_abs"]), (index, name, d)
+            assert close_enough(d["max_abs_diff"], d["max_abs"], case, name), (index, name, d)
