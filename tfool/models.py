@@ -186,13 +186,23 @@ def activation_model(
     return act
 
 
-def compile_classifier(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
-    """Compiles a logits classifier with Adam and sparse cross-entropy from logits."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+def compile_classifier(
+    model: keras.Model, learning_rate: float = 1e-3, soft_targets: bool = False
+) -> keras.Model:
+    """Compiles a logits classifier with Adam and cross-entropy from logits.
+
+    Args:
+        model: The classifier (logits).
+        learning_rate: Adam learning rate.
+        soft_targets: Train on ``[N, C]`` target distributions (categorical cross-entropy)
+            instead of ``[N]`` class indices (sparse cross-entropy).
+    """
+    loss = (
+        keras.losses.CategoricalCrossentropy(from_logits=True)
+        if soft_targets
+        else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"])
     return model
 
 
@@ -226,7 +236,10 @@ def train(
 
     Args:
         model: The classifier (logits).
-        data: Training and test data.
+        data: Training and test data: a ``Dataset``, or an object with the same
+            ``x_train, y_train, x_test, y_test`` whose ``y_train`` holds ``[N, C]`` target
+            distributions (``tfool.retrain.AugmentedData``): then the loss is categorical
+            cross-entropy on those soft targets.
         config: Epochs, batch size, learning rate, seed, verbosity.
         strategy: Optional ``tf.distribute`` strategy.
         callbacks: Extra Keras callbacks.
@@ -236,7 +249,7 @@ def train(
     """
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        compile_classifier(model, config.learning_rate)
+        compile_classifier(model, config.learning_rate, soft_targets=np.ndim(data.y_train) == 2)
     ds = (
         tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
         .shuffle(len(data.x_train), seed=config.seed, reshuffle_each_iteration=True)
