@@ -212,7 +212,8 @@ def format_retrain_table(summary: Mapping) -> str:
     """A one-screen table of a retraining summary (``retrain.json``), one line per round."""
     head = (
         f"{'round':>5} {'test acc':>8} {'fgsm acc':>8} {'negs':>5} {'old mean p':>10} "
-        f"{'old max p':>9} {'old>=cap':>8} {'bw at cap':>9} {'bw steps':>8} {'reinits':>7}"
+        f"{'old max p':>9} {'old>=cap':>8} {'bw at cap':>9} {'bw mean p':>9} {'bw steps':>8} "
+        f"{'reinits':>7}"
     )
     lines = [head, "-" * len(head)]
     for r in summary["records"]:
@@ -223,7 +224,8 @@ def format_retrain_table(summary: Mapping) -> str:
             f"{_opt(r['old_mean_target_prob'], 10, '.5f')} "
             f"{_opt(r['old_max_target_prob'], 9, '.5f')} "
             f"{_opt(100 * r['old_frac_at_cap'] if old else None, 7, '.1f')}{'%' if old else ' '} "
-            f"{100 * r['backwork_rows_at_cap']:8.1f}% {r['backwork_mean_label_steps']:8.1f} "
+            f"{100 * r['backwork_rows_at_cap']:8.1f}% {r['backwork_mean_target_prob']:9.5f} "
+            f"{r['backwork_mean_label_steps']:8.1f} "
             f"{r['backwork_reinits']:7d}"
         )
     lines.append("-" * len(head))
@@ -235,6 +237,12 @@ def format_retrain_table(summary: Mapping) -> str:
             "round's negatives under this round's model; bw = a fresh backwork run against it "
             "(mean steps per label)"
         )
+        limits = sorted({r["backwork_max_num_steps"] for r in summary["records"][1:]} - {None})
+        if first["backwork_max_num_steps"] is None and limits:
+            lines.append(
+                "round 0's backwork is the run above (its own step limit); later rounds stop "
+                f"at {', '.join(map(str, limits))} steps"
+            )
     if summary.get("interrupted"):
         lines.append(f"INTERRUPTED after {summary['rounds']} finished round(s); --retrain_resume")
     return "\n".join(lines)

@@ -283,7 +283,8 @@ class RoundRecord:
     Attributes:
         round: 0 for the input model, then 1, 2, ...
         test_accuracy: Accuracy on the test split.
-        fgsm_accuracy: Accuracy on the test split after FGSM at ``fgsm_eps``.
+        fgsm_accuracy: Accuracy on the test split after one untargeted FGSM step of size
+            ``fgsm_eps`` away from each image's true label (as ``run_fgsm.py``).
         fgsm_eps: The FGSM step (L-infinity).
         num_negatives: Backworked images in this round's training set (0 in round 0).
         train_size: Images in this round's training set.
@@ -416,8 +417,8 @@ def _confidence(model, round_index, result, num_classes, cap, strategy) -> tuple
 
 
 def _fgsm_accuracy(model, data: Dataset, eps: float, strategy) -> float:
-    """Test accuracy after one FGSM step of size ``eps`` (labels: the model's predictions)."""
-    x_adv = attacks.fgsm(model, data.x_test, eps, strategy=strategy)
+    """Test accuracy after one untargeted FGSM step of size ``eps`` away from the true label."""
+    x_adv = attacks.fgsm(model, data.x_test, eps, y=data.y_test, strategy=strategy)
     probs = attacks.probabilities(model, x_adv, strategy=strategy)
     return float(np.mean(probs.argmax(-1) == data.y_test))
 
