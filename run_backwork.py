@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import sys
 
 from absl import app, flags
@@ -11,6 +13,7 @@ from flags import backwork as backwork_flags
 from flags import common as common_flags
 from flags import distribution as distribution_flags
 from flags import model as model_flags
+from flags import retrain as retrain_flags
 
 FLAGS = flags.FLAGS
 log = logging.getLogger("tfool")
@@ -81,7 +84,40 @@ def main(argv: list[str]) -> int:
         common.output_dir, result, model, dataset, config, extra=extra, class_names=class_names
     )
     print(report.format_backwork_table(summary))
+    status = 130 if result.interrupted else 0
+    if FLAGS.retrain_rounds and not result.interrupted:
+        status = _retrain(model, dataset, config, result, common.output_dir, cbs[:1], strategy)
     print(f"outputs in {common.output_dir}/")
+    return status
+
+
+def _retrain(model, dataset, config, initial, output_dir, cbs, strategy) -> int:
+    """``--retrain_rounds`` rounds of backwork, augment and retrain; writes their outputs."""
+    from tfool import report, retrain
+
+    rc = retrain_flags.retrain_config(FLAGS)
+    round_config = dataclasses.replace(
+        config, max_num_steps=min(config.max_num_steps, rc.max_num_steps)
+    )
+    result = retrain.retrain_rounds(
+        model,
+        dataset,
+        round_config,
+        rc.rounds,
+        dataclasses.replace(model_flags.train_config(FLAGS), epochs=rc.epochs),
+        rc.mode,
+        rc.from_scratch,
+        num_zero=rc.num_zero,
+        num_noise=rc.num_noise,
+        fgsm_eps=rc.fgsm_eps,
+        initial=initial,
+        output_dir=os.path.join(output_dir, "retrain"),
+        resume=rc.resume,
+        backwork_callbacks=cbs,
+        strategy=strategy,
+    )
+    summary = report.write_retrain_outputs(output_dir, result, dataset.class_names)
+    print(report.format_retrain_table(summary))
     return 130 if result.interrupted else 0
 
 
@@ -100,6 +136,7 @@ def run() -> None:
     model_flags.define_model_flags()
     distribution_flags.define_distribution_flags()
     backwork_flags.define_backwork_flags()
+    retrain_flags.define_retrain_flags()
     app.run(_main_with_clear_errors)
 
 

@@ -187,13 +187,23 @@ def activation_model(
     return act
 
 
-def compile_classifier(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
-    """Compiles a logits classifier with Adam and sparse cross-entropy from logits."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+def compile_classifier(
+    model: keras.Model, learning_rate: float = 1e-3, soft_targets: bool = False
+) -> keras.Model:
+    """Compiles a logits classifier with Adam and cross-entropy from logits.
+
+    Args:
+        model: The classifier (logits).
+        learning_rate: Adam learning rate.
+        soft_targets: Train on ``[N, C]`` target distributions (categorical cross-entropy)
+            instead of ``[N]`` class indices (sparse cross-entropy).
+    """
+    loss = (
+        keras.losses.CategoricalCrossentropy(from_logits=True)
+        if soft_targets
+        else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"])
     return model
 
 
@@ -251,14 +261,17 @@ def predict_classes(
     return np.argmax(predict_logits(model, x, batch_size, strategy), axis=-1)
 
 
-def _train_step(model: keras.Model) -> Callable:
+def _train_step(model: keras.Model, soft_targets: bool = False) -> Callable:
     """The compiled per-replica step: one Adam update on a (slice of a) global batch.
 
     Each replica sums its rows' cross-entropy (padding rows weigh 0) and divides by the
     global batch size; the optimiser sums the gradients over the replicas, so the update
     is the global batch's mean gradient whatever the split.
     """
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    if soft_targets:  # [N, C] target distributions (retraining with negatives)
+        loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None)
+    else:
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
     @tf.function
     def step(x, y, weight, global_rows):
@@ -268,7 +281,8 @@ def _train_step(model: keras.Model) -> Callable:
             loss = tf.reduce_sum(losses) / global_rows
         grads = tape.gradient(loss, model.trainable_variables)
         model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1), tf.cast(y, tf.int64)), tf.float32)
+        labels = tf.argmax(y, axis=-1) if soft_targets else tf.cast(y, tf.int64)
+        hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1), labels), tf.float32)
         return tf.reduce_sum(losses), tf.reduce_sum(hits * weight)
 
     return step
@@ -298,7 +312,10 @@ def train(
 
     Args:
         model: The classifier (logits).
-        data: Training and test data.
+        data: Training and test data: a ``Dataset``, or an object with the same
+            ``x_train, y_train, x_test, y_test`` whose ``y_train`` holds ``[N, C]`` target
+            distributions (``tfool.retrain.AugmentedData``): then the loss is categorical
+            cross-entropy on those soft targets.
         config: Epochs, global batch size, learning rate, seed, verbosity.
         strategy: Optional ``tf.distribute`` strategy.
         callbacks: Extra Keras callbacks.
@@ -307,9 +324,10 @@ def train(
         A ``TrainResult``; ``history`` holds the per-epoch mean ``loss`` and ``accuracy``.
     """
     with (strategy or tf.distribute.get_strategy()).scope():
-        compile_classifier(model, config.learning_rate)
+        soft = np.ndim(data.y_train) == 2
+        compile_classifier(model, config.learning_rate, soft_targets=soft)
         model.optimizer.build(model.trainable_variables)
-    step = _train_step(model)
+    step = _train_step(model, soft)
     n, batch = len(data.x_train), config.batch_size
     steps = -(-n // batch)
     hooks = keras.callbacks.CallbackList(

@@ -293,6 +293,67 @@ def survey_histogram(survey, top: int = 20, bins: int = 30) -> plt.Figure:
 # ----------------------------------------------------------------------------------------
 
 
+def retrain_curves(records: Sequence, title: str | None = None) -> plt.Figure:
+    """Accuracy, steps-to-fool and old-negative confidence against retraining round.
+
+    Args:
+        records: ``tfool.retrain.RoundRecord`` objects, round 0 first.
+        title: Optional figure title.
+
+    Returns:
+        The matplotlib figure: three panels sharing the round axis.
+    """
+    if not records:
+        raise ValueError("records is empty; expected at least round 0")
+    rounds = [r.round for r in records]
+    fig, (ax_acc, ax_steps, ax_old) = plt.subplots(1, 3, figsize=(13, 3.8))
+    ax_acc.plot(rounds, [100 * r.test_accuracy for r in records], marker="o", label="clean")
+    eps = records[0].fgsm_eps
+    ax_acc.plot(rounds, [100 * r.fgsm_accuracy for r in records], marker="s", label=f"FGSM {eps}")
+    ax_acc.set_ylabel("test accuracy (%)")
+    ax_acc.set_title("accuracy")
+    ax_acc.legend()
+
+    ax_steps.plot(
+        rounds, [r.backwork_mean_label_steps for r in records], marker="o", label="mean steps"
+    )
+    ax_steps.plot(rounds, [r.backwork_reinits for r in records], marker="^", label="re-inits")
+    ax_steps.set_ylabel("steps / re-initialisations")
+    ax_steps.set_title("fresh backwork against the round's model")
+    twin = ax_steps.twinx()
+    twin.plot(
+        rounds,
+        [100 * r.backwork_rows_at_cap for r in records],
+        color="gray",
+        linestyle="--",
+        marker="x",
+        label="rows at cap (%)",
+    )
+    twin.set_ylim(-2, 102)
+    twin.set_ylabel("rows reaching the cap (%)")
+    lines = ax_steps.get_legend_handles_labels()
+    more = twin.get_legend_handles_labels()
+    ax_steps.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8)
+
+    later = [r for r in records if r.old_mean_target_prob is not None]
+    x_old = [r.round for r in later]
+    ax_old.plot(x_old, [r.old_mean_target_prob for r in later], marker="o", label="mean")
+    ax_old.plot(x_old, [r.old_max_target_prob for r in later], marker="^", label="max")
+    ax_old.axhline(records[0].prob_cap, color="gray", linestyle="--", linewidth=1, label="cap")
+    ax_old.set_ylim(-0.02, 1.02)
+    ax_old.set_ylabel("target probability")
+    ax_old.set_title("earlier rounds' negatives")
+    ax_old.legend(fontsize=8)
+    for ax in (ax_acc, ax_steps, ax_old):
+        ax.set_xlabel("round")
+        ax.set_xticks(rounds)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------------------
 # Attribution heat maps (issue 7)
 # ----------------------------------------------------------------------------------------

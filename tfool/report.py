@@ -179,3 +179,98 @@ def _num(value, width: int = 9) -> str:
     if value is None or not np.isfinite(value):
         return f"{'-':>{width}}"
     return f"{value:{width}.3f}"
+
+
+def write_retrain_outputs(
+    output_dir: str | os.PathLike,
+    result,
+    class_names: Sequence[str],
+    extra: Mapping | None = None,
+) -> dict:
+    """Writes ``retrain.json``, ``retrain.png`` and every round's ``backworked.png``.
+
+    The rounds' models, images and records are already in ``<output_dir>/retrain/`` when
+    ``retrain_rounds`` was given that folder; the grids go beside them.
+
+    Args:
+        output_dir: The run's output folder.
+        result: A ``tfool.retrain.RetrainResult``.
+        class_names: Names of the data's classes (row labels of the grids).
+        extra: More summary entries.
+
+    Returns:
+        The summary written to ``retrain.json``.
+    """
+    from tfool import plots
+
+    out = os.fspath(output_dir)
+    summary = result.summary()
+    summary.update(dict(extra or {}))
+    io.write_json(os.path.join(out, "retrain.json"), summary)
+    if not result.records:
+        return summary
+    mode = "uniform targets" if result.mode == "uniform" else "an extra class"
+    fig = plots.retrain_curves(
+        result.records, title=f"retraining with backworked negatives as {mode}"
+    )
+    io.save_figure(fig, os.path.join(out, "retrain.png"))
+    plots.close(fig)
+    for record, fresh in zip(result.records, result.backworked):
+        names = [str(class_names[int(lbl)]) for lbl in fresh.labels]
+        fig = plots.probability_grid(
+            fresh.images,
+            fresh.target_probs,
+            names,
+            suptitle=f"round {record.round}: backworked against the round's model "
+            f"({fresh.steps} steps)",
+        )
+        io.save_figure(fig, os.path.join(out, "retrain", f"round_{record.round}", "backworked.png"))
+        plots.close(fig)
+    return summary
+
+
+def format_retrain_table(summary: Mapping) -> str:
+    """A one-screen table of a retraining summary (``retrain.json``), one line per round."""
+    head = (
+        f"{'round':>5} {'test acc':>8} {'fgsm acc':>8} {'negs':>5} {'old mean p':>10} "
+        f"{'old max p':>9} {'old>=cap':>8} {'bw at cap':>9} {'bw mean p':>9} {'bw steps':>8} "
+        f"{'reinits':>7}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in summary["records"]:
+        old = r["old_mean_target_prob"] is not None
+        lines.append(
+            f"{r['round']:5d} {100 * r['test_accuracy']:7.2f}% {100 * r['fgsm_accuracy']:7.2f}% "
+            f"{r['num_negatives']:5d} "
+            f"{_opt(r['old_mean_target_prob'], 10, '.5f')} "
+            f"{_opt(r['old_max_target_prob'], 9, '.5f')} "
+            f"{_opt(100 * r['old_frac_at_cap'] if old else None, 7, '.1f')}{'%' if old else ' '} "
+            f"{100 * r['backwork_rows_at_cap']:8.1f}% {r['backwork_mean_target_prob']:9.5f} "
+            f"{r['backwork_mean_label_steps']:8.1f} "
+            f"{r['backwork_reinits']:7d}"
+        )
+    lines.append("-" * len(head))
+    first = summary["records"][0] if summary["records"] else None
+    if first is not None:
+        lines.append(
+            f"mode {summary['mode']}{', from scratch' if summary['from_scratch'] else ''}; "
+            f"fgsm eps {first['fgsm_eps']}; cap p >= {first['prob_cap']}; old = every earlier "
+            "round's negatives under this round's model; bw = a fresh backwork run against it "
+            "(mean steps per label)"
+        )
+        limits = sorted({r["backwork_max_num_steps"] for r in summary["records"][1:]} - {None})
+        if first["backwork_max_num_steps"] is None and limits:
+            lines.append(
+                "round 0's backwork is the run above (its own step limit); later rounds stop "
+                f"at {', '.join(map(str, limits))} steps"
+            )
+    if summary.get("interrupted"):
+        lines.append(f"INTERRUPTED after {summary['rounds']} finished round(s); --retrain_resume")
+    return "\n".join(lines)
+
+
+def _opt(value, width: int, spec: str) -> str:
+    """A number for the table, ``-`` when there is none."""
+    if value is None:
+        return f"{'-':>{width}}"
+    return f"{value:{width}{spec}}"

@@ -1,0 +1,150 @@
+"""Retraining flags (prefix ``retrain_``), converted once into a ``RetrainConfig``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from absl import flags
+
+from tfool.retrain import MODES
+
+#: The round count the issue's experiment uses (``--retrain_rounds=2``).
+RECOMMENDED_ROUNDS = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainConfig:
+    """The ``--retrain_*`` settings of a run.
+
+    Attributes:
+        rounds: Retraining rounds after the usual backwork; 0 runs none.
+        mode: ``uniform`` or ``extra_class``.
+        from_scratch: Train a freshly initialised model every round.
+        resume: Continue from the rounds finished in ``<output_dir>/retrain``.
+        epochs: Training epochs per round.
+        num_zero: All-zero images added every round.
+        num_noise: Uniform-noise images added every round.
+        max_num_steps: Step limit of every round's backwork run (the smaller of this and
+            ``--backwork_max_num_steps``).
+        fgsm_eps: FGSM step whose test accuracy is recorded.
+    """
+
+    rounds: int = 0
+    mode: str = "uniform"
+    from_scratch: bool = False
+    resume: bool = False
+    epochs: int = 2
+    num_zero: int = 800
+    num_noise: int = 800
+    max_num_steps: int = 150
+    fgsm_eps: float = 0.1
+
+
+_D = RetrainConfig()
+
+
+def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines the ``--retrain_*`` flags."""
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_integer(
+        name="retrain_rounds",
+        default=_D.rounds,
+        lower_bound=0,
+        help="Rounds of backwork, augment and retrain after the usual backwork; 0 (default) "
+        f"retrains nothing, {RECOMMENDED_ROUNDS} is the issue's experiment; >= 0.",
+        **fv,
+    )
+    flags.DEFINE_enum(
+        name="retrain_mode",
+        default=_D.mode,
+        enum_values=list(MODES),
+        help="How negatives are labelled: uniform (1/10 for every class, the MNIST post) or "
+        "extra_class (a new 'negative' class, Nguyen et al. 2015).",
+        **fv,
+    )
+    flags.DEFINE_boolean(
+        name="retrain_from_scratch",
+        default=_D.from_scratch,
+        help="Train a freshly initialised model every round instead of going on from the "
+        "previous round's weights (then raise --retrain_epochs to --train_epochs).",
+        **fv,
+    )
+    flags.DEFINE_boolean(
+        name="retrain_resume",
+        default=_D.resume,
+        help="Continue from the rounds finished in <output_dir>/retrain (same flags needed).",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="retrain_epochs",
+        default=_D.epochs,
+        lower_bound=1,
+        help="Training epochs per round; >= 1.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="retrain_num_zero",
+        default=_D.num_zero,
+        lower_bound=0,
+        help="All-zero images added with the negatives every round; >= 0.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="retrain_num_noise",
+        default=_D.num_noise,
+        lower_bound=0,
+        help="Uniform-noise images (pixels in [0, 1]) added every round; >= 0.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="retrain_max_num_steps",
+        default=_D.max_num_steps,
+        lower_bound=1,
+        help="Step limit of every round's backwork run (the smaller of this and "
+        "--backwork_max_num_steps), to bound the run time; >= 1.",
+        **fv,
+    )
+    flags.DEFINE_float(
+        name="retrain_fgsm_eps",
+        default=_D.fgsm_eps,
+        lower_bound=0.0,
+        upper_bound=1.0,
+        help="L-infinity FGSM step (pixel range [0, 1]) whose test accuracy every round "
+        "records; in [0, 1].",
+        **fv,
+    )
+
+    @flags.multi_flags_validator(
+        ["retrain_rounds", "retrain_resume"],
+        message="--retrain_resume needs --retrain_rounds >= 1 (the rounds to reach)",
+        **fv,
+    )
+    def _resume_needs_rounds(values):
+        return values["retrain_rounds"] > 0 or not values["retrain_resume"]
+
+    if "backwork_model" in flag_values:  # run_backwork.py: only the MNIST CNN has data here
+
+        @flags.multi_flags_validator(
+            ["retrain_rounds", "backwork_model"],
+            message="--retrain_rounds needs --backwork_model=mnist_cnn: retraining needs the "
+            "model's training data, which tfool has only for MNIST",
+            **fv,
+        )
+        def _mnist_only(values):
+            return values["retrain_rounds"] == 0 or values["backwork_model"] == "mnist_cnn"
+
+
+def retrain_config(flag_values: flags.FlagValues = flags.FLAGS) -> RetrainConfig:
+    """Converts the parsed ``--retrain_*`` flags into a ``RetrainConfig``."""
+    f = flag_values
+    return RetrainConfig(
+        rounds=f.retrain_rounds,
+        mode=f.retrain_mode,
+        from_scratch=f.retrain_from_scratch,
+        resume=f.retrain_resume,
+        epochs=f.retrain_epochs,
+        num_zero=f.retrain_num_zero,
+        num_noise=f.retrain_num_noise,
+        max_num_steps=f.retrain_max_num_steps,
+        fgsm_eps=f.retrain_fgsm_eps,
+    )

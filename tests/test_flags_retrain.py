@@ -1,0 +1,131 @@
+"""flags/retrain.py and run_backwork.py --retrain_rounds end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from absl import flags
+
+from flags import backwork as backwork_flags
+from flags import common as common_flags
+from flags import model as model_flags
+from flags import retrain as retrain_flags
+from tfool import models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fresh_flags(argv, with_backwork=True):
+    fv = flags.FlagValues()
+    if with_backwork:
+        common_flags.define_common_flags(fv)
+        model_flags.define_model_flags(fv)
+        backwork_flags.define_backwork_flags(fv)
+    retrain_flags.define_retrain_flags(fv)
+    fv(["prog", *argv])
+    return fv
+
+
+def test_defaults_retrain_nothing():
+    config = retrain_flags.retrain_config(fresh_flags([]))
+    assert config == retrain_flags.RetrainConfig() and config.rounds == 0
+    assert retrain_flags.retrain_config(fresh_flags([], with_backwork=False)).rounds == 0
+
+
+def test_flags_convert_to_config():
+    config = retrain_flags.retrain_config(
+        fresh_flags(
+            [
+                "--retrain_rounds=3",
+                "--retrain_mode=extra_class",
+                "--retrain_from_scratch",
+                "--retrain_resume",
+                "--retrain_epochs=6",
+                "--retrain_num_zero=5",
+                "--retrain_num_noise=0",
+                "--retrain_max_num_steps=40",
+                "--retrain_fgsm_eps=0.2",
+            ]
+        )
+    )
+    assert config == retrain_flags.RetrainConfig(
+        rounds=3,
+        mode="extra_class",
+        from_scratch=True,
+        resume=True,
+        epochs=6,
+        num_zero=5,
+        num_noise=0,
+        max_num_steps=40,
+        fgsm_eps=0.2,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--retrain_rounds=-1"], "retrain_rounds"),
+        (["--retrain_mode=soft"], "retrain_mode"),
+        (["--retrain_epochs=0"], "retrain_epochs"),
+        (["--retrain_num_zero=-1"], "retrain_num_zero"),
+        (["--retrain_max_num_steps=0"], "retrain_max_num_steps"),
+        (["--retrain_fgsm_eps=1.5"], "retrain_fgsm_eps"),
+        (["--retrain_resume"], "needs --retrain_rounds"),
+        (
+            ["--retrain_rounds=1", "--backwork_model=vgg16", "--backwork_rubbish"],
+            "needs --backwork_model=mnist_cnn",
+        ),
+    ],
+)
+def test_bad_flags_are_rejected(argv, message):
+    with pytest.raises(flags.IllegalFlagValueError, match=message):
+        fresh_flags(argv)
+
+
+@pytest.mark.slow
+def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
+    model_path = tmp_path / "cnn.keras"
+    models.save_model(small_cnn, model_path)
+    out = tmp_path / "out"
+    env = {**os.environ, "TFOOL_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    args = [
+        f"--output_dir={out}",
+        f"--model_path={model_path}",
+        "--data_source=sample",
+        "--backwork_labels=0,7",
+        "--backwork_num_examples=3",
+        "--backwork_reference_size=20",
+        "--backwork_max_num_steps=10",
+        "--nobackwork_jit_compile",
+        "--retrain_rounds=1",
+        "--retrain_mode=extra_class",
+        "--retrain_epochs=1",
+        "--retrain_num_zero=10",
+        "--retrain_num_noise=10",
+        "--retrain_max_num_steps=5",
+    ]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run_backwork.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "retrain.json").read_text())
+    assert summary["mode"] == "extra_class" and summary["rounds"] == 1
+    assert [r["round"] for r in summary["records"]] == [0, 1]
+    assert summary["records"][1]["backwork_max_num_steps"] == 5
+    assert summary["records"][1]["num_negatives"] == 6
+    for name in ("retrain.png", "backworked.png", "flags.cfg"):
+        assert (out / name).stat().st_size > 0, name
+    for r in (0, 1):
+        assert (out / "retrain" / f"round_{r}" / "backworked.png").stat().st_size > 0
+    grown = models.load_model(out / "retrain" / "round_1" / "model.keras")
+    assert grown.outputs[0].shape[-1] == 11
+    assert "--retrain_rounds=1" in (out / "flags.cfg").read_text()
+    assert "test acc" in proc.stdout and "old max p" in proc.stdout
