@@ -130,13 +130,18 @@ def _main_with_clear_errors(argv: list[str]) -> int:
         return 2
 
 
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    """Defines every flag of run_backwork.py on ``flag_values``."""
+    common_flags.define_common_flags(flag_values, output_dir="out/backwork")
+    model_flags.define_model_flags(flag_values)
+    distribution_flags.define_distribution_flags(flag_values)
+    backwork_flags.define_backwork_flags(flag_values)
+    retrain_flags.define_retrain_flags(flag_values)
+
+
 def run() -> None:
     """Console entry point (``tfool-backwork``): defines the flags and runs ``main``."""
-    common_flags.define_common_flags(output_dir="out/backwork")
-    model_flags.define_model_flags()
-    distribution_flags.define_distribution_flags()
-    backwork_flags.define_backwork_flags()
-    retrain_flags.define_retrain_flags()
+    define_flags(FLAGS)
     app.run(_main_with_clear_errors)
 
 

@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 from absl import flags
 
+import run_backwork
 from flags import backwork as backwork_flags
-from flags import common as common_flags
-from flags import distribution as distribution_flags
-from flags import model as model_flags
 from tfool import backwork as bw
 from tfool import models
 
@@ -24,10 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def fresh_flags(argv):
     fv = flags.FlagValues()
-    common_flags.define_common_flags(fv)
-    model_flags.define_model_flags(fv)
-    distribution_flags.define_distribution_flags(fv)
-    backwork_flags.define_backwork_flags(fv)
+    run_backwork.define_flags(fv)
     fv(["prog", *argv])
     return fv
 
