@@ -296,30 +296,25 @@ def reference_activations(
         ``[L, N_max]`` squared norms, padding rows carrying ``costs.PAD_NORM``.
     """
     names = act_model.layer_names
-    per_label = []
-    for lbl in labels:
-        x = data.train_of_class(lbl)
-        if reference_size is not None:
-            x = x[:reference_size]
-        chunks = {name: [] for name in names[:-1]}
+    sizes = [int(np.sum(data.y_train == lbl)) for lbl in labels]
+    if reference_size is not None:
+        sizes = [min(n, reference_size) for n in sizes]
+    n_max = max(sizes)
+    refs: list[np.ndarray] = []
+    norms: list[np.ndarray] = []
+    # Filled in place, batch by batch: the largest buffer is the result itself.
+    for i, lbl in enumerate(labels):
+        x = data.train_of_class(lbl)[: sizes[i]]
         for start in range(0, len(x), batch_size):
             out = act_model(x[start : start + batch_size], training=False)
-            for name in names[:-1]:
+            for k, name in enumerate(names[:-1]):
                 a = np.asarray(out[name], np.float32)
-                chunks[name].append(a.reshape(len(a), -1))
-        per_label.append({n: np.concatenate(c) for n, c in chunks.items()})
-    n_max = max(len(p[names[0]]) for p in per_label) if len(names) > 1 else 0
-    refs, norms = [], []
-    for name in names[:-1]:
-        dim = per_label[0][name].shape[1]
-        stack = np.zeros((len(labels), n_max, dim), np.float32)
-        sq = np.full((len(labels), n_max), costs.PAD_NORM, np.float32)
-        for i, p in enumerate(per_label):
-            a = p[name]
-            stack[i, : len(a)] = a
-            sq[i, : len(a)] = np.einsum("nd,nd->n", a, a)
-        refs.append(stack)
-        norms.append(sq)
+                a = a.reshape(len(a), -1)
+                if len(refs) <= k:
+                    refs.append(np.zeros((len(labels), n_max, a.shape[1]), np.float32))
+                    norms.append(np.full((len(labels), n_max), costs.PAD_NORM, np.float32))
+                refs[k][i, start : start + len(a)] = a
+                norms[k][i, start : start + len(a)] = np.einsum("nd,nd->n", a, a)
     return refs, norms
 
 
@@ -443,6 +438,7 @@ def backwork(
     )
 
     engine = _Engine(act, names, coeffs, config, refs, norms, labels, per, init, strategy)
+    del refs, norms  # the engine holds them as tensors now
     for cb in callbacks:
         cb.on_start(config, rows)
 
@@ -723,8 +719,9 @@ class _Engine:
         pad = padded - self.num_labels
         self.image_shape = tuple(init.shape[1:])
         labels = np.concatenate([labels, np.repeat(labels[-1:], pad)])
-        refs = [np.concatenate([r, np.repeat(r[-1:], pad, axis=0)]) for r in refs]
-        norms = [np.concatenate([n, np.repeat(n[-1:], pad, axis=0)]) for n in norms]
+        if pad:  # (a copy: only when the label count does not divide by the replicas)
+            refs = [np.concatenate([r, np.repeat(r[-1:], pad, axis=0)]) for r in refs]
+            norms = [np.concatenate([n, np.repeat(n[-1:], pad, axis=0)]) for n in norms]
         weights = np.concatenate([np.ones(self.num_labels), np.zeros(pad)]).astype(np.float32)
         init = np.concatenate([init, np.repeat(init[-per:], pad, axis=0)]) if pad else init
         self.rows = len(init)
