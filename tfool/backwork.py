@@ -694,6 +694,11 @@ def worst_classified(
     return np.stack(images), np.stack(chosen)
 
 
+def _constant(array: np.ndarray) -> tf.Tensor:
+    """A tensor holding one copy of ``array`` (``tf.constant`` alone was seen to hold two)."""
+    return tf.identity(tf.constant(array))
+
+
 class _Engine:
     """The compiled part of backworking: cost, gradient and the per-row Adam update.
 
@@ -749,7 +754,7 @@ class _Engine:
 
         if self.replicas == 1:
             consts = (
-                [tf.constant(r) for r in refs],
+                [_constant(r) for r in refs],
                 [tf.constant(n) for n in norms],
                 tf.constant(labels),
                 tf.constant(weights),
