@@ -59,7 +59,7 @@ class BackworkConfig:
         history_every: Keep every k-th save in the history (1: all).
         max_history: At most this many snapshots are kept; past it every other one is
             dropped and ``history_every`` doubles, so memory stays bounded.
-        jit_compile: Compile the step with XLA.
+        jit_compile: Compile the step with XLA (off by default: slower on CPU here).
     """
 
     labels: tuple[int, ...] = tuple(range(10))
@@ -88,7 +88,7 @@ class BackworkConfig:
     chunk_size: int | None = None
     history_every: int = 1
     max_history: int = 400
-    jit_compile: bool = True
+    jit_compile: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "labels", tuple(int(lbl) for lbl in self.labels))
