@@ -123,7 +123,10 @@ def test_same_seed_same_result_other_seed_differs(small_cnn, small_data):
 def test_xla_step_matches_plain_step(small_cnn, small_data):
     a = bw.backwork(small_cnn, small_data, cfg(labels=(5,), max_num_steps=5))
     b = bw.backwork(small_cnn, small_data, cfg(labels=(5,), max_num_steps=5, jit_compile=True))
-    np.testing.assert_allclose(a.images, b.images, atol=1e-4)
+    # Adam's first steps move a pixel by about +-lr whatever its gradient's size, so a
+    # rounding difference in a near-zero gradient shows up as a fraction of lr (0.01)
+    np.testing.assert_allclose(a.images, b.images, atol=2e-3)
+    assert np.abs(a.images - b.images).mean() < 1e-4
 
 
 def test_stuck_rows_are_reinitialised(small_cnn, small_data):

@@ -15,6 +15,7 @@ import tensorflow as tf
 from tfool import costs
 from tfool.data import Dataset
 from tfool.models import activation_model
+from tfool.references import REFERENCE_DTYPES, ReferenceSet, build_reference_set
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class BackworkConfig:
         input_max: Upper end of the input range.
         reference_size: At most this many training images per label form its reference set
             (``None``: all).
+        reference_dtype: Storage type of the reference activations (``float32``,
+            ``float16`` or ``bfloat16``); the costs are computed in float32 either way.
         chunk_size: Reference rows per distance chunk (``None``: all at once).
         history_every: Keep every k-th save in the history (1: all).
         max_history: At most this many snapshots are kept; past it every other one is
@@ -85,6 +88,7 @@ class BackworkConfig:
     input_min: float = 0.0
     input_max: float = 1.0
     reference_size: int | None = None
+    reference_dtype: str = "float32"
     chunk_size: int | None = None
     history_every: int = 1
     max_history: int = 400
@@ -151,6 +155,8 @@ def _validate_config(c: BackworkConfig) -> None:
         raise ValueError(f"input_min={c.input_min} must be below input_max={c.input_max}")
     if c.reference_size is not None and c.reference_size < 1:
         raise ValueError(f"reference_size={c.reference_size} must be >= 1 or None")
+    if c.reference_dtype not in REFERENCE_DTYPES:
+        raise ValueError(f"reference_dtype={c.reference_dtype!r} is not one of {REFERENCE_DTYPES}")
     if c.chunk_size is not None and c.chunk_size < 1:
         raise ValueError(f"chunk_size={c.chunk_size} must be >= 1 or None")
     if c.layer_names is not None and not c.layer_names:
@@ -282,40 +288,61 @@ def _check_inputs(model, data: Dataset | None, config: BackworkConfig, names, co
         )
 
 
-def reference_activations(
-    act_model: keras.Model,
-    data: Dataset,
-    labels: Sequence[int],
-    reference_size: int | None = None,
-    batch_size: int = 500,
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Flattened activations of every label's training images, stacked and padded.
+def reference_set(
+    model: keras.Model, data: Dataset, config: BackworkConfig = BackworkConfig()
+) -> ReferenceSet:
+    """The reference set a run with ``config`` uses: build it once, pass it to ``backwork``
+    and ``layer_distances`` so the activations are held once.
+
+    Args:
+        model: The classifier.
+        data: Its training data.
+        config: Supplies ``labels``, ``layer_names``, ``from_logits``, ``reference_size``
+            and ``reference_dtype``.
 
     Returns:
-        ``(refs, sq_norms)``: per non-softmax layer ``[L, N_max, D]`` activations and
-        ``[L, N_max]`` squared norms, padding rows carrying ``costs.PAD_NORM``.
+        A ``tfool.references.ReferenceSet``.
     """
-    names = act_model.layer_names
-    sizes = [int(np.sum(data.y_train == lbl)) for lbl in labels]
-    if reference_size is not None:
-        sizes = [min(n, reference_size) for n in sizes]
-    n_max = max(sizes)
-    refs: list[np.ndarray] = []
-    norms: list[np.ndarray] = []
-    # Filled in place, batch by batch: the largest buffer is the result itself.
-    for i, lbl in enumerate(labels):
-        x = data.train_of_class(lbl)[: sizes[i]]
-        for start in range(0, len(x), batch_size):
-            out = act_model(x[start : start + batch_size], training=False)
-            for k, name in enumerate(names[:-1]):
-                a = np.asarray(out[name], np.float32)
-                a = a.reshape(len(a), -1)
-                if len(refs) <= k:
-                    refs.append(np.zeros((len(labels), n_max, a.shape[1]), np.float32))
-                    norms.append(np.full((len(labels), n_max), costs.PAD_NORM, np.float32))
-                refs[k][i, start : start + len(a)] = a
-                norms[k][i, start : start + len(a)] = np.einsum("nd,nd->n", a, a)
-    return refs, norms
+    act = activation_model(model, config.layer_names, from_logits=config.from_logits)
+    return build_reference_set(
+        act, data, config.labels, config.reference_size, config.reference_dtype
+    )
+
+
+def _check_references(refs: ReferenceSet, config: BackworkConfig, names) -> ReferenceSet:
+    if tuple(refs.layer_names) != tuple(names[:-1]):
+        raise ValueError(
+            f"references hold layers {list(refs.layer_names)} but the run exposes "
+            f"{list(names[:-1])}"
+        )
+    return refs.for_labels(config.labels)
+
+
+def check_initial_images(
+    images: np.ndarray, config: BackworkConfig, image_shape: Sequence[int]
+) -> np.ndarray:
+    """``images`` as float32 ``[L, E, H, W, C]``, checked against the run's labels,
+    examples per label, image shape and input range.
+
+    Raises:
+        ValueError: another shape, non-finite values or values outside the input range.
+    """
+    arr = np.asarray(images, np.float32)
+    want = (len(config.labels), config.num_examples, *image_shape)
+    if arr.shape != want:
+        raise ValueError(
+            f"initial_images has shape {arr.shape}, expected {want} "
+            "(labels, num_examples, *image shape)"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("initial_images holds NaN or infinite values")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < config.input_min or hi > config.input_max:
+        raise ValueError(
+            f"initial_images spans [{lo:g}, {hi:g}], expected values inside "
+            f"[{config.input_min:g}, {config.input_max:g}]"
+        )
+    return arr
 
 
 def _initial_images(data: Dataset, config: BackworkConfig, label: int, shape, rng) -> np.ndarray:
@@ -387,6 +414,8 @@ def backwork(
     config: BackworkConfig = BackworkConfig(),
     strategy: tf.distribute.Strategy | None = None,
     callbacks: Sequence[BackworkCallback] | None = None,
+    initial_images: np.ndarray | None = None,
+    references: ReferenceSet | None = None,
 ) -> BackworkResult:
     """Backworks ``config.num_examples`` images for every label of ``config.labels``.
 
@@ -402,6 +431,12 @@ def backwork(
         config: The run's settings.
         strategy: A ``tf.distribute`` strategy; variables are created in its scope.
         callbacks: ``BackworkCallback`` objects (progress, TensorBoard, ...).
+        initial_images: Start from these images ``[L, E, H, W, C]`` (one row per label of
+            ``config.labels``, ``config.num_examples`` each, inside ``[input_min,
+            input_max]``: a previous result, real digits, ...) instead of ``config.init``.
+            Re-initialisations still draw fresh noise.
+        references: The reference set to use, from ``reference_set`` (built here when
+            ``None``); pass the same one to ``layer_distances`` to hold it once.
 
     Returns:
         A ``BackworkResult``; after Ctrl-C, what was found so far (``interrupted=True``).
@@ -409,7 +444,9 @@ def backwork(
     Raises:
         ValueError: labels outside the model's classes, too few examples for the batch
             cost, coefficients that do not match the exposed layers, a label with no
-            training images, training images of another shape than the model's input.
+            training images, training images of another shape than the model's input,
+            ``initial_images`` of the wrong shape or range, a reference set of other
+            layers or labels.
     """
     callbacks = list(callbacks or [])
     strategy = strategy or tf.distribute.get_strategy()
@@ -417,18 +454,21 @@ def backwork(
     names = act.layer_names
     coeffs = config.coeffs_for(len(names))
     _check_inputs(model, data, config, names, coeffs)
+    image_shape = tuple(int(s) for s in model.inputs[0].shape[1:])
+    if initial_images is not None:
+        initial_images = check_initial_images(initial_images, config, image_shape)
     start_time = time.perf_counter()
 
     labels = np.asarray(config.labels, np.int64)
     num_labels, per = len(labels), config.num_examples
     rows = num_labels * per
-    image_shape = tuple(int(s) for s in model.inputs[0].shape[1:])
     num_classes = _num_classes(model)
-    refs, norms = (
-        reference_activations(act, data, labels, config.reference_size)
-        if len(names) > 1
-        else ([], [])
-    )
+    if len(names) == 1:
+        references = ReferenceSet(tuple(config.labels), (), (), (), config.reference_dtype)
+    elif references is None:
+        references = reference_set(model, data, config)
+    else:
+        references = _check_references(references, config, names)
     rngs = [np.random.default_rng([config.seed, int(lbl)]) for lbl in labels]
     init = np.concatenate(
         [
@@ -436,9 +476,10 @@ def backwork(
             for lbl, rng in zip(labels, rngs)
         ]
     )
+    if initial_images is not None:  # the seeded draws above keep the noise streams aligned
+        init = initial_images.reshape(rows, *image_shape)
 
-    engine = _Engine(act, names, coeffs, config, refs, norms, labels, per, init, strategy)
-    del refs, norms  # the engine holds them as tensors now
+    engine = _Engine(act, names, coeffs, config, references, labels, per, init, strategy)
     for cb in callbacks:
         cb.on_start(config, rows)
 
@@ -569,7 +610,11 @@ def image_distances(images: np.ndarray, train_images: np.ndarray) -> tuple[np.nd
     """
     nearest, pairwise = [], []
     for group in images:
-        nearest.append(float(_pairwise_l2(group, train_images).min(axis=1).mean()))
+        closest = np.full(len(group), np.inf)
+        for start in range(0, len(train_images), 4096):  # streamed: no float64 copy of the set
+            chunk = _pairwise_l2(group, train_images[start : start + 4096]).min(axis=1)
+            closest = np.minimum(closest, chunk)
+        nearest.append(float(closest.mean()))
         if len(group) < 2:
             pairwise.append(float("nan"))
             continue
@@ -694,11 +739,6 @@ def worst_classified(
     return np.stack(images), np.stack(chosen)
 
 
-def _constant(array: np.ndarray) -> tf.Tensor:
-    """A tensor holding one copy of ``array`` (``tf.constant`` alone was seen to hold two)."""
-    return tf.identity(tf.constant(array))
-
-
 class _Engine:
     """The compiled part of backworking: cost, gradient and the per-row Adam update.
 
@@ -715,7 +755,7 @@ class _Engine:
     the last group, whose rows are never updated or reported.
     """
 
-    def __init__(self, act, names, coeffs, config, refs, norms, labels, per, init, strategy):
+    def __init__(self, act, names, coeffs, config, references, labels, per, init, strategy):
         self.config, self.per, self.strategy = config, per, strategy
         self.num_labels = len(labels)
         self.replicas = strategy.num_replicas_in_sync
@@ -724,9 +764,6 @@ class _Engine:
         pad = padded - self.num_labels
         self.image_shape = tuple(init.shape[1:])
         labels = np.concatenate([labels, np.repeat(labels[-1:], pad)])
-        if pad:  # (a copy: only when the label count does not divide by the replicas)
-            refs = [np.concatenate([r, np.repeat(r[-1:], pad, axis=0)]) for r in refs]
-            norms = [np.concatenate([n, np.repeat(n[-1:], pad, axis=0)]) for n in norms]
         weights = np.concatenate([np.ones(self.num_labels), np.zeros(pad)]).astype(np.float32)
         init = np.concatenate([init, np.repeat(init[-per:], pad, axis=0)]) if pad else init
         self.rows = len(init)
@@ -736,7 +773,7 @@ class _Engine:
             self.v = tf.Variable(tf.zeros_like(init), name="adam_v")
             self.t = tf.Variable(tf.zeros([self.rows], tf.float32), name="adam_t")
 
-        def cost_of(images, refs_r, norms_r, labels_r, weights_r, groups):
+        def cost_of(images, refs_r, norms_r, labels_r, weights_r, groups, transposed=False):
             out = act(images, training=False)
             grouped = [tf.reshape(out[n], (groups, per, *out[n].shape[1:])) for n in names]
             cost, terms = costs.total_cost(
@@ -749,13 +786,14 @@ class _Engine:
                 config.batch_cost_coeff,
                 config.softmax_cost,
                 config.chunk_size,
+                transposed,
             )
             return cost, terms, grouped[-1], tf.reduce_sum(cost * weights_r)
 
-        if self.replicas == 1:
+        if self.replicas == 1:  # the reference tensors are captured, never copied
             consts = (
-                [_constant(r) for r in refs],
-                [tf.constant(n) for n in norms],
+                list(references.activations),
+                list(references.sq_norms),
                 tf.constant(labels),
                 tf.constant(weights),
             )
@@ -764,29 +802,47 @@ class _Engine:
             def compute():
                 with tf.GradientTape() as tape:
                     tape.watch(self.x)
-                    cost, terms, probs, total = cost_of(self.x, *consts, self.num_labels)
+                    cost, terms, probs, total = cost_of(
+                        self.x, *consts, self.num_labels, references.transposed
+                    )
                 return tape.gradient(total, self.x), cost, terms, probs
 
             self._compute = compute
         else:
-            self._compute = self._distributed_compute(cost_of, refs, norms, labels, weights)
+            self._compute = self._distributed_compute(cost_of, references, labels, weights)
         self._apply = tf.function(
             self._adam, jit_compile=config.jit_compile and self.replicas == 1, reduce_retracing=True
         )
 
-    def _distributed_compute(self, cost_of, refs, norms, labels, weights):
+    def _distributed_compute(self, cost_of, references, labels, weights):
         strategy, groups, per = self.strategy, self.groups, self.per
         rows_here, total_rows = groups * per, self.rows
         total_groups = groups * self.replicas
+        last = self.num_labels - 1
 
         def shard(array):
             return strategy.experimental_distribute_values_from_function(
                 lambda ctx: tf.constant(array[ctx.replica_id_in_sync_group * groups :][:groups])
             )
 
+        def shard_layer(k):
+            """Each replica's labels of layer ``k``, padded ``[groups, N_max, D]``."""
+            stacks = []
+            for r in range(self.replicas):
+                pos = [min(r * groups + j, last) for j in range(groups)]
+                stacks.append(references.padded(k, pos))
+            acts = strategy.experimental_distribute_values_from_function(
+                lambda ctx: tf.constant(stacks[ctx.replica_id_in_sync_group][0])
+            )
+            norms = strategy.experimental_distribute_values_from_function(
+                lambda ctx: tf.constant(stacks[ctx.replica_id_in_sync_group][1])
+            )
+            return acts, norms
+
+        layers = [shard_layer(k) for k in range(len(references.layer_names))]
         sharded = (
-            [shard(r) for r in refs],
-            [shard(n) for n in norms],
+            [a for a, _ in layers],
+            [n for _, n in layers],
             shard(labels),
             shard(weights),
         )
@@ -896,6 +952,7 @@ def layer_distances(
     layer_names: Sequence[str] | None = None,
     from_logits: bool = True,
     reference_size: int | None = None,
+    references: ReferenceSet | None = None,
 ) -> dict[str, dict[str, float]]:
     """How far the images are from their label's training images at every exposed layer.
 
@@ -903,19 +960,38 @@ def layer_distances(
     per layer, the mean over images of the distance to the nearest training image of the
     same label, and the mean distance between two images of the same label.
 
+    Args:
+        model: The classifier.
+        data: Its training data (used only when ``references`` is ``None``).
+        result: The backworking result.
+        layer_names: Exposed layers (default: the result's).
+        from_logits: Whether the model returns logits.
+        reference_size: Reference images per label when the set is built here.
+        references: The run's reference set (``reference_set``), reused rather than
+            computed a second time.
+
     Returns:
         ``{layer: {"nearest_train": float, "within_batch": float}}`` for every exposed
         layer but the probabilities (``within_batch`` is ``nan`` with one image per label).
     """
     act = activation_model(model, layer_names or result.layer_names, from_logits=from_logits)
     names = act.layer_names[:-1]
-    refs, norms = reference_activations(act, data, result.labels, reference_size)
+    if references is None:
+        references = build_reference_set(act, data, result.labels, reference_size)
+    else:
+        references = references.for_labels(result.labels)
     num_labels, per = result.images.shape[:2]
     out = act(result.images.reshape(-1, *result.images.shape[2:]), training=False)
     distances = {}
-    for i, name in enumerate(names):
+    for name in names:
         gen = tf.reshape(out[name], (num_labels, per, -1))
-        nearest = costs.nearest_distance(gen, refs[i], norms[i]).numpy()
+        k = references.layer_names.index(name)
+        nearest = costs.nearest_distance(
+            gen,
+            list(references.activations[k]),
+            list(references.sq_norms[k]),
+            transposed=references.transposed,
+        ).numpy()
         within = float("nan")
         if per > 1:
             pair = costs.pairwise_distances(gen).numpy()

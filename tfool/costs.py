@@ -26,68 +26,126 @@ def flatten(activation: tf.Tensor) -> tf.Tensor:
 
 
 def squared_norms(ref: tf.Tensor) -> tf.Tensor:
-    """Squared L2 norms of the rows (last axis) of ``ref``; precompute them once per reference set."""
-    ref = tf.convert_to_tensor(ref, tf.float32)
+    """Squared L2 norms (float32) of the rows (last axis) of ``ref``; precompute them once."""
+    ref = tf.cast(tf.convert_to_tensor(ref), tf.float32)
     return tf.reduce_sum(tf.square(ref), axis=-1)
 
 
 def nearest_distance(
     gen: tf.Tensor,
-    ref: tf.Tensor,
-    ref_sq_norms: tf.Tensor | None = None,
+    ref: tf.Tensor | Sequence[tf.Tensor],
+    ref_sq_norms: tf.Tensor | Sequence[tf.Tensor] | None = None,
     chunk_size: int | None = None,
+    transposed: bool = False,
 ) -> tf.Tensor:
     """For every generated row, the mean squared distance to its nearest reference row.
 
-    Works on one group (``gen [B, D]``, ``ref [N, D]``) or on a stack of groups
-    (``gen [L, B, D]``, ``ref [L, N, D]``, each group against its own reference set).
-    Padding rows of a reference set carry ``PAD_NORM`` in ``ref_sq_norms``.
+    Works on one group (``gen [B, D]``, ``ref [N, D]``), on a stack of groups (``gen
+    [L, B, D]``, ``ref [L, N, D]``, padding rows carrying ``PAD_NORM`` in
+    ``ref_sq_norms``) or on groups with reference sets of their own sizes (``gen [L, B, D]``
+    and a sequence of ``L`` tensors ``[N_l, D]``: nothing is padded). References may be
+    stored in a narrower float type (float16, bfloat16); the distances are computed in
+    float32. With ``transposed`` the reference sets are stored ``[D, N]`` (``[L, D, N]``):
+    the layout whose product with the generated rows runs fastest on CPU.
+
+    The gradient is the exact one of the nearest distance, ``2 (g - r_nearest) / D``: only
+    the nearest reference rows are read again (a gather), not the whole set.
 
     Args:
         gen: Generated activations, flattened.
         ref: Reference activations, flattened.
         ref_sq_norms: ``squared_norms(ref)``, precomputed (computed here when ``None``).
         chunk_size: Reference rows per chunk (``None``: all at once); the result is the same.
+        transposed: Whether ``ref`` is stored ``[..., D, N]`` rather than ``[..., N, D]``.
 
     Returns:
         ``[B]`` (or ``[L, B]``) distances, floored at ``DISTANCE_FLOOR``.
     """
     gen = tf.convert_to_tensor(gen, tf.float32)
-    ref = tf.convert_to_tensor(ref, tf.float32)
+    if isinstance(ref, (list, tuple)):
+        if len(ref) != gen.shape[0]:
+            raise ValueError(f"{len(ref)} reference sets for {gen.shape[0]} groups of rows")
+        norms = ref_sq_norms if ref_sq_norms is not None else [None] * len(ref)
+        return tf.stack(
+            [
+                _nearest(gen[i], r, n, chunk_size, transposed)
+                for i, (r, n) in enumerate(zip(ref, norms))
+            ]
+        )
+    return _nearest(gen, ref, ref_sq_norms, chunk_size, transposed)
+
+
+def _nearest(gen, ref, ref_sq_norms, chunk_size, transposed=False):
+    """``nearest_distance`` of one group or one padded stack of groups."""
+    ref = tf.convert_to_tensor(ref)
+    if not ref.dtype.is_floating:
+        ref = tf.cast(ref, tf.float32)
     if ref_sq_norms is None:
-        ref_sq_norms = squared_norms(ref)
+        ref_sq_norms = squared_norms(tf.linalg.matrix_transpose(ref) if transposed else ref)
+    ref_sq_norms = tf.convert_to_tensor(ref_sq_norms, tf.float32)
     dim = tf.cast(tf.shape(gen)[-1], tf.float32)
-    gen_sq = tf.reduce_sum(tf.square(gen), axis=-1)[..., :, None]  # [.., B, 1]
-    n = ref.shape[-2]
+    row_axis = -1 if transposed else -2
+    n = ref.shape[row_axis]
     step = n if not chunk_size or chunk_size >= n else int(chunk_size)
-    best = None
-    for start in range(0, n, step):
-        r = ref[..., start : start + step, :]
-        rn = ref_sq_norms[..., None, start : start + step]  # [.., 1, n]
-        dots = tf.linalg.matmul(gen, r, transpose_b=True)  # [.., B, n]
-        d = tf.reduce_min(gen_sq + rn - 2.0 * dots, axis=-1)
-        best = d if best is None else tf.minimum(best, d)
-    return tf.maximum(best / dim, DISTANCE_FLOOR)
+    batch_dims = ref.shape.rank - 2
+
+    @tf.custom_gradient
+    def distance(g):
+        g_sq = tf.reduce_sum(tf.square(g), axis=-1)[..., :, None]  # [.., B, 1]
+        best = index = None
+        for start in range(0, n, step):
+            if transposed:
+                r = ref if step == n else ref[..., start : start + step]
+            else:
+                r = ref if step == n else ref[..., start : start + step, :]
+            r = tf.cast(r, tf.float32)
+            dots = tf.linalg.matmul(g, r, transpose_b=not transposed)  # [.., B, n]
+            d = g_sq + ref_sq_norms[..., None, start : start + step] - 2.0 * dots
+            low = tf.reduce_min(d, axis=-1)
+            arg = tf.argmin(d, axis=-1, output_type=tf.int32) + start
+            if best is None:
+                best, index = low, arg
+            else:
+                closer = low < best
+                best, index = tf.where(closer, low, best), tf.where(closer, arg, index)
+        dist = best / dim
+
+        def grad(upstream):
+            if transposed:  # [.., D, B] columns, back to rows
+                nearest = tf.gather(ref, index, axis=-1, batch_dims=batch_dims)
+                nearest = tf.linalg.matrix_transpose(nearest)
+            else:
+                nearest = tf.gather(ref, index, axis=-2, batch_dims=batch_dims)
+            nearest = tf.cast(nearest, tf.float32)
+            live = tf.cast(dist > DISTANCE_FLOOR, tf.float32) * upstream
+            return live[..., None] * (2.0 / dim) * (g - nearest)
+
+        return tf.maximum(dist, DISTANCE_FLOOR), grad
+
+    return distance(gen)
 
 
 def reference_cost(
     gen: tf.Tensor,
-    ref: tf.Tensor,
-    ref_sq_norms: tf.Tensor | None = None,
+    ref: tf.Tensor | Sequence[tf.Tensor],
+    ref_sq_norms: tf.Tensor | Sequence[tf.Tensor] | None = None,
     chunk_size: int | None = None,
+    transposed: bool = False,
 ) -> tf.Tensor:
     """``1 / mean_b min_n d(b, n)``: large when the batch is close to the reference set.
 
     Args:
         gen: ``[B, D]`` (or ``[L, B, D]``) generated activations.
-        ref: ``[N, D]`` (or ``[L, N, D]``) reference activations.
+        ref: ``[N, D]`` (or ``[L, N, D]``, or ``L`` tensors ``[N_l, D]``) reference
+            activations.
         ref_sq_norms: Precomputed ``squared_norms(ref)``.
         chunk_size: Reference rows per chunk.
+        transposed: The references are stored ``[D, N]`` (see ``nearest_distance``).
 
     Returns:
         A scalar (or ``[L]``, one per group).
     """
-    d = nearest_distance(gen, ref, ref_sq_norms, chunk_size)
+    d = nearest_distance(gen, ref, ref_sq_norms, chunk_size, transposed)
     return 1.0 / tf.maximum(tf.reduce_mean(d, axis=-1), DISTANCE_FLOOR)
 
 
@@ -169,6 +227,7 @@ def total_cost(
     batch_cost_coeff: float = 0.5,
     softmax_cost: str = "one_minus_p",
     chunk_size: int | None = None,
+    transposed: bool = False,
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """The weighted backworking cost of groups of rows, one group per target label.
 
@@ -177,14 +236,17 @@ def total_cost(
     Args:
         activations: Per exposed layer, ``[L, B, ...]`` activations; the last entry is the
             class probabilities ``[L, B, C]``.
-        references: Per non-softmax layer, ``[L, N, D]`` flattened reference activations.
-        reference_sq_norms: Their squared row norms ``[L, N]`` (padding rows: ``PAD_NORM``).
+        references: Per non-softmax layer, ``[L, N, D]`` flattened reference activations
+            (padded), or ``L`` tensors ``[N_l, D]``.
+        reference_sq_norms: Their squared row norms ``[L, N]`` (padding rows: ``PAD_NORM``),
+            or ``L`` tensors ``[N_l]``.
         labels: ``[L]`` target label of each group.
         layer_cost_coeffs: One weight per exposed layer, softmax last.
         reference_cost_coeff: Weight of the reference terms.
         batch_cost_coeff: Weight of the batch terms (0 skips them).
         softmax_cost: ``one_minus_p`` or ``cross_entropy``.
         chunk_size: Reference rows per chunk.
+        transposed: The references are stored ``[D, N]`` (see ``nearest_distance``).
 
     Returns:
         ``(cost [L], terms)`` with ``terms['reference'] [layers-1, L]``,
@@ -201,7 +263,7 @@ def total_cost(
     for i, act in enumerate(acts[:-1]):
         shape = tf.shape(act)
         g = tf.reshape(act, [shape[0], shape[1], -1])
-        rc = reference_cost(g, references[i], reference_sq_norms[i], chunk_size)
+        rc = reference_cost(g, references[i], reference_sq_norms[i], chunk_size, transposed)
         ref_terms.append(rc)
         layer = reference_cost_coeff * rc
         if batch_cost_coeff != 0.0:

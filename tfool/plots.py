@@ -293,6 +293,55 @@ def survey_histogram(survey, top: int = 20, bins: int = 30) -> plt.Figure:
 # ----------------------------------------------------------------------------------------
 
 
+def backwork_scaling(by_refs: Sequence[dict], by_examples: Sequence[dict]) -> plt.Figure:
+    """Step time of the backworker against reference images and images per label.
+
+    Args:
+        by_refs: Rows with ``ref_per_label``, ``step_s`` and ``floor_s`` (the time to read
+            the reference set once).
+        by_examples: Rows with ``examples_per_label`` and ``step_s``.
+
+    Returns:
+        A two-panel figure: milliseconds per step (and the floor) against the reference
+        count, and against the images per label.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    n = [r["ref_per_label"] for r in by_refs]
+    left.plot(n, [1e3 * r["step_s"] for r in by_refs], "o-", label="one backworking step")
+    left.plot(n, [1e3 * r["floor_s"] for r in by_refs], "s--", label="reading the references once")
+    for r in by_refs:
+        left.annotate(
+            f"{r['step_s'] / r['floor_s']:.1f}x",
+            (r["ref_per_label"], 1e3 * r["step_s"]),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=8,
+        )
+    left.set_xlabel("reference images per label (10 labels)")
+    left.set_ylabel("ms")
+    left.set_title("step time vs reference set (8 images per label)")
+    left.legend()
+    left.grid(alpha=0.3)
+    e = [r["examples_per_label"] for r in by_examples]
+    right.plot(e, [1e3 * r["step_s"] for r in by_examples], "o-", label="one step")
+    right.plot(
+        e,
+        [1e3 * r["step_s"] / (10 * r["examples_per_label"]) for r in by_examples],
+        "^:",
+        label="per image-step",
+    )
+    right.set_xscale("log", base=2)
+    right.set_yscale("log")
+    right.set_xlabel("images per label (10 labels, every reference)")
+    right.set_ylabel("ms")
+    right.set_title("step time vs batch")
+    right.legend()
+    right.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
 def retrain_curves(records: Sequence, title: str | None = None) -> plt.Figure:
     """Accuracy, steps-to-fool and old-negative confidence against retraining round.
 
