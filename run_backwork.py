@@ -42,6 +42,44 @@ def _classifier(common, strategy):
     return model, ds, accuracy, ds.class_names, lambda name: _named(ds.class_names, name)
 
 
+def _initial_result(path: str | None):
+    """The result ``--backwork_init_from`` names, loaded (``None`` without the flag)."""
+    if not path:
+        return None
+    from tfool import backwork
+
+    try:
+        start = backwork.load_result(path)
+    except FileNotFoundError as err:
+        raise ValueError(f"--backwork_init_from={path}: no such file") from err
+    except ValueError as err:
+        raise ValueError(f"--backwork_init_from: {err}") from err
+    try:  # class indices can be checked now; class names once the model is loaded
+        labels = backwork_flags.resolve_labels(FLAGS.backwork_labels)
+    except ValueError:
+        return start
+    _initial_images(start, labels)
+    return start
+
+
+def _initial_images(start, labels):
+    """The saved result's final images, checked against the run's labels and examples."""
+    if start is None:
+        return None
+    saved = [int(v) for v in start.labels]
+    if saved != list(labels):
+        raise ValueError(
+            f"--backwork_init_from={FLAGS.backwork_init_from} holds labels {saved}, but "
+            f"--backwork_labels asks for {list(labels)}"
+        )
+    if start.images.shape[1] != FLAGS.backwork_num_examples:
+        raise ValueError(
+            f"--backwork_init_from={FLAGS.backwork_init_from} holds {start.images.shape[1]} "
+            f"images per label, but --backwork_num_examples={FLAGS.backwork_num_examples}"
+        )
+    return start.images
+
+
 def _named(class_names, name: str) -> int:
     if name not in class_names:
         raise ValueError(
@@ -66,22 +104,41 @@ def main(argv: list[str]) -> int:
 
     dist = distribution_flags.distribution_config(FLAGS)
     strategy = distribute.get_strategy(dist.name, dist.num_gpus, dist.tpu_address)  # first
+    start = _initial_result(FLAGS.backwork_init_from)  # checked before any training
     model, dataset, accuracy, class_names, lookup = _classifier(common, strategy)
     config = backwork_flags.backwork_config(FLAGS, resolve_label=lookup)
+    initial_images = _initial_images(start, config.labels)
     common_flags.write_flags_file(FLAGS, common.output_dir)
     cbs = [callbacks.ProgressLogger(every=25 if common.verbosity else 10**9)]
     if FLAGS.tensorboard_dir:
         cbs.append(
             callbacks.TensorBoardLogger(FLAGS.tensorboard_dir, layer_names=config.layer_names)
         )
-    result = backwork.backwork(model, dataset, config, strategy=strategy, callbacks=cbs)
+    # built once, shared by the backworker and the report
+    refs = backwork.reference_set(model, dataset, config) if dataset is not None else None
+    result = backwork.backwork(
+        model,
+        dataset,
+        config,
+        strategy=strategy,
+        callbacks=cbs,
+        initial_images=initial_images,
+        references=refs,
+    )
     extra = {
         "model": FLAGS.backwork_model,
         "model_accuracy": accuracy,
         "model_path": FLAGS.model_path if dataset is not None else FLAGS.backwork_weights,
     }
     summary = report.write_backwork_outputs(
-        common.output_dir, result, model, dataset, config, extra=extra, class_names=class_names
+        common.output_dir,
+        result,
+        model,
+        dataset,
+        config,
+        extra=extra,
+        class_names=class_names,
+        references=refs,
     )
     print(report.format_backwork_table(summary))
     status = 130 if result.interrupted else 0

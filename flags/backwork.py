@@ -8,6 +8,7 @@ from absl import flags
 
 from tfool.backwork import INITS, BackworkConfig
 from tfool.costs import SOFTMAX_COSTS
+from tfool.references import REFERENCE_DTYPES
 
 _D = BackworkConfig()
 
@@ -149,6 +150,13 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "label's shuffled training images).",
         **fv,
     )
+    flags.DEFINE_string(
+        name="backwork_init_from",
+        default=None,
+        help="Start from the final images of a saved result (the images.npz of an earlier "
+        "run with the same labels and images per label) instead of --backwork_init.",
+        **fv,
+    )
     flags.DEFINE_boolean(
         name="backwork_clip_inputs",
         default=_D.clip_inputs,
@@ -182,6 +190,14 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         default=None,
         lower_bound=1,
         help="At most this many training images per label form its reference set (default all).",
+        **fv,
+    )
+    flags.DEFINE_enum(
+        name="backwork_reference_dtype",
+        default=_D.reference_dtype,
+        enum_values=list(REFERENCE_DTYPES),
+        help="Storage type of the reference activations: float32, or float16/bfloat16 to "
+        "halve their memory (the costs are computed in float32 either way).",
         **fv,
     )
     flags.DEFINE_integer(
@@ -346,6 +362,7 @@ def backwork_config(
         softmax_cost=softmax_cost,
         layer_names=names,
         reference_size=f.backwork_reference_size,
+        reference_dtype=f.backwork_reference_dtype,
         chunk_size=f.backwork_chunk_size,
         history_every=f.backwork_history_every,
         max_history=f.backwork_max_history,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from absl import flags
 
-from tfool.models import TrainConfig
+from tfool.models import AUTO_EPOCHS, SCHEDULES, TrainConfig
 
 
 def define_model_flags(
     flag_values: flags.FlagValues = flags.FLAGS, model_path: str = "out/models/mnist_cnn.keras"
 ) -> None:
-    """Defines ``--model_path``, ``--train_epochs``, ``--batch_size``, ``--learning_rate``."""
+    """Defines ``--model_path``, ``--train_epochs``, ``--batch_size``, ``--learning_rate``,
+    ``--lr_schedule``."""
     flags.DEFINE_string(
         name="model_path",
         default=model_path,
@@ -24,7 +25,11 @@ def define_model_flags(
         name="train_epochs",
         default=TrainConfig.epochs,
         lower_bound=1,
-        help="Training epochs when the model has to be trained; an integer >= 1.",
+        help=(
+            "Training epochs when the model has to be trained; an integer >= 1. Unset: "
+            f"chosen from the data size ({AUTO_EPOCHS[0]} on full MNIST, "
+            f"{AUTO_EPOCHS[1]} on the embedded sample)."
+        ),
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
@@ -38,7 +43,14 @@ def define_model_flags(
         name="learning_rate",
         default=TrainConfig.learning_rate,
         lower_bound=0.0,
-        help="Adam learning rate for training, > 0.",
+        help="Adam's initial learning rate for training, > 0.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_enum(
+        name="lr_schedule",
+        default=TrainConfig.schedule,
+        enum_values=list(SCHEDULES),
+        help="Learning-rate schedule of training: cosine (decay to 0 over the run) or constant.",
         flag_values=flag_values,
     )
 
@@ -63,6 +75,7 @@ def train_config(flag_values: flags.FlagValues = flags.FLAGS) -> TrainConfig:
         epochs=flag_values.train_epochs,
         batch_size=flag_values.batch_size,
         learning_rate=flag_values.learning_rate,
+        schedule=flag_values.lr_schedule,
         seed=seed,
         verbose={0: 0, 1: 2, 2: 1}[verbose],
     )

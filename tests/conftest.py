@@ -41,7 +41,9 @@ def small_cnn(small_data):
     result = models.train(
         model,
         small_data,
-        models.TrainConfig(epochs=3, batch_size=50, learning_rate=3e-3, verbose=0),
+        models.TrainConfig(
+            epochs=3, batch_size=50, learning_rate=3e-3, verbose=0, schedule="constant"
+        ),
     )
     model.test_accuracy = result.test_accuracy
     return model

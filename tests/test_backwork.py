@@ -284,3 +284,98 @@ def test_layer_distances_match_brute_force(small_cnn, small_data):
     pair0 = ((g0[:, None] - g0[None]) ** 2).mean(-1)[~np.eye(3, dtype=bool)].mean()
     assert dist["inputs"]["nearest_train"] == pytest.approx((nearest + nearest0) / 2, rel=1e-4)
     assert dist["inputs"]["within_batch"] == pytest.approx((pair + pair0) / 2, rel=1e-4)
+
+
+def test_initial_images_are_the_start(small_cnn, small_data):
+    c = cfg(labels=(2, 6), learning_rate=1e-9, max_num_steps=2, prob_cap_min=1.0)
+    rng = np.random.default_rng(3)
+    start = rng.uniform(0.2, 0.8, size=(2, c.num_examples, 28, 28, 1)).astype(np.float32)
+    res = bw.backwork(small_cnn, small_data, c, initial_images=start)
+    np.testing.assert_allclose(res.history_images[0], start, atol=1e-6)
+    np.testing.assert_allclose(res.images, start, atol=1e-5)  # a vanishing step
+    fresh = bw.backwork(small_cnn, small_data, c)
+    assert not np.allclose(fresh.images, start, atol=0.1)
+
+
+def test_resuming_from_a_result_goes_on_from_its_images(small_cnn, small_data):
+    c = cfg(labels=(3,), max_num_steps=4, prob_cap_min=1.0)
+    first = bw.backwork(small_cnn, small_data, c)
+    more = bw.backwork(small_cnn, small_data, c, initial_images=first.images)
+    np.testing.assert_allclose(more.history_images[0], first.images, atol=1e-6)
+    assert more.target_probs.mean() >= first.target_probs.mean() - 1e-3
+
+
+@pytest.mark.parametrize(
+    "shape, values, message",
+    [
+        ((1, 2, 28, 28, 1), 0.5, r"shape \(1, 2, 28, 28, 1\), expected \(2, 2, 28, 28, 1\)"),
+        ((2, 2, 28, 28), 0.5, "expected"),
+        ((2, 2, 28, 28, 1), 1.5, r"spans \[1.5, 1.5\], expected values inside \[0, 1\]"),
+        ((2, 2, 28, 28, 1), np.nan, "NaN or infinite"),
+    ],
+)
+def test_initial_images_are_checked(small_cnn, small_data, shape, values, message):
+    c = cfg(labels=(0, 1), num_examples=2)
+    with pytest.raises(ValueError, match=message):
+        bw.backwork(small_cnn, small_data, c, initial_images=np.full(shape, values))
+
+
+def test_given_references_are_reused_and_checked(small_cnn, small_data):
+    c = cfg(labels=(4, 8), max_num_steps=6)
+    refs = bw.reference_set(small_cnn, small_data, dataclasses.replace(c, labels=(8, 4, 1)))
+    got = bw.backwork(small_cnn, small_data, c, references=refs)
+    want = bw.backwork(small_cnn, small_data, c)
+    np.testing.assert_allclose(got.images, want.images, atol=1e-6)
+    np.testing.assert_allclose(got.cost, want.cost, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"labels \[4, 8\] are not in the reference set"):
+        bw.backwork(small_cnn, small_data, c, references=refs.for_labels((1,)))
+    other = bw.reference_set(
+        small_cnn, small_data, dataclasses.replace(c, layer_names=("conv0", "fc", "softmax"))
+    )
+    with pytest.raises(ValueError, match="references hold layers"):
+        bw.backwork(small_cnn, small_data, c, references=other)
+    d_given = bw.layer_distances(small_cnn, small_data, got, references=refs)
+    d_built = bw.layer_distances(small_cnn, small_data, got, reference_size=c.reference_size)
+    for name in d_built:
+        assert d_given[name] == pytest.approx(d_built[name], rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_narrow_references_stay_close_to_float32(small_cnn, small_data, dtype):
+    c = cfg(labels=(5,), max_num_steps=3, prob_cap_min=1.0)
+    full = bw.backwork(small_cnn, small_data, c)
+    narrow = bw.backwork(small_cnn, small_data, dataclasses.replace(c, reference_dtype=dtype))
+    np.testing.assert_allclose(
+        narrow.cost_terms["reference"], full.cost_terms["reference"], rtol=0.05
+    )
+    assert np.abs(narrow.images - full.images).max() < 0.05
+    with pytest.raises(ValueError, match="reference_dtype='float64' is not one of"):
+        bw.BackworkConfig(reference_dtype="float64")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"not an archive", "is not a readable backworking result"),
+        (b"PK\x03\x04 truncated zip", "is not a readable backworking result"),
+    ],
+)
+def test_load_result_names_a_damaged_file(tmp_path, content, message):
+    path = tmp_path / "images.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as err:
+        bw.load_result(path)
+    assert str(path) in str(err.value)
+    with pytest.raises(FileNotFoundError, match="no backworking result at"):
+        bw.load_result(tmp_path / "missing.npz")
+    with pytest.raises(ValueError, match="is a folder"):
+        bw.load_result(tmp_path)
+
+
+def test_load_result_rejects_images_of_the_wrong_shape(tmp_path, small_cnn, small_data):
+    res = bw.backwork(small_cnn, small_data, cfg(labels=(1,), max_num_steps=1))
+    arrays = bw.result_arrays(res)
+    arrays["images"] = arrays["images"][0]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=r"images of shape \(3, 28, 28, 1\)"):
+        bw.load_result(tmp_path / "bad.npz")

@@ -122,3 +122,58 @@ def test_reference_cost_gradient_is_finite(rng):
         c = tf.reduce_sum(costs.reference_cost(g, r, costs.squared_norms(r), chunk_size=64))
     grad = tape.gradient(c, g).numpy()
     assert np.all(np.isfinite(grad)) and np.abs(grad).sum() > 0
+
+
+def _nearest_grad(g, r):
+    """The exact gradient of sum_b min_n mean_d (g_b - r_n)^2, from the nearest rows."""
+    d = ((g[:, None, :].astype(np.float64) - r[None, :, :]) ** 2).mean(-1)
+    near = r[d.argmin(axis=1)]
+    return 2.0 * (g - near) / g.shape[-1]
+
+
+@pytest.mark.parametrize("chunk_size", [None, 6])
+def test_nearest_distance_gradient_is_the_nearest_rows(rng, chunk_size):
+    g = rng.normal(size=(4, 13)).astype(np.float32)
+    r = rng.normal(size=(17, 13)).astype(np.float32)
+    gv = tf.Variable(g)
+    with tf.GradientTape() as tape:
+        d = tf.reduce_sum(costs.nearest_distance(gv, r, chunk_size=chunk_size))
+    np.testing.assert_allclose(tape.gradient(d, gv).numpy(), _nearest_grad(g, r), rtol=1e-4)
+    # the same as autodiff through the broadcast formula
+    with tf.GradientTape() as tape:
+        diff = tf.reduce_mean(tf.square(gv[:, None, :] - r[None]), axis=-1)
+        brute = tf.reduce_sum(tf.reduce_min(diff, axis=1))
+    np.testing.assert_allclose(tape.gradient(brute, gv).numpy(), _nearest_grad(g, r), rtol=1e-4)
+
+
+def test_nearest_distance_per_group_sets_and_transposed_layout(rng):
+    g = rng.normal(size=(3, 4, 9)).astype(np.float32)
+    sets = [rng.normal(size=(n, 9)).astype(np.float32) for n in (5, 11, 2)]
+    want = np.stack([_ref_nearest(g[i], r) for i, r in enumerate(sets)])
+    got = costs.nearest_distance(g, sets).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    cols = [np.ascontiguousarray(r.T) for r in sets]
+    norms = [costs.squared_norms(r) for r in sets]
+    got_t = costs.nearest_distance(g, cols, norms, chunk_size=3, transposed=True).numpy()
+    np.testing.assert_allclose(got_t, want, rtol=1e-5)
+    gv = tf.Variable(g)
+    with tf.GradientTape() as tape:
+        d = tf.reduce_sum(costs.nearest_distance(gv, cols, norms, transposed=True))
+    grad = tape.gradient(d, gv).numpy()
+    for i, r in enumerate(sets):
+        np.testing.assert_allclose(grad[i], _nearest_grad(g[i], r), rtol=1e-4)
+    with pytest.raises(ValueError, match="2 reference sets for 3 groups"):
+        costs.nearest_distance(g, sets[:2])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_narrow_reference_storage_is_computed_in_float32(rng, dtype):
+    g = rng.uniform(size=(5, 40)).astype(np.float32)
+    r = rng.uniform(size=(30, 40)).astype(np.float32)
+    narrow = tf.cast(r, dtype)
+    rounded = tf.cast(narrow, tf.float32).numpy()
+    got = costs.nearest_distance(g, narrow, costs.squared_norms(narrow))
+    assert got.dtype == tf.float32
+    # exact on the rounded references, close to the float32 ones
+    np.testing.assert_allclose(got.numpy(), _ref_nearest(g, rounded), rtol=1e-4)
+    np.testing.assert_allclose(got.numpy(), _ref_nearest(g, r), rtol=2e-2)

@@ -186,6 +186,7 @@ def test_flagfile_round_trip(tmp_path):
         "--train_epochs=9",
         "--batch_size=32",
         "--learning_rate=0.00025",
+        "--lr_schedule=constant",
     ]
     fv = _parse(argv)
     path = common_flags.write_flags_file(fv, fv.output_dir)
@@ -196,7 +197,7 @@ def test_flagfile_round_trip(tmp_path):
 
     again = _parse([f"--flagfile={path}"])
     names = [name for name in fv if name not in ("flagfile", "undefok")]
-    assert len(names) == 10
+    assert len(names) == 11
     for name in names:
         assert again[name].value == fv[name].value, name
     assert common_flags.common_config(again) == common_flags.common_config(fv)

@@ -265,7 +265,7 @@ def test_train_config_is_frozen():
     config = models.TrainConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.epochs = 3
-    assert config.epochs >= 1 and config.batch_size >= 1 and config.learning_rate > 0
+    assert config.epochs_for(60000) >= 1 and config.batch_size >= 1 and config.learning_rate > 0
 
 
 # --------------------------------------------------------------------------- save / load
@@ -435,3 +435,31 @@ def test_get_or_train_refuses_a_folder(tmp_path, tiny_data, monkeypatch):
     with pytest.raises(ValueError, match="is a folder"):
         models.get_or_train(folder, tiny_data, ONE_EPOCH)
     assert folder.is_dir()
+
+
+def test_auto_epochs_follow_the_data_size():
+    config = models.TrainConfig()
+    assert config.epochs is None and config.schedule == "cosine"
+    assert config.epochs_for(60000) == models.AUTO_EPOCHS[0]  # full MNIST: 1,200 steps an epoch
+    assert config.epochs_for(4000) == models.AUTO_EPOCHS[1]  # the sample: 80 steps an epoch
+    assert config.epochs_for(4000) * config.steps_per_epoch(4000) >= models.AUTO_STEPS
+    assert models.TrainConfig(epochs=3).epochs_for(60000) == 3
+    assert "4 epochs of batch 50" in config.describe(60000)
+    with pytest.raises(ValueError, match="schedule='step' is not one of"):
+        models.TrainConfig(schedule="step")
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_schedule_sets_the_learning_rate_over_the_run(small_data, schedule):
+    keras.utils.set_random_seed(0)
+    model = models.build_mnist_cnn(conv_filters=(4, 8), fc_units=16, seed=0)
+    config = models.TrainConfig(epochs=2, learning_rate=2e-3, verbose=0, schedule=schedule)
+    result = models.train(model, small_data, config)
+    opt = model.optimizer
+    steps = 2 * config.steps_per_epoch(len(small_data.x_train))
+    assert int(opt.iterations.numpy()) == steps and result.epochs == 2
+    last = float(np.asarray(opt.learning_rate))  # the rate at the end of the run
+    if schedule == "cosine":
+        assert last < 1e-6  # decayed to 0 over the run
+    else:
+        assert last == pytest.approx(2e-3)

@@ -252,3 +252,77 @@ def test_imagenet_bad_input_is_a_clear_error(tmp_path):
     )
     assert proc.returncode == 2 and "--backwork_weights=FILE" in proc.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_new_flags_convert_to_config():
+    c = backwork_flags.backwork_config(fresh_flags(["--backwork_reference_dtype=bfloat16"]))
+    assert c.reference_dtype == "bfloat16"
+    with pytest.raises(flags.IllegalFlagValueError, match="backwork_reference_dtype"):
+        fresh_flags(["--backwork_reference_dtype=float64"])
+    assert fresh_flags(["--backwork_init_from=x.npz"]).backwork_init_from == "x.npz"
+
+
+@pytest.mark.slow
+def test_init_from_resumes_a_saved_result(tmp_path, model_path):
+    first = tmp_path / "first"
+    proc = _run([f"--output_dir={first}", f"--model_path={model_path}", *SMALL])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = bw.load_result(first / "images.npz")
+    second = tmp_path / "second"
+    proc = _run(
+        [
+            f"--output_dir={second}",
+            f"--model_path={model_path}",
+            f"--backwork_init_from={first / 'images.npz'}",
+            *SMALL,
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = bw.load_result(second / "images.npz")
+    np.testing.assert_allclose(resumed.history_images[0], saved.images, atol=1e-6)
+
+
+def test_init_from_is_checked_before_training(tmp_path, model_path):
+    untrained = tmp_path / "never.keras"  # would be trained (minutes) if the check came late
+    bad = tmp_path / "images.npz"
+    bad.write_bytes(b"garbage")
+    for init_from, message in [
+        (tmp_path / "missing.npz", "no such file"),
+        (bad, "is not a readable backworking result"),
+    ]:
+        proc = _run(
+            [
+                f"--output_dir={tmp_path / 'o'}",
+                f"--model_path={untrained}",
+                f"--backwork_init_from={init_from}",
+                *SMALL,
+            ]
+        )
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr and not untrained.exists()
+    res = bw.backwork(*_tiny_run())
+    bw_path = tmp_path / "saved.npz"
+    from tfool import io
+
+    io.write_npz(bw_path, **bw.result_arrays(res))
+    proc = _run(
+        [
+            f"--output_dir={tmp_path / 'o2'}",
+            f"--model_path={untrained}",
+            f"--backwork_init_from={bw_path}",
+            *SMALL,
+        ]
+    )
+    assert proc.returncode == 2 and "holds labels [4], but --backwork_labels asks for [0, 7]" in (
+        proc.stderr
+    )
+    assert not untrained.exists()
+
+
+def _tiny_run():
+    keras_model = models.build_mnist_cnn(conv_filters=(2, 2), fc_units=4, seed=0)
+    from tfool import data
+
+    ds = data.load_mnist("sample")
+    config = bw.BackworkConfig(labels=(4,), num_examples=3, max_num_steps=1, reference_size=5)
+    return keras_model, ds, config

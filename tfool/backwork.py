@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
+import zipfile
 from collections.abc import Sequence
 
 import keras
@@ -289,7 +291,7 @@ def _check_inputs(model, data: Dataset | None, config: BackworkConfig, names, co
 
 
 def reference_set(
-    model: keras.Model, data: Dataset, config: BackworkConfig = BackworkConfig()
+    model: keras.Model, data: Dataset | None, config: BackworkConfig = BackworkConfig()
 ) -> ReferenceSet:
     """The reference set a run with ``config`` uses: build it once, pass it to ``backwork``
     and ``layer_distances`` so the activations are held once.
@@ -301,9 +303,15 @@ def reference_set(
             and ``reference_dtype``.
 
     Returns:
-        A ``tfool.references.ReferenceSet``.
+        A ``tfool.references.ReferenceSet``, empty when only the probabilities are exposed.
+
+    Raises:
+        ValueError: as ``backwork`` for bad labels, data or layer weights.
     """
     act = activation_model(model, config.layer_names, from_logits=config.from_logits)
+    _check_inputs(model, data, config, act.layer_names, config.coeffs_for(len(act.layer_names)))
+    if len(act.layer_names) == 1:
+        return ReferenceSet(tuple(config.labels), (), (), (), config.reference_dtype)
     return build_reference_set(
         act, data, config.labels, config.reference_size, config.reference_dtype
     )
@@ -463,9 +471,7 @@ def backwork(
     num_labels, per = len(labels), config.num_examples
     rows = num_labels * per
     num_classes = _num_classes(model)
-    if len(names) == 1:
-        references = ReferenceSet(tuple(config.labels), (), (), (), config.reference_dtype)
-    elif references is None:
+    if references is None:
         references = reference_set(model, data, config)
     else:
         references = _check_references(references, config, names)
@@ -696,14 +702,30 @@ def load_result(path) -> BackworkResult:
     """Reloads a result written as ``images.npz``.
 
     Raises:
-        ValueError: the file lacks arrays of a backworking result.
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is damaged, not an npz archive, lacks arrays of a backworking
+            result or holds arrays of inconsistent shapes (the message names the file).
     """
-    with np.load(path, allow_pickle=False) as f:
-        missing = [k for k in (*_ARRAY_FIELDS, "meta", "layer_names") if k not in f.files]
-        if missing:
-            raise ValueError(f"{path} is not a backworking result: missing arrays {missing}")
-        arrays = {k: f[k] for k in f.files}
-    steps, wall, interrupted = arrays["meta"]
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no backworking result at {path}")
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder, expected an images.npz file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        missing = [k for k in (*_ARRAY_FIELDS, "meta", "layer_names") if k not in arrays]
+        if not missing:
+            steps, wall, interrupted = arrays["meta"]
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a readable backworking result: {err}") from err
+    if missing:
+        raise ValueError(f"{path} is not a backworking result: missing arrays {missing}")
+    images, labels = arrays["images"], arrays["labels"]
+    if images.ndim != 5 or labels.shape != (images.shape[0],):
+        raise ValueError(
+            f"{path} is not a backworking result: images of shape {images.shape} for "
+            f"labels of shape {labels.shape} (expected [L, E, H, W, C] and [L])"
+        )
     terms = {k[5:]: arrays[k] for k in arrays if k.startswith("cost_")}
     return BackworkResult(
         **{k: arrays[k] for k in _ARRAY_FIELDS if k != "steps"},

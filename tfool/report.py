@@ -18,6 +18,7 @@ from tfool.backwork import (
     worst_classified,
 )
 from tfool.data import Dataset
+from tfool.references import ReferenceSet
 
 
 def write_backwork_outputs(
@@ -30,6 +31,7 @@ def write_backwork_outputs(
     salient_keep: int = 200,
     attribution_images: int = 4,
     class_names: Sequence[str] | None = None,
+    references: ReferenceSet | None = None,
 ) -> dict:
     """Writes ``images.npz``, ``summary.json``, ``backworked.png``, ``worst_train.png`` and
     ``salient.png`` and ``attribution.png`` into ``output_dir``, each atomically.
@@ -47,6 +49,8 @@ def write_backwork_outputs(
         attribution_images: Labels (first image each) shown in ``attribution.png``
             with every attribution method; 0 skips the figure.
         class_names: Names of the classes (default: the data's).
+        references: The run's reference set, reused for the per-layer distances (built
+            again when ``None``).
 
     Returns:
         The summary written to ``summary.json``.
@@ -66,6 +70,7 @@ def write_backwork_outputs(
                 result,
                 from_logits=config.from_logits,
                 reference_size=config.reference_size,
+                references=references,
             )
     summary.update(dict(extra or {}))
     summary["config"] = {k: v for k, v in vars(config).items()}
