@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from absl import flags
 
-from tfool.backwork import INITS, BackworkConfig
+from tfool.backwork import INITS, SEMANTICS, BackworkConfig
 from tfool.costs import SOFTMAX_COSTS
 from tfool.references import REFERENCE_DTYPES
 
@@ -227,6 +227,14 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         help="Compile the optimisation step with XLA.",
         **fv,
     )
+    flags.DEFINE_enum(
+        name="backwork_semantics",
+        default=_D.semantics,
+        enum_values=list(SEMANTICS),
+        help="tfool (this port's choices) or original (the original program's cost variants, "
+        "loop order and Adam); flags/original.cfg sets every original setting.",
+        **fv,
+    )
     flags.DEFINE_boolean(
         name="backwork_rubbish",
         default=False,
@@ -367,4 +375,5 @@ def backwork_config(
         history_every=f.backwork_history_every,
         max_history=f.backwork_max_history,
         jit_compile=f.backwork_jit_compile,
+        semantics=f.backwork_semantics,
     )

@@ -326,3 +326,14 @@ def _tiny_run():
     ds = data.load_mnist("sample")
     config = bw.BackworkConfig(labels=(4,), num_examples=3, max_num_steps=1, reference_size=5)
     return keras_model, ds, config
+
+
+def test_original_flagfile_is_the_original_preset():
+    c = backwork_flags.backwork_config(
+        fresh_flags([f"--flagfile={ROOT / 'flags' / 'original.cfg'}"])
+    )
+    assert c == bw.BackworkConfig.original(layer_cost_coeffs=(1e-5, 1e-4, 1e-3, 1e-2, 10.0))
+    assert (
+        backwork_flags.backwork_config(fresh_flags(["--backwork_semantics=original"])).semantics
+        == "original"
+    )

@@ -22,6 +22,8 @@ from tfool.references import REFERENCE_DTYPES, ReferenceSet, build_reference_set
 logger = logging.getLogger(__name__)
 
 INITS = ("uniform", "train_mean")
+#: ``tfool``: this port's choices (the default); ``original``: the original program's.
+SEMANTICS = ("tfool", "original")
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8  # TF1 AdamOptimizer, as in the original
 
 
@@ -65,6 +67,12 @@ class BackworkConfig:
         max_history: At most this many snapshots are kept; past it every other one is
             dropped and ``history_every`` doubles, so memory stays bounded.
         jit_compile: Compile the step with XLA (off by default: slower on CPU here).
+        semantics: ``tfool`` (the default) or ``original``: the original program's cost
+            variants (per-unit minimum on dense layers such as ``fc``, self-pairs in the
+            batch cost), its loop order (Adam step, then save and test; tolerance tested
+            every step) and its Adam (one step count per label, moments kept when a row
+            is re-initialised). ``BackworkConfig.original()`` also sets its step limits,
+            window and clipping.
     """
 
     labels: tuple[int, ...] = tuple(range(10))
@@ -95,6 +103,27 @@ class BackworkConfig:
     history_every: int = 1
     max_history: int = 400
     jit_compile: bool = False
+    semantics: str = "tfool"
+
+    @classmethod
+    def original(cls, **overrides) -> BackworkConfig:
+        """The original program's settings and semantics (``cnn_backwork.py``).
+
+        ``semantics="original"``, ``min_num_steps=0``, ``max_num_steps=60``,
+        ``num_mono_dec_saves=3``, ``save_freq=1``, no clipping after the initial values,
+        and room in the history for every save; any field can be overridden.
+        """
+        settings = {
+            "semantics": "original",
+            "min_num_steps": 0,
+            "max_num_steps": 60,
+            "num_mono_dec_saves": 3,
+            "save_freq": 1,
+            "clip_inputs": False,
+            **overrides,
+        }
+        settings.setdefault("max_history", max(400, settings["max_num_steps"] + 1))
+        return cls(**settings)
 
     def __post_init__(self):
         object.__setattr__(self, "labels", tuple(int(lbl) for lbl in self.labels))
@@ -149,6 +178,8 @@ def _validate_config(c: BackworkConfig) -> None:
             raise ValueError(f"{name}={getattr(c, name)} must be >= 1")
     if c.min_num_steps < 0:
         raise ValueError(f"min_num_steps={c.min_num_steps} must be >= 0")
+    if c.semantics not in SEMANTICS:
+        raise ValueError(f"semantics={c.semantics!r} is not one of {SEMANTICS}")
     if c.init not in INITS:
         raise ValueError(f"init={c.init!r} is not one of {INITS}")
     if c.softmax_cost not in costs.SOFTMAX_COSTS:
@@ -313,15 +344,36 @@ def reference_set(
     if len(act.layer_names) == 1:
         return ReferenceSet(tuple(config.labels), (), (), (), config.reference_dtype)
     return build_reference_set(
-        act, data, config.labels, config.reference_size, config.reference_dtype
+        act,
+        data,
+        config.labels,
+        config.reference_size,
+        config.reference_dtype,
+        per_unit_layers=_per_unit_layers(act, config),
     )
 
 
-def _check_references(refs: ReferenceSet, config: BackworkConfig, names) -> ReferenceSet:
+def _per_unit_layers(act: keras.Model, config: BackworkConfig) -> tuple[str, ...]:
+    """The layers whose reference term takes the minimum per unit: under the original
+    semantics its ``fc`` rule, generalised to every dense (``[B, D]``) layer."""
+    if config.semantics != "original":
+        return ()
+    return tuple(n for n in act.layer_names[:-1] if len(act.output[n].shape) == 2)
+
+
+def _check_references(refs: ReferenceSet, config: BackworkConfig, act) -> ReferenceSet:
+    names = act.layer_names
     if tuple(refs.layer_names) != tuple(names[:-1]):
         raise ValueError(
             f"references hold layers {list(refs.layer_names)} but the run exposes "
             f"{list(names[:-1])}"
+        )
+    want = _per_unit_layers(act, config)
+    have = tuple(n for k, n in enumerate(refs.layer_names) if refs.is_per_unit(k))
+    if have != want:
+        raise ValueError(
+            f"references built for the other semantics than semantics={config.semantics!r}: "
+            "build them with reference_set(model, data, config) for this config"
         )
     return refs.for_labels(config.labels)
 
@@ -474,7 +526,7 @@ def backwork(
     if references is None:
         references = reference_set(model, data, config)
     else:
-        references = _check_references(references, config, names)
+        references = _check_references(references, config, act)
     rngs = [np.random.default_rng([config.seed, int(lbl)]) for lbl in labels]
     init = np.concatenate(
         [
@@ -489,95 +541,194 @@ def backwork(
     for cb in callbacks:
         cb.on_start(config, rows)
 
-    active = np.ones(num_labels, bool)
-    converged = np.zeros(num_labels, bool)
-    label_steps = np.zeros(num_labels, np.int64)
-    reinits = np.zeros(num_labels, np.int64)
-    prev_cost = np.full(num_labels, np.nan)
-    tracker = _Tracker(rows, config.num_mono_dec_saves)
-    history = _History(config.history_every, config.max_history)
-    label_of_row = np.repeat(np.arange(num_labels), per)
-    images_np = init
-    probs_np = np.zeros((num_labels, per, num_classes), np.float32)
-    cost_np = np.zeros(num_labels, np.float32)
-    terms_np: dict = {}
-    step = 0
-    interrupted = False
+    state = _LoopState(config, labels, per, image_shape, init, num_classes, callbacks)
+    loop = _original_loop if config.semantics == "original" else _tfool_loop
     try:
-        while True:
-            grad, cost_np, terms_np, probs_np = engine.compute()
-            images_np = engine.images()
-            target = target_probabilities(probs_np, labels)
-            row_mask = active[label_of_row]
-            reinit_rows = np.zeros(rows, bool)
-            if step % config.save_freq == 0:
-                history.add(step, images_np.reshape(num_labels, per, *image_shape), probs_np)
-                if step >= config.min_num_steps:
-                    reached = (target.min(axis=1) > config.prob_cap_min) | (
-                        target.mean(axis=1) > config.prob_cap_mean
-                    )
-                    flat = (
-                        np.abs(cost_np - prev_cost) < config.tolerance
-                        if config.tolerance > 0
-                        else np.zeros(num_labels, bool)
-                    )
-                    converged |= active & reached
-                    active &= ~(reached | flat)
-                prev_cost = np.where(active, cost_np, prev_cost)
-                row_mask = active[label_of_row]
-                tracker.push(target.reshape(-1), row_mask)
-                reinit_rows = tracker.declining(config.reinit_below) & row_mask
-                for cb in callbacks:
-                    cb.on_save(
-                        SaveEvent(
-                            step,
-                            labels,
-                            target,
-                            cost_np,
-                            terms_np,
-                            reinits.copy(),
-                            active.copy(),
-                            images_np.reshape(num_labels, per, *image_shape),
-                        )
-                    )
-            if not active.any() or step >= config.max_num_steps:
-                break
-            engine.apply(grad, row_mask & ~reinit_rows)
-            if reinit_rows.any():
-                engine.reinitialise(reinit_rows, label_of_row, rngs)
-                tracker.clear(reinit_rows)
-                np.add.at(reinits, label_of_row[reinit_rows], 1)
-            label_steps += active
-            step += 1
+        loop(engine, state, config, rngs)
     except KeyboardInterrupt:
-        interrupted = True
-        logger.warning("backwork interrupted at step %d; keeping what was found", step)
-
-    h_steps, h_images, h_probs = history.arrays((num_labels, per, *image_shape), probs_np.shape)
-    result = BackworkResult(
-        labels=labels,
-        images=images_np.reshape(num_labels, per, *image_shape),
-        probabilities=probs_np,
-        history_steps=h_steps,
-        history_images=h_images,
-        history_probs=h_probs,
-        steps=step,
-        label_steps=label_steps,
-        reinits=reinits,
-        converged=converged,
-        cost=cost_np,
-        cost_terms=terms_np,
-        layer_names=tuple(names),
-        wall_time=time.perf_counter() - start_time,
-        interrupted=interrupted,
-    )
+        state.interrupted = True
+        logger.warning("backwork interrupted at step %d; keeping what was found", state.step)
+    result = state.result(names, time.perf_counter() - start_time)
     for cb in callbacks:
         cb.on_end(result)
     return result
 
 
-def _reinitialise(x, m, v, t, rows_mask, label_of_row, rngs, image_shape, config) -> None:
-    """Fresh uniform noise for the masked rows, whose Adam moments and step count restart.
+class _LoopState:
+    """What the host keeps between steps: the latest values, the per-label flags and counts,
+    the decline windows and the history."""
+
+    def __init__(self, config, labels, per, image_shape, init, num_classes, callbacks):
+        num_labels = len(labels)
+        self.config, self.labels, self.per = config, labels, per
+        self.shape = (num_labels, per, *image_shape)
+        self.callbacks = callbacks
+        self.label_of_row = np.repeat(np.arange(num_labels), per)
+        self.active = np.ones(num_labels, bool)
+        self.converged = np.zeros(num_labels, bool)
+        self.label_steps = np.zeros(num_labels, np.int64)
+        self.reinits = np.zeros(num_labels, np.int64)
+        self.prev_cost = np.full(num_labels, np.nan)
+        self.tracker = _Tracker(num_labels * per, config.num_mono_dec_saves)
+        self.history = _History(config.history_every, config.max_history)
+        self.images = init.reshape(self.shape)
+        self.probs = np.zeros((num_labels, per, num_classes), np.float32)
+        self.cost = np.zeros(num_labels, np.float32)
+        self.terms: dict = {}
+        self.step = 0
+        self.interrupted = False
+
+    @property
+    def active_rows(self) -> np.ndarray:
+        """``[rows]`` whether each row's label is still being optimised."""
+        return self.active[self.label_of_row]
+
+    def observe(self, engine):
+        """Computes the cost, probabilities and gradient of the current images."""
+        grad, self.cost, self.terms, self.probs = engine.compute()
+        self.images = engine.images().reshape(self.shape)
+        return grad
+
+    def save(self, test_caps: bool, test_tolerance: bool) -> np.ndarray:
+        """A save: history, convergence tests, decline windows, callbacks.
+
+        Returns:
+            ``[rows]`` the rows to re-initialise.
+        """
+        c = self.config
+        target = target_probabilities(self.probs, self.labels)
+        self.history.add(self.step, self.images, self.probs)
+        if test_caps:
+            reached = (target.min(axis=1) > c.prob_cap_min) | (
+                target.mean(axis=1) > c.prob_cap_mean
+            )
+            self.converged |= self.active & reached
+            self.active &= ~reached
+        self.test_tolerance(test_tolerance)
+        rows = self.active_rows
+        self.tracker.push(target.reshape(-1), rows)
+        reinit = self.tracker.declining(c.reinit_below) & rows
+        event = SaveEvent(
+            self.step,
+            self.labels,
+            target,
+            self.cost,
+            self.terms,
+            self.reinits.copy(),
+            self.active.copy(),
+            self.images,
+        )
+        for cb in self.callbacks:
+            cb.on_save(event)
+        return reinit
+
+    def test_tolerance(self, test: bool = True) -> None:
+        """Stops the labels whose cost changed by less than ``tolerance`` since the last
+        call (when ``test``), then remembers the active labels' costs."""
+        if test and self.config.tolerance > 0:
+            flat = np.abs(self.cost - self.prev_cost) < self.config.tolerance
+            self.active &= ~flat
+        self.prev_cost = np.where(self.active, self.cost, self.prev_cost)
+
+    def reinitialised(self, rows: np.ndarray) -> None:
+        """Clears the windows of re-initialised rows and counts them."""
+        self.tracker.clear(rows)
+        np.add.at(self.reinits, self.label_of_row[rows], 1)
+
+    def stepped(self) -> None:
+        """Counts one optimisation step of the active labels."""
+        self.label_steps += self.active
+        self.step += 1
+
+    def result(self, names, wall_time: float) -> BackworkResult:
+        h_steps, h_images, h_probs = self.history.arrays(self.shape, self.probs.shape)
+        return BackworkResult(
+            labels=self.labels,
+            images=self.images,
+            probabilities=self.probs,
+            history_steps=h_steps,
+            history_images=h_images,
+            history_probs=h_probs,
+            steps=self.step,
+            label_steps=self.label_steps,
+            reinits=self.reinits,
+            converged=self.converged,
+            cost=self.cost,
+            cost_terms=self.terms,
+            layer_names=tuple(names),
+            wall_time=wall_time,
+            interrupted=self.interrupted,
+        )
+
+
+def _tfool_loop(engine, state: _LoopState, config: BackworkConfig, rngs) -> None:
+    """Save (the initial noise included), test, then step; Adam restarts on re-initialised
+    rows, which skip that step."""
+    while True:
+        grad = state.observe(engine)
+        reinit = np.zeros_like(state.active_rows)
+        if state.step % config.save_freq == 0:
+            late = state.step >= config.min_num_steps
+            reinit = state.save(test_caps=late, test_tolerance=late)
+        if not state.active.any() or state.step >= config.max_num_steps:
+            return
+        engine.apply(grad, state.active_rows & ~reinit)
+        if reinit.any():
+            engine.reinitialise(reinit, state.label_of_row, rngs, reset_adam=True)
+            state.reinitialised(reinit)
+        state.stepped()
+
+
+def _original_loop(engine, state: _LoopState, config: BackworkConfig, rngs) -> None:
+    """The original program's order, per label: an Adam step, then evaluate; every
+    ``save_freq`` steps (and after the last) a save with its tests and re-initialisations
+    (Adam's moments and step count kept); the tolerance tested after every step. The
+    initial noise is never saved."""
+    grad = state.observe(engine)
+    state.prev_cost = np.full(len(state.labels), np.inf)
+    while state.active.any() and state.step < config.max_num_steps:
+        engine.apply(grad, state.active_rows)
+        state.stepped()
+        done = state.step - 1  # the original's loop counter
+        grad = state.observe(engine)
+        reinit = np.zeros_like(state.active_rows)
+        if done % config.save_freq == 0 or state.step == config.max_num_steps:
+            reinit = state.save(test_caps=done >= config.min_num_steps, test_tolerance=False)
+        if reinit.any():
+            engine.reinitialise(reinit, state.label_of_row, rngs, reset_adam=False)
+            state.reinitialised(reinit)
+        state.test_tolerance(done >= config.min_num_steps)
+        if reinit.any():  # the next step starts from the new noise
+            grad = state.observe(engine)
+
+
+def adam_step(x, m, v, t, grad, learning_rate: float):
+    """One step of TF1's ``AdamOptimizer`` (the original program's optimiser).
+
+    ``m' = b1 m + (1 - b1) g``, ``v' = b2 v + (1 - b2) g^2``,
+    ``x' = x - lr sqrt(1 - b2^t) / (1 - b1^t) * m' / (sqrt(v') + eps)``, with ``b1 = 0.9``,
+    ``b2 = 0.999``, ``eps = 1e-8`` outside the square root.
+
+    Args:
+        x, m, v: The values and Adam's moments.
+        t: The step count, this step included (``>= 1``), broadcastable to ``x``.
+        grad: The gradient at ``x``.
+        learning_rate: Adam's learning rate.
+
+    Returns:
+        ``(x', m', v')``.
+    """
+    m_new = _BETA1 * m + (1.0 - _BETA1) * grad
+    v_new = _BETA2 * v + (1.0 - _BETA2) * tf.square(grad)
+    lr_t = learning_rate * tf.sqrt(1.0 - tf.pow(_BETA2, t)) / (1.0 - tf.pow(_BETA1, t))
+    return x - lr_t * m_new / (tf.sqrt(v_new) + _ADAM_EPS), m_new, v_new
+
+
+def _reinitialise(
+    x, m, v, t, rows_mask, label_of_row, rngs, image_shape, config, reset_adam=True
+) -> None:
+    """Fresh uniform noise for the masked rows, whose Adam moments and step count restart
+    when ``reset_adam`` (the original program kept them).
 
     Host-side assignments: under a strategy they reach every replica's copy.
     """
@@ -589,6 +740,8 @@ def _reinitialise(x, m, v, t, rows_mask, label_of_row, rngs, image_shape, config
     rows_mask = np.concatenate([rows_mask, np.zeros(x.shape[0] - len(rows_mask), bool)])
     mask = rows_mask.reshape(-1, *([1] * len(image_shape)))
     x.assign(values)
+    if not reset_adam:
+        return
     m.assign(np.where(mask, 0.0, m.numpy()).astype(np.float32))
     v.assign(np.where(mask, 0.0, v.numpy()).astype(np.float32))
     t.assign(np.where(rows_mask, 0.0, t.numpy()).astype(np.float32))
@@ -809,6 +962,8 @@ class _Engine:
                 config.softmax_cost,
                 config.chunk_size,
                 transposed,
+                per_unit=references.per_unit,
+                self_pairs=config.semantics == "original",
             )
             return cost, terms, grouped[-1], tf.reduce_sum(cost * weights_r)
 
@@ -915,15 +1070,8 @@ class _Engine:
         x, m, v, t = self.x, self.m, self.v, self.t
         mask_rows = tf.reshape(row_mask, [-1] + [1] * len(self.image_shape))
         t_new = t + row_mask
-        m_new = _BETA1 * m + (1.0 - _BETA1) * grad
-        v_new = _BETA2 * v + (1.0 - _BETA2) * tf.square(grad)
         tb = tf.reshape(tf.maximum(t_new, 1.0), tf.shape(mask_rows))
-        lr_t = (
-            self.config.learning_rate
-            * tf.sqrt(1.0 - tf.pow(_BETA2, tb))
-            / (1.0 - tf.pow(_BETA1, tb))
-        )
-        x_new = x - lr_t * m_new / (tf.sqrt(v_new) + _ADAM_EPS)
+        x_new, m_new, v_new = adam_step(x, m, v, tb, grad, self.config.learning_rate)
         if self.config.clip_inputs:
             x_new = tf.clip_by_value(x_new, self.config.input_min, self.config.input_max)
         keep = mask_rows > 0
@@ -952,8 +1100,8 @@ class _Engine:
         full[: len(row_mask)] = row_mask
         self._apply(grad, tf.constant(full))
 
-    def reinitialise(self, rows_mask, label_of_row, rngs) -> None:
-        """Fresh noise and fresh Adam state for the masked real rows."""
+    def reinitialise(self, rows_mask, label_of_row, rngs, reset_adam: bool = True) -> None:
+        """Fresh noise for the masked real rows; fresh Adam state too when ``reset_adam``."""
         _reinitialise(
             self.x,
             self.m,
@@ -964,6 +1112,7 @@ class _Engine:
             rngs,
             self.image_shape,
             self.config,
+            reset_adam,
         )
 
 
@@ -1008,12 +1157,15 @@ def layer_distances(
     for name in names:
         gen = tf.reshape(out[name], (num_labels, per, -1))
         k = references.layer_names.index(name)
-        nearest = costs.nearest_distance(
-            gen,
-            list(references.activations[k]),
-            list(references.sq_norms[k]),
-            transposed=references.transposed,
-        ).numpy()
+        if references.is_per_unit(k):  # the distance the original's fc term works on
+            nearest = costs.nearest_unit_distance(gen, list(references.activations[k])).numpy()
+        else:
+            nearest = costs.nearest_distance(
+                gen,
+                list(references.activations[k]),
+                list(references.sq_norms[k]),
+                transposed=references.transposed,
+            ).numpy()
         within = float("nan")
         if per > 1:
             pair = costs.pairwise_distances(gen).numpy()

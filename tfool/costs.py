@@ -125,14 +125,59 @@ def _nearest(gen, ref, ref_sq_norms, chunk_size, transposed=False):
     return distance(gen)
 
 
+def nearest_unit_distance(
+    gen: tf.Tensor, sorted_ref: tf.Tensor | Sequence[tf.Tensor]
+) -> tf.Tensor:
+    """For every generated row, the mean over units of the squared distance from each unit's
+    value to the nearest value that unit takes in the reference set.
+
+    The original program's ``fc`` term: ``min_n (g[b, d] - r[n, d])^2`` taken per unit ``d``
+    (the nearest reference may differ from unit to unit), then averaged over the units.
+    The reference values of every unit are stored sorted (``sort_units``), so the nearest
+    one is found by binary search: no ``N x B x D`` tensor, no product with the set.
+
+    Args:
+        gen: ``[B, D]`` generated rows, or ``[L, B, D]`` with one set per group.
+        sorted_ref: ``[D, N]`` reference values sorted along ``N`` (``sort_units``), or a
+            sequence of ``L`` such tensors.
+
+    Returns:
+        ``[B]`` (or ``[L, B]``) mean per-unit distances, floored at ``DISTANCE_FLOOR``.
+    """
+    gen = tf.convert_to_tensor(gen, tf.float32)
+    if isinstance(sorted_ref, (list, tuple)):
+        if len(sorted_ref) != gen.shape[0]:
+            raise ValueError(
+                f"{len(sorted_ref)} reference sets for {gen.shape[0]} groups of rows"
+            )
+        return tf.stack([nearest_unit_distance(gen[i], r) for i, r in enumerate(sorted_ref)])
+    ref = tf.cast(tf.convert_to_tensor(sorted_ref), tf.float32)  # [D, N]
+    values = tf.transpose(gen)  # [D, B]
+    last = tf.shape(ref, out_type=tf.int32)[-1] - 1
+    upper = tf.searchsorted(ref, values, side="left", out_type=tf.int32)
+    above = tf.gather(ref, tf.minimum(upper, last), batch_dims=1)
+    below = tf.gather(ref, tf.maximum(upper - 1, 0), batch_dims=1)
+    d = tf.minimum(tf.square(values - above), tf.square(values - below))  # [D, B]
+    return tf.maximum(tf.reduce_mean(d, axis=0), DISTANCE_FLOOR)
+
+
+def sort_units(ref_columns: tf.Tensor) -> tf.Tensor:
+    """``[D, N]`` reference values (one column per image) sorted along ``N`` for each unit."""
+    return tf.sort(tf.convert_to_tensor(ref_columns), axis=-1)
+
+
 def reference_cost(
     gen: tf.Tensor,
     ref: tf.Tensor | Sequence[tf.Tensor],
     ref_sq_norms: tf.Tensor | Sequence[tf.Tensor] | None = None,
     chunk_size: int | None = None,
     transposed: bool = False,
+    per_unit: bool = False,
 ) -> tf.Tensor:
     """``1 / mean_b min_n d(b, n)``: large when the batch is close to the reference set.
+
+    With ``per_unit`` the minimum is taken per unit instead (``nearest_unit_distance``, the
+    original program's ``fc`` term) and ``ref`` holds sorted ``[D, N]`` values.
 
     Args:
         gen: ``[B, D]`` (or ``[L, B, D]``) generated activations.
@@ -141,11 +186,15 @@ def reference_cost(
         ref_sq_norms: Precomputed ``squared_norms(ref)``.
         chunk_size: Reference rows per chunk.
         transposed: The references are stored ``[D, N]`` (see ``nearest_distance``).
+        per_unit: Take the minimum per unit (``ref`` sorted by ``sort_units``).
 
     Returns:
         A scalar (or ``[L]``, one per group).
     """
-    d = nearest_distance(gen, ref, ref_sq_norms, chunk_size, transposed)
+    if per_unit:
+        d = nearest_unit_distance(gen, ref)
+    else:
+        d = nearest_distance(gen, ref, ref_sq_norms, chunk_size, transposed)
     return 1.0 / tf.maximum(tf.reduce_mean(d, axis=-1), DISTANCE_FLOOR)
 
 
@@ -159,13 +208,16 @@ def pairwise_distances(gen: tf.Tensor) -> tf.Tensor:
     return tf.maximum(d, 0.0) / dim
 
 
-def batch_cost(gen: tf.Tensor) -> tf.Tensor:
+def batch_cost(gen: tf.Tensor, self_pairs: bool = False) -> tf.Tensor:
     """``1 / mean_{b != b'} d(b, b')``: large when the batch's rows look alike.
 
-    Self-pairs are excluded (a deliberate change: the original averaged them in).
+    Self-pairs are excluded (a deliberate change: the original averaged them in, which
+    multiplies the cost by exactly ``B / (B - 1)``; ``self_pairs=True`` restores that).
 
     Args:
         gen: ``[B, D]`` (or ``[L, B, D]``) generated activations, ``B >= 2``.
+        self_pairs: Average over all ``B x B`` pairs, each row's zero distance to itself
+            included, as the original program did.
 
     Returns:
         A scalar (or ``[L]``).
@@ -176,7 +228,8 @@ def batch_cost(gen: tf.Tensor) -> tf.Tensor:
         raise ValueError(f"batch_cost needs at least 2 rows per group, got {b}")
     d = pairwise_distances(gen)
     off_diag = 1.0 - tf.eye(tf.shape(gen)[-2], dtype=d.dtype)
-    mean = tf.reduce_sum(d * off_diag, axis=[-2, -1]) / tf.reduce_sum(off_diag)
+    pairs = tf.cast(tf.size(off_diag), d.dtype) if self_pairs else tf.reduce_sum(off_diag)
+    mean = tf.reduce_sum(d * off_diag, axis=[-2, -1]) / pairs
     return 1.0 / tf.maximum(mean, DISTANCE_FLOOR)
 
 
@@ -228,6 +281,8 @@ def total_cost(
     softmax_cost: str = "one_minus_p",
     chunk_size: int | None = None,
     transposed: bool = False,
+    per_unit: Sequence[bool] = (),
+    self_pairs: bool = False,
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """The weighted backworking cost of groups of rows, one group per target label.
 
@@ -247,6 +302,9 @@ def total_cost(
         softmax_cost: ``one_minus_p`` or ``cross_entropy``.
         chunk_size: Reference rows per chunk.
         transposed: The references are stored ``[D, N]`` (see ``nearest_distance``).
+        per_unit: Per non-softmax layer, whether its reference term takes the minimum per
+            unit (its references sorted by ``sort_units``); empty: per example everywhere.
+        self_pairs: Include the self-pairs in the batch terms (the original program).
 
     Returns:
         ``(cost [L], terms)`` with ``terms['reference'] [layers-1, L]``,
@@ -263,11 +321,14 @@ def total_cost(
     for i, act in enumerate(acts[:-1]):
         shape = tf.shape(act)
         g = tf.reshape(act, [shape[0], shape[1], -1])
-        rc = reference_cost(g, references[i], reference_sq_norms[i], chunk_size, transposed)
+        unit = bool(per_unit[i]) if per_unit else False
+        rc = reference_cost(
+            g, references[i], reference_sq_norms[i], chunk_size, transposed, per_unit=unit
+        )
         ref_terms.append(rc)
         layer = reference_cost_coeff * rc
         if batch_cost_coeff != 0.0:
-            bc = batch_cost(g)
+            bc = batch_cost(g, self_pairs)
             batch_terms.append(bc)
             layer = layer + batch_cost_coeff * bc
         else:

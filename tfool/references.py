@@ -34,6 +34,9 @@ class ReferenceSet:
         sq_norms: ``sq_norms[k][i]``: their float32 squared norms ``[N_i]``.
         dtype: Storage type of ``activations``, one of ``REFERENCE_DTYPES``.
         transposed: The layout of ``activations``.
+        per_unit: Per layer, whether its values are sorted per unit (``[D_k, N_i]``, each
+            row ascending: ``costs.sort_units``) for the per-unit minimum of the original
+            program's ``fc`` term; empty: no layer is.
     """
 
     labels: tuple[int, ...]
@@ -42,6 +45,11 @@ class ReferenceSet:
     sq_norms: tuple[tuple[tf.Tensor, ...], ...]
     dtype: str = "float32"
     transposed: bool = True
+    per_unit: tuple[bool, ...] = ()
+
+    def is_per_unit(self, k: int) -> bool:
+        """Whether layer ``k`` is stored sorted per unit."""
+        return bool(self.per_unit[k]) if self.per_unit else False
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -78,7 +86,16 @@ class ReferenceSet:
 
     def padded(self, k: int, positions: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Layer ``k`` of the labels at ``positions`` stacked ``[G, N_max, D]`` (a float32
-        copy, padding rows carrying ``costs.PAD_NORM``), for sharding across replicas."""
+        copy, padding rows carrying ``costs.PAD_NORM``), for sharding across replicas.
+
+        Raises:
+            ValueError: layer ``k`` is sorted per unit (it has no rows to stack).
+        """
+        if self.is_per_unit(k):
+            raise ValueError(
+                f"layer {self.layer_names[k]!r} is stored sorted per unit (the original "
+                "semantics): it cannot be split across replicas; run on one device"
+            )
         acts = [self.activations[k][p] for p in positions]
         sizes = [int(self.sq_norms[k][p].shape[0]) for p in positions]
         n_max, dim = max(sizes), int(np.prod(acts[0].shape)) // sizes[0]
@@ -97,6 +114,7 @@ def build_reference_set(
     reference_size: int | None = None,
     dtype: str = "float32",
     batch_size: int = 500,
+    per_unit_layers: Sequence[str] = (),
 ) -> ReferenceSet:
     """Computes every label's reference activations, label by label, straight into tensors.
 
@@ -112,6 +130,8 @@ def build_reference_set(
         reference_size: At most this many images per label (``None``: all).
         dtype: Storage type, one of ``REFERENCE_DTYPES``.
         batch_size: Images per forward pass.
+        per_unit_layers: Layers stored sorted per unit (``costs.sort_units``) for the
+            original program's per-unit minimum.
 
     Returns:
         A ``ReferenceSet``.
@@ -122,9 +142,13 @@ def build_reference_set(
     if dtype not in REFERENCE_DTYPES:
         raise ValueError(f"reference dtype {dtype!r} is not one of {REFERENCE_DTYPES}")
     names = tuple(act_model.layer_names[:-1])
+    unknown = [n for n in per_unit_layers if n not in names]
+    if unknown:
+        raise ValueError(f"per_unit_layers {unknown} are not exposed layers {list(names)}")
+    per_unit = tuple(n in per_unit_layers for n in names)
     store = tf.as_dtype(dtype)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def forward(x):
         out = act_model(x, training=False)
         flat = [tf.reshape(out[n], [tf.shape(x)[0], -1]) for n in names]
@@ -146,12 +170,14 @@ def build_reference_set(
             joined = parts[k][0] if len(parts[k]) == 1 else tf.concat(parts[k], axis=0)
             parts[k] = []  # the pieces go as soon as they are joined
             norms[k].append(costs.squared_norms(joined))
-            acts[k].append(tf.transpose(joined))
+            columns = tf.transpose(joined)
             del joined
+            acts[k].append(costs.sort_units(columns) if per_unit[k] else columns)
     return ReferenceSet(
         labels=tuple(int(lbl) for lbl in labels),
         layer_names=names,
         activations=tuple(tuple(a) for a in acts),
         sq_norms=tuple(tuple(n) for n in norms),
         dtype=dtype,
+        per_unit=per_unit if any(per_unit) else (),
     )
