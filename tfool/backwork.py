@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tfool import costs
 from tfool.data import Dataset
-from tfool.models import activation_model
+from tfool.models import activation_model, predict_logits
 from tfool.references import REFERENCE_DTYPES, ReferenceSet, build_reference_set
 
 logger = logging.getLogger(__name__)
@@ -902,7 +902,7 @@ def worst_classified(
     Returns:
         ``(images [L, E, H, W, C], probs [L, E])``, the worst first.
     """
-    logits = model.predict(data.x_train, batch_size=500, verbose=0)
+    logits = predict_logits(model, data.x_train)  # batches of the array, no tf.data copy
     probs = tf.nn.softmax(logits).numpy() if from_logits else np.asarray(logits)
     images, chosen = [], []
     for lbl in labels:

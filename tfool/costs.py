@@ -125,9 +125,7 @@ def _nearest(gen, ref, ref_sq_norms, chunk_size, transposed=False):
     return distance(gen)
 
 
-def nearest_unit_distance(
-    gen: tf.Tensor, sorted_ref: tf.Tensor | Sequence[tf.Tensor]
-) -> tf.Tensor:
+def nearest_unit_distance(gen: tf.Tensor, sorted_ref: tf.Tensor | Sequence[tf.Tensor]) -> tf.Tensor:
     """For every generated row, the mean over units of the squared distance from each unit's
     value to the nearest value that unit takes in the reference set.
 
@@ -147,9 +145,7 @@ def nearest_unit_distance(
     gen = tf.convert_to_tensor(gen, tf.float32)
     if isinstance(sorted_ref, (list, tuple)):
         if len(sorted_ref) != gen.shape[0]:
-            raise ValueError(
-                f"{len(sorted_ref)} reference sets for {gen.shape[0]} groups of rows"
-            )
+            raise ValueError(f"{len(sorted_ref)} reference sets for {gen.shape[0]} groups of rows")
         return tf.stack([nearest_unit_distance(gen[i], r) for i, r in enumerate(sorted_ref)])
     ref = tf.cast(tf.convert_to_tensor(sorted_ref), tf.float32)  # [D, N]
     values = tf.transpose(gen)  # [D, B]

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tfool import costs
 from tfool.data import Dataset
+from tfool.io import release_free_memory
 
 #: Storage types of reference activations; distances are always computed in float32.
 REFERENCE_DTYPES = ("float32", "float16", "bfloat16")
@@ -119,8 +120,8 @@ def build_reference_set(
     """Computes every label's reference activations, label by label, straight into tensors.
 
     The only buffers beside the result are one label's activations while they are joined
-    and transposed (at most twice ``N_i x D`` of one layer), so the peak is the result plus
-    one label's layer.
+    (its batches, then one layer at a time), so the peak is the result plus about one
+    label's activations.
 
     Args:
         act_model: ``tfool.models.activation_model`` of the classifier (``layer_names``
@@ -149,10 +150,10 @@ def build_reference_set(
     store = tf.as_dtype(dtype)
 
     @tf.function(reduce_retracing=True, autograph=False)
-    def forward(x):
+    def forward(x):  # per layer: [D, b] columns in the storage type, their float32 norms
         out = act_model(x, training=False)
-        flat = [tf.reshape(out[n], [tf.shape(x)[0], -1]) for n in names]
-        return [tf.cast(f, store) for f in flat]
+        flat = [tf.cast(tf.reshape(out[n], [tf.shape(x)[0], -1]), store) for n in names]
+        return [(tf.transpose(f), costs.squared_norms(f)) for f in flat]
 
     acts: list[list[tf.Tensor]] = [[] for _ in names]
     norms: list[list[tf.Tensor]] = [[] for _ in names]
@@ -162,17 +163,17 @@ def build_reference_set(
             x = x[:reference_size]
         if len(x) == 0:
             raise ValueError(f"label {int(lbl)} has no training images to form a reference set")
-        parts: list[list[tf.Tensor]] = [[] for _ in names]
+        parts: list[list[tuple[tf.Tensor, tf.Tensor]]] = [[] for _ in names]
         for start in range(0, len(x), batch_size):
-            for k, a in enumerate(forward(tf.constant(x[start : start + batch_size]))):
-                parts[k].append(a)
+            for k, pair in enumerate(forward(tf.constant(x[start : start + batch_size]))):
+                parts[k].append(pair)
         for k in range(len(names)):
-            joined = parts[k][0] if len(parts[k]) == 1 else tf.concat(parts[k], axis=0)
+            columns = tf.concat([c for c, _ in parts[k]], axis=1)
+            norms[k].append(tf.concat([n for _, n in parts[k]], axis=0))
             parts[k] = []  # the pieces go as soon as they are joined
-            norms[k].append(costs.squared_norms(joined))
-            columns = tf.transpose(joined)
-            del joined
             acts[k].append(costs.sort_units(columns) if per_unit[k] else columns)
+            del columns
+        release_free_memory()  # this label's buffers, so they do not stay resident
     return ReferenceSet(
         labels=tuple(int(lbl) for lbl in labels),
         layer_names=names,
