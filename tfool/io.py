@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import csv
+import ctypes
 import io as _stdio
 import json
 import os
