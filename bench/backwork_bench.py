@@ -143,7 +143,9 @@ def truncated(refs: ReferenceSet, n: int) -> ReferenceSet:
 
 def main(argv):
     del argv
-    ds = tfool_data.load_mnist(FLAGS.data_source, FLAGS.data_dir)
+    ds = tfool_data.load_mnist(
+        FLAGS.data_source, FLAGS.data_dir if FLAGS.data_source in ("idx", "npz") else None
+    )
     if FLAGS.model_path:
         model = models.load_model(FLAGS.model_path)
     else:

@@ -88,7 +88,9 @@ def measure(model, ds, images: np.ndarray, labels) -> dict:
 
 def main(argv):
     del argv
-    ds = tfool_data.load_mnist(FLAGS.data_source, FLAGS.data_dir)
+    ds = tfool_data.load_mnist(
+        FLAGS.data_source, FLAGS.data_dir if FLAGS.data_source in ("idx", "npz") else None
+    )
     model = models.load_model(FLAGS.model_path)
     labels = tuple(range(10))
     noise = np.random.default_rng(0).uniform(size=(10, 8, 28, 28, 1)).astype(np.float32)

@@ -54,7 +54,7 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
     )
     flags.DEFINE_integer("steps", 300, "Timed steps per run.", lower_bound=10, flag_values=fv)
     flags.DEFINE_integer(
-        "rounds", 2, "Alternations of the two loops.", lower_bound=1, flag_values=fv
+        "rounds", 4, "Alternations of the two loops.", lower_bound=1, flag_values=fv
     )
     flags.DEFINE_integer(
         "batch_size", 50, "Batch size of both loops.", lower_bound=1, flag_values=fv
@@ -108,7 +108,9 @@ def fit_ms_per_step(ds, steps: int, batch: int) -> float:
 
 def main(argv):
     del argv
-    ds = tfool_data.load_mnist(FLAGS.data_source, FLAGS.data_dir)
+    ds = tfool_data.load_mnist(
+        FLAGS.data_source, FLAGS.data_dir if FLAGS.data_source in ("idx", "npz") else None
+    )
     steps = min(FLAGS.steps, len(ds.x_train) // FLAGS.batch_size)
     load = os.getloadavg()[0]
     print(f"data: {ds.source}, {len(ds.x_train)} train images; load average {load:.2f}")
