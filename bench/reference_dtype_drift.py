@@ -18,42 +18,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: import the tfool next to this file
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import keras  # noqa: E402
+import benchlib  # noqa: E402  (puts the repository on the path)
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tfool import backwork as bw  # noqa: E402
-from tfool import data as tfool_data  # noqa: E402
-from tfool import io, models  # noqa: E402
+from tfool import io  # noqa: E402
 
 FLAGS = flags.FLAGS
-REPO = Path(__file__).resolve().parents[1]
 
 
 def define_flags(fv: flags.FlagValues = FLAGS) -> None:
     """Defines the benchmark's flags on ``fv``."""
-    flags.DEFINE_enum(
-        "data_source",
-        "idx",
-        ["idx", "npz", "keras", "sample", "auto"],
-        "MNIST source.",
-        flag_values=fv,
-    )
-    flags.DEFINE_string(
-        "data_dir",
-        str(REPO.parent / "shared" / "data" / "mnist"),
-        "Folder of the MNIST files for the idx/npz sources.",
-        flag_values=fv,
-    )
-    flags.DEFINE_string(
-        "model_path", None, "A trained .keras CNN (default: fresh weights).", flag_values=fv
-    )
+    benchlib.define_data_flags(fv, model=True)
     flags.DEFINE_list(
         "dtypes", ["float16", "bfloat16"], "Types compared with float32.", flag_values=fv
     )
@@ -72,14 +50,8 @@ def _rel(a, b) -> float:
 
 def main(argv):
     del argv
-    ds = tfool_data.load_mnist(
-        FLAGS.data_source, FLAGS.data_dir if FLAGS.data_source in ("idx", "npz") else None
-    )
-    if FLAGS.model_path:
-        model = models.load_model(FLAGS.model_path)
-    else:
-        keras.utils.set_random_seed(0)
-        model = models.build_mnist_cnn(seed=0)
+    ds = benchlib.load_data(FLAGS)
+    model = benchlib.load_model(FLAGS)
     base = bw.BackworkConfig(prob_cap_min=1.0)  # every run takes all its steps
     print(f"data: {ds.source}, {len(ds.x_train)} train images; load {os.getloadavg()[0]:.2f}")
     results = {"data": ds.source, "model": FLAGS.model_path or "fresh weights", "runs": {}}

@@ -15,40 +15,20 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: import the tfool next to this file
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+import benchlib  # noqa: E402  (puts the repository on the path)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tfool import backwork as bw  # noqa: E402
 from tfool import costs, io, models  # noqa: E402
-from tfool import data as tfool_data  # noqa: E402
 
 FLAGS = flags.FLAGS
-REPO = Path(__file__).resolve().parents[1]
 
 
 def define_flags(fv: flags.FlagValues = FLAGS) -> None:
     """Defines the measurement's flags on ``fv``."""
-    flags.DEFINE_enum(
-        "data_source",
-        "idx",
-        ["idx", "npz", "keras", "sample", "auto"],
-        "MNIST source.",
-        flag_values=fv,
-    )
-    flags.DEFINE_string(
-        "data_dir",
-        str(REPO.parent / "shared" / "data" / "mnist"),
-        "Folder of the MNIST files for the idx/npz sources.",
-        flag_values=fv,
-    )
-    flags.DEFINE_string("model_path", None, "The trained .keras CNN.", flag_values=fv)
+    benchlib.define_data_flags(fv, model=True)
     flags.DEFINE_list(
         "results", [], "images.npz files whose final images are measured too.", flag_values=fv
     )
@@ -88,10 +68,8 @@ def measure(model, ds, images: np.ndarray, labels) -> dict:
 
 def main(argv):
     del argv
-    ds = tfool_data.load_mnist(
-        FLAGS.data_source, FLAGS.data_dir if FLAGS.data_source in ("idx", "npz") else None
-    )
-    model = models.load_model(FLAGS.model_path)
+    ds = benchlib.load_data(FLAGS)
+    model = benchlib.load_model(FLAGS)
     labels = tuple(range(10))
     noise = np.random.default_rng(0).uniform(size=(10, 8, 28, 28, 1)).astype(np.float32)
     sets = {"uniform noise": (noise, labels)}

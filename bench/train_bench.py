@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: import the tfool next to this file
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+import benchlib  # noqa: E402  (puts the repository on the path)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
@@ -34,24 +30,11 @@ from tfool import data as tfool_data  # noqa: E402
 from tfool import io, models  # noqa: E402
 
 FLAGS = flags.FLAGS
-REPO = Path(__file__).resolve().parents[1]
 
 
 def define_flags(fv: flags.FlagValues = FLAGS) -> None:
     """Defines the benchmark's flags on ``fv``."""
-    flags.DEFINE_enum(
-        "data_source",
-        "idx",
-        ["idx", "npz", "keras", "sample", "auto"],
-        "MNIST source.",
-        flag_values=fv,
-    )
-    flags.DEFINE_string(
-        "data_dir",
-        str(REPO.parent / "shared" / "data" / "mnist"),
-        "Folder of the MNIST files for the idx/npz sources.",
-        flag_values=fv,
-    )
+    benchlib.define_data_flags(fv, model=False)
     flags.DEFINE_integer("steps", 300, "Timed steps per run.", lower_bound=10, flag_values=fv)
     flags.DEFINE_integer(
         "rounds", 4, "Alternations of the two loops.", lower_bound=1, flag_values=fv
@@ -108,9 +91,7 @@ def fit_ms_per_step(ds, steps: int, batch: int) -> float:
 
 def main(argv):
     del argv
-    ds = tfool_data.load_mnist(
-        FLAGS.data_source, FLAGS.data_dir if FLAGS.data_source in ("idx", "npz") else None
-    )
+    ds = benchlib.load_data(FLAGS)
     steps = min(FLAGS.steps, len(ds.x_train) // FLAGS.batch_size)
     load = os.getloadavg()[0]
     print(f"data: {ds.source}, {len(ds.x_train)} train images; load average {load:.2f}")

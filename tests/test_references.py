@@ -59,3 +59,16 @@ def test_bad_dtype_and_empty_label(act, small_data):
         build_reference_set(act, small_data, (0,), dtype="float64")
     with pytest.raises(ValueError, match="label 11 has no training images"):
         build_reference_set(act, small_data, (0, 11))
+
+
+def test_per_unit_layers_are_sorted_and_not_split(act, small_data):
+    refs = build_reference_set(act, small_data, (3,), per_unit_layers=("fc",))
+    assert refs.per_unit == (False, False, False, True) and refs.is_per_unit(3)
+    fc = refs.activations[3][0].numpy()
+    x = small_data.train_of_class(3)
+    want = np.sort(act(x, training=False)["fc"].numpy().T, axis=1)  # [D, N], each unit sorted
+    np.testing.assert_allclose(fc, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot be split across replicas"):
+        refs.padded(3, [0])
+    with pytest.raises(ValueError, match=r"per_unit_layers \['dense'\] are not exposed layers"):
+        build_reference_set(act, small_data, (3,), per_unit_layers=("dense",))
