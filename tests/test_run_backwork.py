@@ -168,6 +168,10 @@ def test_stray_arguments_and_bad_model_file(tmp_path):
     assert bad.read_bytes() == b"not a model at all"
 
 
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_writes_what_was_found(tmp_path, model_path):
     out = tmp_path / "out"
@@ -187,6 +191,9 @@ def test_ctrl_c_writes_what_was_found(tmp_path, model_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # a shell's background job inherits SIGINT ignored, and so would the run: give it
+        # the default disposition, as in a terminal, so that it installs Python's handler
+        preexec_fn=_default_sigint,
     )
     deadline = time.time() + 240
     for line in proc.stdout:
@@ -194,7 +201,10 @@ def test_ctrl_c_writes_what_was_found(tmp_path, model_path):
             break
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=120)
+    try:
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()  # never leave the run behind when the test fails
     assert proc.returncode == 130, rest[-2000:]
     res = bw.load_result(out / "images.npz")
     assert res.interrupted and res.steps > 0
