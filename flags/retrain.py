@@ -8,7 +8,7 @@ from absl import flags
 
 from tfool.retrain import MODES
 
-#: The round count the issue's experiment uses (``--retrain_rounds=2``).
+#: The round count of the README's retraining experiment (``--retrain_rounds=2``).
 RECOMMENDED_ROUNDS = 2
 
 
@@ -51,7 +51,7 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         default=_D.rounds,
         lower_bound=0,
         help="Rounds of backwork, augment and retrain after the usual backwork; 0 (default) "
-        f"retrains nothing, {RECOMMENDED_ROUNDS} is the issue's experiment; >= 0.",
+        f"retrains nothing, {RECOMMENDED_ROUNDS} is the README's experiment; >= 0.",
         **fv,
     )
     flags.DEFINE_enum(

@@ -1,4 +1,4 @@
-"""Tests of the attribution heat maps in tfool.plots (issue 7)."""
+"""Tests of the attribution heat maps in tfool.plots."""
 
 import itertools
 

@@ -1,4 +1,4 @@
-"""A tiny 1,000-class CNN wrapped as an ImagenetModel, shared by the issue-5 tests."""
+"""A tiny 1,000-class CNN wrapped as an ImagenetModel, shared by the ImageNet tests."""
 
 import keras
 

@@ -508,5 +508,5 @@ def get_or_train(
     return model, result
 
 
-# ImageNet classifiers (issue 5): implemented in tfool.imagenet, re-exported here.
+# ImageNet classifiers: implemented in tfool.imagenet, re-exported here.
 from tfool.imagenet import ImagenetModel, load_imagenet_model  # noqa: E402, F401
