@@ -11,6 +11,7 @@ from tfool.costs import SOFTMAX_COSTS
 from tfool.references import REFERENCE_DTYPES
 
 _D = BackworkConfig()
+_IMAGENET = BackworkConfig.imagenet_rubbish()
 
 
 def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -76,9 +77,10 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
     flags.DEFINE_float(
         name="backwork_learning_rate",
-        default=_D.learning_rate,
+        default=None,
         lower_bound=0.0,
-        help="Adam learning rate on the input images, > 0.",
+        help=f"Adam learning rate on the input images, > 0 (default: {_D.learning_rate} for the "
+        f"MNIST CNN, {_IMAGENET.learning_rate} for an ImageNet --backwork_model).",
         **fv,
     )
     flags.DEFINE_float(
@@ -173,9 +175,11 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
     flags.DEFINE_enum(
         name="backwork_softmax_cost",
-        default=_D.softmax_cost,
+        default=None,
         enum_values=list(SOFTMAX_COSTS),
-        help="Softmax term: one_minus_p (mean 1 - p, the MNIST post) or cross_entropy.",
+        help="Softmax term: one_minus_p (mean 1 - p, the MNIST post) or cross_entropy (default: "
+        f"{_D.softmax_cost} for the MNIST CNN, {_IMAGENET.softmax_cost} for an ImageNet "
+        "--backwork_model).",
         **fv,
     )
     flags.DEFINE_list(
@@ -275,7 +279,9 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "backwork_prob_cap_mean",
         "backwork_reinit_below",
     ):
-        flags.register_validator(name, lambda v: v > 0, message=f"--{name} must be > 0", **fv)
+        flags.register_validator(
+            name, lambda v: v is None or v > 0, message=f"--{name} must be > 0", **fv
+        )
 
     @flags.multi_flags_validator(
         ["backwork_model", "backwork_rubbish"],
@@ -342,11 +348,14 @@ def backwork_config(
         f.backwork_seed if f.backwork_seed is not None else (f["seed"].value if "seed" in f else 0)
     )
     imagenet = f.backwork_model != "mnist_cnn"
-    learning_rate, softmax_cost = f.backwork_learning_rate, f.backwork_softmax_cost
-    if imagenet:  # the rubbish-image post's settings unless given
-        learning_rate = learning_rate if f["backwork_learning_rate"].present else 0.1
-        softmax_cost = softmax_cost if f["backwork_softmax_cost"].present else "cross_entropy"
-        names = names or ("probabilities",)
+    # the preset supplies what the flags leave unset (None), so a replayed flags.cfg, which
+    # holds only the values that were set, gives the same configuration
+    base = _IMAGENET if imagenet else _D
+    learning_rate = f.backwork_learning_rate
+    learning_rate = base.learning_rate if learning_rate is None else learning_rate
+    softmax_cost = f.backwork_softmax_cost or base.softmax_cost
+    if imagenet:
+        names = names or base.layer_names
         if not f.backwork_layer_cost_coeffs:
             coeffs = None
     return BackworkConfig(

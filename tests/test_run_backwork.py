@@ -1,5 +1,6 @@
 """flags/backwork.py and run_backwork.py end to end (subprocesses, a small cached model)."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -347,3 +348,39 @@ def test_original_flagfile_is_the_original_preset():
         backwork_flags.backwork_config(fresh_flags(["--backwork_semantics=original"])).semantics
         == "original"
     )
+
+
+@pytest.mark.parametrize(
+    "extra", [[], ["--backwork_learning_rate=0.05"], ["--backwork_softmax_cost=one_minus_p"]]
+)
+def test_replayed_flags_give_the_same_imagenet_rubbish_run(tmp_path, extra):
+    from flags import common as common_flags
+
+    argv = [
+        f"--output_dir={tmp_path}",
+        "--backwork_model=mobilenet_v2",
+        "--backwork_weights=none",
+        "--backwork_rubbish",
+        "--backwork_labels=3,7",
+        *extra,
+    ]
+    first = backwork_flags.backwork_config(fresh_flags(argv))
+    path = common_flags.write_flags_file(fresh_flags(argv), str(tmp_path))
+    replay = backwork_flags.backwork_config(fresh_flags([f"--flagfile={path}"]))
+    assert replay == first
+    want = bw.BackworkConfig.imagenet_rubbish(labels=(3, 7))
+    if extra:
+        name, value = extra[0][len("--backwork_") :].split("=")
+        want = dataclasses.replace(want, **{name: type(getattr(want, name))(value)})
+    assert first == want
+
+
+def test_presets():
+    assert bw.BackworkConfig.paper() == bw.BackworkConfig()
+    rubbish = bw.BackworkConfig.imagenet_rubbish(labels=(1,))
+    assert (rubbish.learning_rate, rubbish.softmax_cost, rubbish.layer_names) == (
+        0.1,
+        "cross_entropy",
+        ("probabilities",),
+    )
+    assert rubbish.batch_cost_coeff == 0.0 and rubbish.coeffs_for(1) == (10.0,)

@@ -106,6 +106,25 @@ class BackworkConfig:
     semantics: str = "tfool"
 
     @classmethod
+    def paper(cls, **overrides) -> BackworkConfig:
+        """The MNIST post's settings (the defaults), with ``overrides``."""
+        return cls(**overrides)
+
+    @classmethod
+    def imagenet_rubbish(cls, **overrides) -> BackworkConfig:
+        """The rubbish-image post's settings for an ImageNet classifier: only the class
+        probabilities exposed (no reference sets, no batch cost), cross-entropy softmax
+        cost, Adam learning rate 0.1; any field can be overridden."""
+        settings = {
+            "layer_names": ("probabilities",),
+            "batch_cost_coeff": 0.0,
+            "learning_rate": 0.1,
+            "softmax_cost": "cross_entropy",
+            **overrides,
+        }
+        return cls(**settings)
+
+    @classmethod
     def original(cls, **overrides) -> BackworkConfig:
         """The original program's settings and semantics (``cnn_backwork.py``).
 
