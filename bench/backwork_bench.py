@@ -212,9 +212,7 @@ def main(argv):
     results["by_dtype"] = by_dtype
     results["load_average_end"] = os.getloadavg()[0]
 
-    if FLAGS.output:
-        io.write_json(FLAGS.output, results)
-        print(f"wrote {FLAGS.output}")
+    benchlib.write_results(FLAGS.output, results)
     if FLAGS.plot:
         from tfool import plots
 

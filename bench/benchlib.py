@@ -13,7 +13,7 @@ import keras  # noqa: E402
 from absl import flags  # noqa: E402
 
 from tfool import data as tfool_data  # noqa: E402
-from tfool import models  # noqa: E402
+from tfool import io, models  # noqa: E402
 
 #: Full MNIST as this workplace ships it, beside the repository.
 FULL_MNIST = REPO.parent / "shared" / "data" / "mnist"
@@ -56,3 +56,10 @@ def load_model(fv: flags.FlagValues, seed: int = 0) -> keras.Model:
         return models.load_model(fv.model_path)
     keras.utils.set_random_seed(seed)
     return models.build_mnist_cnn(seed=seed)
+
+
+def write_results(path: str | None, results: dict) -> None:
+    """Writes a benchmark's figures to the JSON file ``path`` (nothing when empty)."""
+    if path:
+        io.write_json(path, results)
+        print(f"wrote {path}")

@@ -24,7 +24,6 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tfool import backwork as bw  # noqa: E402
-from tfool import io  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -89,9 +88,7 @@ def main(argv):
             )
         results["runs"][dtype] = rows
     results["float32_reference_gb"] = runs["float32"]["gb"]
-    if FLAGS.output:
-        io.write_json(FLAGS.output, results)
-        print(f"wrote {FLAGS.output}")
+    benchlib.write_results(FLAGS.output, results)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tfool import backwork as bw  # noqa: E402
-from tfool import costs, io, models  # noqa: E402
+from tfool import costs, models  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -88,9 +88,7 @@ def main(argv):
             f"one; self-pairs multiply the batch term by "
             f"{np.mean(m['fc_batch_term_ratio_self_pairs']):.4f}"
         )
-    if FLAGS.output:
-        io.write_json(FLAGS.output, out)
-        print(f"wrote {FLAGS.output}")
+    benchlib.write_results(FLAGS.output, out)
 
 
 if __name__ == "__main__":

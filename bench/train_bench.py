@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tfool import data as tfool_data  # noqa: E402
-from tfool import io, models  # noqa: E402
+from tfool import models  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -136,9 +136,7 @@ def main(argv):
             "train_seconds": res.train_seconds,
         }
     results["load_average_end"] = os.getloadavg()[0]
-    if FLAGS.output:
-        io.write_json(FLAGS.output, results)
-        print(f"wrote {FLAGS.output}")
+    benchlib.write_results(FLAGS.output, results)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from tfool import _tf
 from tfool.distribute import SplitBatch, map_batches
 
 #: Attack names accepted by ``attack`` and ``sweep``.
@@ -73,15 +73,6 @@ def _check_batch_size(batch_size: int) -> int:
     return int(batch_size)
 
 
-def _num_classes(model_fn: ModelFn, x: np.ndarray) -> int:
-    outputs = getattr(model_fn, "outputs", None)
-    if outputs:
-        n = outputs[0].shape[-1]
-        if n is not None:
-            return int(n)
-    return int(model_fn(tf.constant(x[:1])).shape[-1])
-
-
 def _check_labels(y: Any, n: int, num_classes: int, name: str = "y") -> np.ndarray:
     y = np.asarray(y)
     if not np.issubdtype(y.dtype, np.integer):
@@ -127,7 +118,7 @@ def _check_attack(model_fn, x, eps, y, targeted, least_likely, clip_min, clip_ma
     batch_size = _check_batch_size(batch_size)
     mode = _label_mode(y, targeted, least_likely)
     if y is not None:
-        y = _check_labels(y, len(x), _num_classes(model_fn, x))
+        y = _check_labels(y, len(x), _tf.num_classes(model_fn, x))
     return _Checked(x, y, mode, bool(targeted or least_likely), batch_size)
 
 
@@ -197,23 +188,15 @@ def _project(x_adv, x0, eps, norm: str, clip_min, clip_max):
 # Compiled steps, cached per model so that sweeps and benchmarks trace once
 # ----------------------------------------------------------------------------------------
 
-_STEP_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
 
 def _compiled(model_fn, key: tuple, build: Callable[[ModelFn], Callable]) -> Callable:
-    """A ``tf.function`` built by ``build(model)``, cached per model and ``key``.
-
-    The function reaches the model through a weak reference, so the cache never keeps a
-    model alive.
-    """
-    try:
-        per_model = _STEP_CACHE.setdefault(model_fn, {})
-    except TypeError:  # not weak-referenceable: compile without caching
-        return tf.function(build(model_fn), reduce_retracing=True)
-    if key not in per_model:
-        ref = weakref.ref(model_fn)
-        per_model[key] = tf.function(build(lambda t: ref()(t)), reduce_retracing=True)
-    return per_model[key]
+    """A ``tf.function`` built by ``build(model)``, cached per model and ``key``; it reaches
+    the model through a weak reference, so the cache never keeps a model alive."""
+    return _tf.cached(
+        model_fn,
+        ("attacks", *key),
+        lambda: tf.function(build(_tf.weak_call(model_fn)), reduce_retracing=True),
+    )
 
 
 def _fgm_fn(model_fn, kind, mode, targeted, from_logits):
@@ -898,7 +881,7 @@ def sweep(
     if not eps_values:
         raise ValueError("eps_values is empty; expected at least one eps >= 0")
     c = _check_attack(model_fn, x, 0.0, y, targeted, least_likely, clip_min, clip_max, batch_size)
-    num_classes = _num_classes(model_fn, c.x)
+    num_classes = _tf.num_classes(model_fn, c.x)
     labels = _check_labels(labels, len(c.x), num_classes, name="labels")
     if steps is not None and (int(steps) != steps or steps < 0):
         raise ValueError(f"steps={steps} must be an integer >= 0 (or None)")

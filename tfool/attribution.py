@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfool import _tf
 from tfool.distribute import map_batches, run_batch
 
 #: The integrated-gradients quadrature rules, as Captum names them.
@@ -89,19 +90,6 @@ def _check_baselines(baselines: Any, x: np.ndarray, name: str = "baselines") -> 
     return base.copy()
 
 
-def _num_classes(model_fn: ModelFn, x: np.ndarray) -> int:
-    """The number of model outputs, from the Keras graph when known, else one forward pass."""
-    outputs = getattr(model_fn, "outputs", None)
-    if outputs and len(outputs) == 1 and len(outputs[0].shape) == 2 and outputs[0].shape[-1]:
-        return int(outputs[0].shape[-1])
-    out = model_fn(tf.constant(x[:1]))
-    if len(out.shape) != 2:
-        raise ValueError(
-            f"model_fn returned shape {tuple(out.shape)} for one image; expected [batch, classes]"
-        )
-    return int(out.shape[-1])
-
-
 def _check_target(target: Any, x: np.ndarray, model_fn: ModelFn) -> np.ndarray:
     """One class index per image (int32 [N]) from an int or a sequence of N ints."""
     t = np.asarray(target)
@@ -111,7 +99,7 @@ def _check_target(target: Any, x: np.ndarray, model_fn: ModelFn) -> np.ndarray:
         t = np.full(len(x), int(t))
     elif t.shape != (len(x),):
         raise ValueError(f"target has shape {t.shape}; expected a single int or shape ({len(x)},)")
-    num_classes = _num_classes(model_fn, x)
+    num_classes = _tf.num_classes(model_fn, x)
     bad = (t < 0) | (t >= num_classes)
     if bad.any():
         raise ValueError(
@@ -182,21 +170,12 @@ class _Compiled:
         return tf.reshape(scores, [k, n])
 
 
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def _compiled(model_fn: ModelFn, from_logits: bool, score: str) -> _Compiled:
     if not callable(model_fn):
         raise ValueError(f"model_fn={model_fn!r} is not callable; expected a Keras model")
     _check_choice("score", score, SCORES)
-    key = (bool(from_logits), score)
-    try:
-        per_model = _CACHE.setdefault(model_fn, {})
-    except TypeError:  # not weak-referenceable: compile for this call only
-        return _Compiled(model_fn, bool(from_logits), score)
-    if key not in per_model:
-        per_model[key] = _Compiled(model_fn, bool(from_logits), score)
-    return per_model[key]
+    key = ("attribution", bool(from_logits), score)
+    return _tf.cached(model_fn, key, lambda: _Compiled(model_fn, bool(from_logits), score))
 
 
 def _input_gradients(

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import costs
+from tfool import _tf, costs
 from tfool.data import Dataset
 from tfool.models import activation_model, predict_logits
 from tfool.references import REFERENCE_DTYPES, ReferenceSet, build_reference_set
@@ -303,12 +303,8 @@ def target_probabilities(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.take_along_axis(probs, idx, axis=-1)[..., 0]
 
 
-def _num_classes(model: keras.Model) -> int:
-    return int(model.outputs[0].shape[-1])
-
-
 def _check_inputs(model, data: Dataset | None, config: BackworkConfig, names, coeffs) -> None:
-    num_classes = _num_classes(model)
+    num_classes = _tf.num_classes(model)
     bad = [lbl for lbl in config.labels if not 0 <= lbl < num_classes]
     if bad:
         raise ValueError(f"labels {bad} are outside the model's classes 0..{num_classes - 1}")
@@ -541,7 +537,7 @@ def backwork(
     labels = np.asarray(config.labels, np.int64)
     num_labels, per = len(labels), config.num_examples
     rows = num_labels * per
-    num_classes = _num_classes(model)
+    num_classes = _tf.num_classes(model)
     if references is None:
         references = reference_set(model, data, config)
     else:

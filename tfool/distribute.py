@@ -9,12 +9,13 @@ import json
 import logging
 import os
 import socket
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+from tfool import _tf
 
 logger = logging.getLogger(__name__)
 
@@ -425,17 +426,14 @@ class SplitBatch:
         return len(self.strategy.experimental_local_results(first)) == self.replicas
 
 
-_COLLECTIVES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def _collectives(strategy: tf.distribute.Strategy) -> tuple[Callable, Callable]:
     """Compiled all-gather replica functions of ``strategy``: of rows, and of scalars.
 
     Compiled once per strategy: an eager ``strategy.gather`` traces a new function on every
     call, which costs more than the step it gathers.
     """
-    if strategy not in _COLLECTIVES:
 
+    def build():
         @tf.function(reduce_retracing=True)
         def gather(value):
             ctx = tf.distribute.get_replica_context()
@@ -446,8 +444,9 @@ def _collectives(strategy: tf.distribute.Strategy) -> tuple[Callable, Callable]:
         def every(value):  # a scalar per replica -> all of them, summed on the host
             return tf.distribute.get_replica_context().all_gather(tf.reshape(value, [1]), 0)
 
-        _COLLECTIVES[strategy] = (gather, every)
-    return _COLLECTIVES[strategy]
+        return gather, every
+
+    return _tf.cached(strategy, ("collectives",), build)
 
 
 def run_batch(

@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import os
 import time
-import weakref
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import distribute, io
+from tfool import _tf, distribute, io
 from tfool.data import Dataset
 
 logger = logging.getLogger(__name__)
@@ -258,9 +257,6 @@ def evaluate(
     return float(np.mean(preds == np.asarray(y)))
 
 
-_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def predict_logits(
     model: keras.Model,
     x: np.ndarray,
@@ -279,11 +275,14 @@ def predict_logits(
     Returns:
         float32 ``[N, num_outputs]``.
     """
-    if model not in _FORWARD:  # a weak reference: the cache never keeps a model alive
-        ref = weakref.ref(model)
-        _FORWARD[model] = tf.function(lambda t: ref()(t, training=False), reduce_retracing=True)
+    call = _tf.weak_call(model)
+    forward = _tf.cached(
+        model,
+        ("forward",),
+        lambda: tf.function(lambda t: call(t, training=False), reduce_retracing=True),
+    )
     x = np.asarray(x, np.float32)
-    return distribute.map_batches(_FORWARD[model], [x], batch_size, strategy)
+    return distribute.map_batches(forward, [x], batch_size, strategy)
 
 
 def predict_classes(
