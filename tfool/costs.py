@@ -63,16 +63,18 @@ def nearest_distance(
     """
     gen = tf.convert_to_tensor(gen, tf.float32)
     if isinstance(ref, (list, tuple)):
-        if len(ref) != gen.shape[0]:
-            raise ValueError(f"{len(ref)} reference sets for {gen.shape[0]} groups of rows")
         norms = ref_sq_norms if ref_sq_norms is not None else [None] * len(ref)
-        return tf.stack(
-            [
-                _nearest(gen[i], r, n, chunk_size, transposed)
-                for i, (r, n) in enumerate(zip(ref, norms))
-            ]
+        return _per_group(
+            lambda g, r, n: _nearest(g, r, n, chunk_size, transposed), gen, ref, norms
         )
     return _nearest(gen, ref, ref_sq_norms, chunk_size, transposed)
+
+
+def _per_group(fn, gen: tf.Tensor, sets: Sequence, *per_set: Sequence) -> tf.Tensor:
+    """``fn(gen[i], sets[i], *others[i])`` for every group ``i``, stacked."""
+    if len(sets) != gen.shape[0]:
+        raise ValueError(f"{len(sets)} reference sets for {gen.shape[0]} groups of rows")
+    return tf.stack([fn(gen[i], *args) for i, args in enumerate(zip(sets, *per_set))])
 
 
 def _nearest(gen, ref, ref_sq_norms, chunk_size, transposed=False):
@@ -144,9 +146,7 @@ def nearest_unit_distance(gen: tf.Tensor, sorted_ref: tf.Tensor | Sequence[tf.Te
     """
     gen = tf.convert_to_tensor(gen, tf.float32)
     if isinstance(sorted_ref, (list, tuple)):
-        if len(sorted_ref) != gen.shape[0]:
-            raise ValueError(f"{len(sorted_ref)} reference sets for {gen.shape[0]} groups of rows")
-        return tf.stack([nearest_unit_distance(gen[i], r) for i, r in enumerate(sorted_ref)])
+        return _per_group(nearest_unit_distance, gen, sorted_ref)
     ref = tf.cast(tf.convert_to_tensor(sorted_ref), tf.float32)  # [D, N]
     values = tf.transpose(gen)  # [D, B]
     last = tf.shape(ref, out_type=tf.int32)[-1] - 1
