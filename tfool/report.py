@@ -9,14 +9,8 @@ import keras
 import numpy as np
 
 from tfool import io
-from tfool.backwork import (
-    BackworkConfig,
-    BackworkResult,
-    layer_distances,
-    result_arrays,
-    summarize,
-    worst_classified,
-)
+from tfool.analysis import layer_distances, summarize, worst_classified
+from tfool.backwork import BackworkConfig, BackworkResult, result_arrays
 from tfool.data import Dataset
 from tfool.references import ReferenceSet
 

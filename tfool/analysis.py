@@ -1,0 +1,181 @@
+"""What backworked images are: distances to the training data and within a batch (in
+pixels and at every exposed layer), the run's summary, the worst-classified training images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfool import costs
+from tfool.data import Dataset
+from tfool.models import activation_model, predict_logits
+from tfool.references import ReferenceSet, build_reference_set
+
+if TYPE_CHECKING:  # tfool.backwork re-exports this module's functions
+    from tfool.backwork import BackworkResult
+
+
+def _pairwise_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``[len(a), len(b)]`` Euclidean distances between flattened rows."""
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(d, 0.0))
+
+
+def image_distances(images: np.ndarray, train_images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-space measures of how unlike the data and how diverse backworked images are.
+
+    Args:
+        images: ``[L, E, H, W, C]`` images.
+        train_images: ``[N, H, W, C]`` training images.
+
+    Returns:
+        ``(nearest [L], pairwise [L])``: per label, the mean Euclidean distance of its
+        images to their nearest training image, and the mean distance between two of its
+        images (``nan`` with a single image).
+    """
+    nearest, pairwise = [], []
+    for group in images:
+        closest = np.full(len(group), np.inf)
+        for start in range(0, len(train_images), 4096):  # streamed: no float64 copy of the set
+            chunk = _pairwise_l2(group, train_images[start : start + 4096]).min(axis=1)
+            closest = np.minimum(closest, chunk)
+        nearest.append(float(closest.mean()))
+        if len(group) < 2:
+            pairwise.append(float("nan"))
+            continue
+        d = _pairwise_l2(group, group)
+        pairwise.append(float(d[~np.eye(len(group), dtype=bool)].mean()))
+    return np.asarray(nearest), np.asarray(pairwise)
+
+
+def summarize(
+    result: BackworkResult, data: Dataset | None, class_names: Sequence[str] | None = None
+) -> dict:
+    """A JSON-ready summary: per label convergence, steps, probabilities and distances.
+
+    Without ``data`` the distances to the training set are ``nan``.
+    """
+    target = result.target_probs
+    if data is not None:
+        nearest, pairwise = image_distances(result.images, data.x_train)
+    else:
+        nearest = np.full(len(result.labels), np.nan)
+        _, pairwise = image_distances(result.images, result.images[0, :1])
+    names = class_names or (data.class_names if data is not None else ())
+    per_label = []
+    for i, lbl in enumerate(result.labels):
+        per_label.append(
+            {
+                "label": int(lbl),
+                "name": str(names[lbl]) if lbl < len(names) else str(lbl),
+                "converged": bool(result.converged[i]),
+                "steps": int(result.label_steps[i]),
+                "reinits": int(result.reinits[i]),
+                "min_target_prob": float(target[i].min()),
+                "mean_target_prob": float(target[i].mean()),
+                "mean_nearest_train_distance": float(nearest[i]),
+                "mean_pairwise_distance": float(pairwise[i]),
+            }
+        )
+    return {
+        "labels": per_label,
+        "steps": int(result.steps),
+        "all_converged": bool(result.converged.all()),
+        "mean_nearest_train_distance": float(np.mean(nearest)) if data is not None else None,
+        "mean_pairwise_distance": float(np.nanmean(pairwise))
+        if np.isfinite(pairwise).any()
+        else None,
+        "pixels_in_range": [float(result.images.min()), float(result.images.max())],
+        "layer_names": list(result.layer_names),
+        "final_cost": [float(c) for c in result.cost],
+        "wall_time_s": float(result.wall_time),
+        "interrupted": bool(result.interrupted),
+    }
+
+
+def worst_classified(
+    model: keras.Model,
+    data: Dataset,
+    labels: Sequence[int],
+    num_examples: int,
+    from_logits: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training images of each label that the model gives the lowest true-label probability.
+
+    Returns:
+        ``(images [L, E, H, W, C], probs [L, E])``, the worst first.
+    """
+    logits = predict_logits(model, data.x_train)  # batches of the array, no tf.data copy
+    probs = tf.nn.softmax(logits).numpy() if from_logits else np.asarray(logits)
+    images, chosen = [], []
+    for lbl in labels:
+        idx = np.flatnonzero(data.y_train == lbl)
+        p = probs[idx, lbl]
+        order = np.argsort(p, kind="stable")[:num_examples]
+        images.append(data.x_train[idx[order]])
+        chosen.append(p[order])
+    return np.stack(images), np.stack(chosen)
+
+
+def layer_distances(
+    model: keras.Model,
+    data: Dataset,
+    result: BackworkResult,
+    layer_names: Sequence[str] | None = None,
+    from_logits: bool = True,
+    reference_size: int | None = None,
+    references: ReferenceSet | None = None,
+) -> dict[str, dict[str, float]]:
+    """How far the images are from their label's training images at every exposed layer.
+
+    The distances the cost works on (mean squared differences of flattened activations):
+    per layer, the mean over images of the distance to the nearest training image of the
+    same label, and the mean distance between two images of the same label.
+
+    Args:
+        model: The classifier.
+        data: Its training data (used only when ``references`` is ``None``).
+        result: The backworking result.
+        layer_names: Exposed layers (default: the result's).
+        from_logits: Whether the model returns logits.
+        reference_size: Reference images per label when the set is built here.
+        references: The run's reference set (``reference_set``), reused rather than
+            computed a second time.
+
+    Returns:
+        ``{layer: {"nearest_train": float, "within_batch": float}}`` for every exposed
+        layer but the probabilities (``within_batch`` is ``nan`` with one image per label).
+    """
+    act = activation_model(model, layer_names or result.layer_names, from_logits=from_logits)
+    names = act.layer_names[:-1]
+    if references is None:
+        references = build_reference_set(act, data, result.labels, reference_size)
+    else:
+        references = references.for_labels(result.labels)
+    num_labels, per = result.images.shape[:2]
+    out = act(result.images.reshape(-1, *result.images.shape[2:]), training=False)
+    distances = {}
+    for name in names:
+        gen = tf.reshape(out[name], (num_labels, per, -1))
+        k = references.layer_names.index(name)
+        if references.is_per_unit(k):  # the distance the original's fc term works on
+            nearest = costs.nearest_unit_distance(gen, list(references.activations[k])).numpy()
+        else:
+            nearest = costs.nearest_distance(
+                gen,
+                list(references.activations[k]),
+                list(references.sq_norms[k]),
+                transposed=references.transposed,
+            ).numpy()
+        within = float("nan")
+        if per > 1:
+            pair = costs.pairwise_distances(gen).numpy()
+            within = float(pair[:, ~np.eye(per, dtype=bool)].mean())
+        distances[name] = {"nearest_train": float(nearest.mean()), "within_batch": within}
+    return distances
