@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
@@ -152,24 +151,14 @@ def _retrain(model, dataset, config, initial, output_dir, cbs, strategy) -> int:
     """``--retrain_rounds`` rounds of backwork, augment and retrain; writes their outputs."""
     from tfool import report, retrain
 
-    rc = retrain_flags.retrain_config(FLAGS)
-    round_config = dataclasses.replace(
-        config, max_num_steps=min(config.max_num_steps, rc.max_num_steps)
-    )
     result = retrain.retrain_rounds(
         model,
         dataset,
-        round_config,
-        rc.rounds,
-        dataclasses.replace(model_flags.train_config(FLAGS), epochs=rc.epochs),
-        rc.mode,
-        rc.from_scratch,
-        num_zero=rc.num_zero,
-        num_noise=rc.num_noise,
-        fgsm_eps=rc.fgsm_eps,
+        config,
+        retrain_flags.retrain_config(FLAGS),
+        model_flags.train_config(FLAGS),
         initial=initial,
         output_dir=os.path.join(output_dir, "retrain"),
-        resume=rc.resume,
         backwork_callbacks=cbs,
         strategy=strategy,
     )

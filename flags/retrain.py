@@ -2,42 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from absl import flags
 
-from tfool.retrain import MODES
+from tfool.retrain import MODES, RetrainConfig
 
 #: The round count of the README's retraining experiment (``--retrain_rounds=2``).
 RECOMMENDED_ROUNDS = 2
-
-
-@dataclasses.dataclass(frozen=True)
-class RetrainConfig:
-    """The ``--retrain_*`` settings of a run.
-
-    Attributes:
-        rounds: Retraining rounds after the usual backwork; 0 runs none.
-        mode: ``uniform`` or ``extra_class``.
-        from_scratch: Train a freshly initialised model every round.
-        resume: Continue from the rounds finished in ``<output_dir>/retrain``.
-        epochs: Training epochs per round.
-        num_zero: All-zero images added every round.
-        num_noise: Uniform-noise images added every round.
-        max_num_steps: Step limit of every round's backwork run (the smaller of this and
-            ``--backwork_max_num_steps``).
-        fgsm_eps: FGSM step whose test accuracy is recorded.
-    """
-
-    rounds: int = 0
-    mode: str = "uniform"
-    from_scratch: bool = False
-    resume: bool = False
-    epochs: int = 2
-    num_zero: int = 800
-    num_noise: int = 800
-    max_num_steps: int = 150
-    fgsm_eps: float = 0.1
 
 
 _D = RetrainConfig()

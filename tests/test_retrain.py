@@ -18,6 +18,13 @@ TINY_TRAIN = models.TrainConfig(epochs=1, batch_size=50, learning_rate=1e-3, ver
 EXTRA = {"num_zero": 10, "num_noise": 10}
 
 
+def rc(rounds, mode="uniform", **kw):
+    """A RetrainConfig that keeps the tiny configs' epochs and step limit."""
+    return retrain.RetrainConfig(
+        rounds=rounds, mode=mode, epochs=None, max_num_steps=None, **{**EXTRA, **kw}
+    )
+
+
 def marked_dataset(n=30, m=8, num_classes=3):
     """A synthetic dataset whose pixel [0, 0] tells every image apart (index / 1000)."""
     x = np.zeros((n, H, W, 1), np.float32)
@@ -204,7 +211,7 @@ def uniform_run(small_cnn, tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("retrain") / "uniform"
     before = [w.copy() for w in small_cnn.get_weights()]
     result = retrain.retrain_rounds(
-        small_cnn, tiny_data, TINY_BACKWORK, 2, TINY_TRAIN, "uniform", output_dir=out, **EXTRA
+        small_cnn, tiny_data, TINY_BACKWORK, rc(2), TINY_TRAIN, output_dir=out
     )
     return result, out, before
 
@@ -275,15 +282,15 @@ def test_interrupted_run_resumes_like_an_uninterrupted_one(
     full, _, _ = uniform_run
     out = tmp_path / "resumed"
     stop = StopAfter(1)
-    args = (small_cnn, tiny_data, TINY_BACKWORK, 2, TINY_TRAIN, "uniform")
+    args = (small_cnn, tiny_data, TINY_BACKWORK)
     cut = retrain.retrain_rounds(
-        *args, output_dir=out, callbacks=[stop], initial=full.backworked[0], **EXTRA
+        *args, rc(2), TINY_TRAIN, output_dir=out, callbacks=[stop], initial=full.backworked[0]
     )
     assert cut.interrupted and stop.seen == [0, 1] and cut.rounds == 1
     state = json.loads((out / retrain.STATE_FILE).read_text())
     assert len(state["records"]) == 2 and not (out / "round_2").exists()
 
-    resumed = retrain.retrain_rounds(*args, output_dir=out, resume=True, **EXTRA)
+    resumed = retrain.retrain_rounds(*args, rc(2, resume=True), TINY_TRAIN, output_dir=out)
     assert not resumed.interrupted and resumed.resumed_rounds == 2 and resumed.rounds == 2
     for a, b in zip(full.records, resumed.records):
         da, db = a.to_dict(), b.to_dict()
@@ -292,7 +299,7 @@ def test_interrupted_run_resumes_like_an_uninterrupted_one(
         assert da == db
     for a, b in zip(full.models[-1].get_weights(), resumed.models[-1].get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-6)
-    again = retrain.retrain_rounds(*args, output_dir=out, resume=True, **EXTRA)
+    again = retrain.retrain_rounds(*args, rc(2, resume=True), TINY_TRAIN, output_dir=out)
     assert again.resumed_rounds == 3 and again.records == resumed.records  # nothing to do
 
 
@@ -300,17 +307,16 @@ def test_resume_refuses_other_settings(uniform_run, small_cnn, tiny_data):
     _, out, _ = uniform_run
     with pytest.raises(ValueError, match="mode"):
         retrain.retrain_rounds(
-            small_cnn, tiny_data, TINY_BACKWORK, 2, TINY_TRAIN, "extra_class",
-            output_dir=out, resume=True, **EXTRA,
+            small_cnn, tiny_data, TINY_BACKWORK, rc(2, "extra_class", resume=True), TINY_TRAIN,
+            output_dir=out,
         )  # fmt: skip
 
 
 def test_extra_class_rounds_grow_once(small_cnn, tiny_data, uniform_run):
     initial = uniform_run[0].backworked[0]
     result = retrain.retrain_rounds(
-        small_cnn, tiny_data, TINY_BACKWORK, 2, TINY_TRAIN, "extra_class", initial=initial,
-        **EXTRA,
-    )  # fmt: skip
+        small_cnn, tiny_data, TINY_BACKWORK, rc(2, "extra_class"), TINY_TRAIN, initial=initial
+    )
     assert [m.outputs[0].shape[-1] for m in result.models] == [10, 11, 11]
     assert result.records[0].backwork_max_num_steps is None  # round 0 was given
     assert result.backworked[0] is initial
@@ -324,29 +330,39 @@ def test_extra_class_rounds_grow_once(small_cnn, tiny_data, uniform_run):
         ({"rounds": -1}, "rounds=-1"),
         ({"mode": "soft"}, "mode='soft'"),
         ({"fgsm_eps": -0.1}, "fgsm_eps=-0.1"),
+        ({"fgsm_eps": 1.5}, "fgsm_eps=1.5"),
         ({"num_zero": -2}, "num_zero=-2"),
-        ({"resume": True}, "needs output_dir"),
+        ({"epochs": 0}, "epochs=0"),
+        ({"max_num_steps": 0}, "max_num_steps=0"),
     ],
 )
-def test_retrain_rounds_rejects_bad_arguments(small_cnn, tiny_data, kwargs, message):
-    args = {
-        "model": small_cnn,
-        "data": tiny_data,
-        "backwork_config": TINY_BACKWORK,
-        "rounds": 1,
-        **kwargs,
-    }
+def test_retrain_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        retrain.retrain_rounds(**args)
+        retrain.RetrainConfig(**kwargs)
+
+
+def test_retrain_rounds_needs_a_folder_to_resume(small_cnn, tiny_data):
+    with pytest.raises(ValueError, match="needs output_dir"):
+        retrain.retrain_rounds(small_cnn, tiny_data, TINY_BACKWORK, rc(1, resume=True))
+
+
+def test_round_configs_cap_the_steps_and_set_the_epochs():
+    bwc, tc = retrain.RetrainConfig(epochs=3, max_num_steps=7).round_configs(
+        TINY_BACKWORK, TINY_TRAIN
+    )
+    assert bwc.max_num_steps == 7 and tc.epochs == 3 and tc.batch_size == TINY_TRAIN.batch_size
+    bwc, tc = retrain.RetrainConfig(max_num_steps=500).round_configs(TINY_BACKWORK, TINY_TRAIN)
+    assert bwc.max_num_steps == TINY_BACKWORK.max_num_steps  # the smaller of the two
+    assert rc(1).round_configs(TINY_BACKWORK, TINY_TRAIN) == (TINY_BACKWORK, TINY_TRAIN)
 
 
 def test_retrain_rounds_rejects_a_model_of_other_classes(tiny_data, small_cnn):
     grown = retrain.grow_output_layer(small_cnn)
     with pytest.raises(ValueError, match="11 outputs"):
-        retrain.retrain_rounds(grown, tiny_data, TINY_BACKWORK, 1)
+        retrain.retrain_rounds(grown, tiny_data, TINY_BACKWORK, rc(1))
 
 
 def test_retrain_rounds_rejects_an_interrupted_initial_run(small_cnn, tiny_data, uniform_run):
     cut = dataclasses.replace(uniform_run[0].backworked[0], interrupted=True)
     with pytest.raises(ValueError, match="initial is an interrupted"):
-        retrain.retrain_rounds(small_cnn, tiny_data, TINY_BACKWORK, 1, initial=cut)
+        retrain.retrain_rounds(small_cnn, tiny_data, TINY_BACKWORK, rc(1), initial=cut)

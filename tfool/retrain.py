@@ -28,6 +28,62 @@ from tfool.data import Dataset
 logger = logging.getLogger(__name__)
 
 MODES = ("uniform", "extra_class")
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainConfig:
+    """How ``retrain_rounds`` retrains.
+
+    Attributes:
+        rounds: Retraining rounds after round 0 (the measured starting model); 0 runs none.
+        mode: ``uniform`` targets for the negatives (the MNIST post) or an ``extra_class``
+            (Nguyen et al.).
+        from_scratch: Train a freshly initialised model every round instead of going on
+            from the previous round's weights.
+        resume: Continue from the rounds finished in the output folder.
+        epochs: Training epochs per round (``None``: the training config's).
+        num_zero: All-zero images added every round.
+        num_noise: Uniform-noise images added every round.
+        max_num_steps: Step limit of every round's backwork run, the smaller of this and
+            the backworking config's (``None``: the backworking config's).
+        fgsm_eps: FGSM step (pixel range [0, 1]) whose test accuracy every round records.
+    """
+
+    rounds: int = 0
+    mode: str = "uniform"
+    from_scratch: bool = False
+    resume: bool = False
+    epochs: int | None = 2
+    num_zero: int = 800
+    num_noise: int = 800
+    max_num_steps: int | None = 150
+    fgsm_eps: float = 0.1
+
+    def __post_init__(self):
+        _check_mode(self.mode)
+        if int(self.rounds) != self.rounds or self.rounds < 0:
+            raise ValueError(f"rounds={self.rounds} must be an integer >= 0")
+        if not (np.isfinite(self.fgsm_eps) and 0 <= self.fgsm_eps <= 1):
+            raise ValueError(f"fgsm_eps={self.fgsm_eps} must be a number in [0, 1]")
+        for name in ("num_zero", "num_noise"):
+            value = getattr(self, name)
+            if int(value) != value or value < 0:
+                raise ValueError(f"{name}={value} must be an integer >= 0")
+        for name in ("epochs", "max_num_steps"):
+            value = getattr(self, name)
+            if value is not None and (int(value) != value or value < 1):
+                raise ValueError(f"{name}={value} must be an integer >= 1 or None")
+
+    def round_configs(
+        self, backwork_config: BackworkConfig, train_config: models.TrainConfig
+    ) -> tuple[BackworkConfig, models.TrainConfig]:
+        """The backworking and training settings every round uses."""
+        if self.max_num_steps is not None:
+            steps = min(backwork_config.max_num_steps, self.max_num_steps)
+            backwork_config = dataclasses.replace(backwork_config, max_num_steps=steps)
+        if self.epochs is not None:
+            train_config = dataclasses.replace(train_config, epochs=self.epochs)
+        return backwork_config, train_config
 #: ``AugmentedData.origin`` codes: where each training row came from.
 ORIGIN_DATA, ORIGIN_NEGATIVE, ORIGIN_ZERO, ORIGIN_NOISE = 0, 1, 2, 3
 NEGATIVE_CLASS_NAME = "negative"
@@ -555,18 +611,12 @@ def retrain_rounds(
     model: keras.Model,
     data: Dataset,
     backwork_config: BackworkConfig,
-    rounds: int,
+    config: RetrainConfig,
     train_config: models.TrainConfig = DEFAULT_TRAIN_CONFIG,
-    mode: str = "uniform",
-    from_scratch: bool = False,
     *,
-    num_zero: int = 800,
-    num_noise: int = 800,
-    fgsm_eps: float = 0.1,
     initial: BackworkResult | None = None,
     strategy: tf.distribute.Strategy | None = None,
     output_dir: str | os.PathLike | None = None,
-    resume: bool = False,
     callbacks: Sequence[RetrainCallback] | None = None,
     backwork_callbacks: Sequence[BackworkCallback] | None = None,
 ) -> RetrainResult:
@@ -574,7 +624,7 @@ def retrain_rounds(
 
     Round 0 measures ``model`` and backworks a batch of negatives against it (or takes
     ``initial``). Round ``r >= 1`` adds the negatives of every earlier round (plus
-    ``num_zero`` zero and ``num_noise`` noise images) to the training data with
+    ``config.num_zero`` zero and ``config.num_noise`` noise images) to the training data with
     ``augment_with_negatives``, trains a copy of the previous round's model (or a freshly
     initialised one) on it, and then measures the new model: test accuracy, FGSM accuracy,
     its probabilities on every earlier round's negatives, and a fresh backwork run against
@@ -582,25 +632,20 @@ def retrain_rounds(
 
     With ``output_dir`` every finished round's model (``round_<r>/model.keras``), backworked
     images (``backwork.npz``) and record (``record.json``) are written, and ``state.json``
-    lists the finished rounds; ``resume=True`` loads them and continues. Training and
+    lists the finished rounds; ``config.resume`` loads them and continues. Training and
     backworking are seeded per round, so a resumed run repeats an uninterrupted one.
 
     Args:
         model: The classifier (logits) to start from; it is not modified.
         data: Its training and test data; the reference sets of every backwork run.
-        backwork_config: Settings of every round's backwork run.
-        rounds: Retraining rounds, >= 0.
-        train_config: How each round trains (seed ``train_config.seed + r`` in round ``r``).
-        mode: ``uniform`` targets (the MNIST post) or an ``extra_class`` (Nguyen et al.).
-        from_scratch: Train a freshly initialised model every round instead of going on
-            from the previous round's weights.
-        num_zero: All-zero images added every round.
-        num_noise: Uniform-noise images added every round.
-        fgsm_eps: Size of the FGSM step whose accuracy is recorded.
+        backwork_config: Settings of every round's backwork run (its step limit capped by
+            ``config.max_num_steps``).
+        config: The rounds, mode, counts and limits (``RetrainConfig``).
+        train_config: How each round trains (its epochs replaced by ``config.epochs``; seed
+            ``train_config.seed + r`` in round ``r``).
         initial: A backworking result against ``model`` to use as round 0's negatives.
         strategy: Optional ``tf.distribute`` strategy for training, backworking and FGSM.
         output_dir: Where to keep every finished round (``None``: nothing is written).
-        resume: Continue from the rounds finished in ``output_dir``.
         callbacks: ``RetrainCallback`` objects, called after every finished round.
         backwork_callbacks: ``BackworkCallback`` objects for every backwork run.
 
@@ -608,19 +653,19 @@ def retrain_rounds(
         A ``RetrainResult``; after Ctrl-C, the rounds finished so far (``interrupted``).
 
     Raises:
-        ValueError: bad arguments (rounds, mode, counts, eps), a model whose outputs do not
-            match the data's classes, ``resume`` without ``output_dir``, an interrupted
-            ``initial``, or saved rounds made with other settings.
+        ValueError: a model whose outputs do not match the data's classes, ``resume``
+            without ``output_dir``, an interrupted ``initial``, or saved rounds made with
+            other settings.
     """
-    _check_mode(mode)
     _check_dataset(data)
-    if int(rounds) != rounds or rounds < 0:
-        raise ValueError(f"rounds={rounds} must be an integer >= 0")
-    if not (np.isfinite(fgsm_eps) and fgsm_eps >= 0):
-        raise ValueError(f"fgsm_eps={fgsm_eps} must be a finite number >= 0")
-    for name, value in (("num_zero", num_zero), ("num_noise", num_noise)):
-        if int(value) != value or value < 0:
-            raise ValueError(f"{name}={value} must be an integer >= 0")
+    backwork_config, train_config = config.round_configs(backwork_config, train_config)
+    rounds, mode, from_scratch = config.rounds, config.mode, config.from_scratch
+    num_zero, num_noise, fgsm_eps, resume = (
+        config.num_zero,
+        config.num_noise,
+        config.fgsm_eps,
+        config.resume,
+    )
     if _num_outputs(model) != data.num_classes:
         raise ValueError(
             f"model {model.name!r} has {_num_outputs(model)} outputs but the data has "
@@ -665,15 +710,15 @@ def retrain_rounds(
         for cb in callbacks:
             cb.on_round_end(record, round_model, fresh)
 
-    interrupted = False
-    try:
+    def run_rounds() -> bool:
+        """Runs the rounds still to do; True when a backwork run was interrupted."""
         if not records:
             start = time.perf_counter()
             fresh = initial
             if fresh is None:
                 fresh = backwork(model, data, backwork_config, strategy, backwork_callbacks)
             if fresh.interrupted:
-                raise KeyboardInterrupt
+                return True
             record = _record(
                 0,
                 model,
@@ -702,7 +747,7 @@ def retrain_rounds(
             round_config = dataclasses.replace(backwork_config, seed=backwork_config.seed + r)
             fresh = backwork(new_model, data, round_config, strategy, backwork_callbacks)
             if fresh.interrupted:
-                raise KeyboardInterrupt
+                return True
             record = _record(
                 r,
                 new_model,
@@ -716,8 +761,13 @@ def retrain_rounds(
                 train=(len(augmented.x_train), trained.train_seconds),
             )
             finish(record, new_model, fresh)
-    except KeyboardInterrupt:
+        return False
+
+    try:
+        interrupted = run_rounds()
+    except KeyboardInterrupt:  # Ctrl-C between backwork runs
         interrupted = True
+    if interrupted:
         logger.warning(
             "retraining interrupted after %d finished round(s); they are kept%s",
             max(len(records) - 1, 0),
