@@ -101,8 +101,9 @@ def test_reaches_the_cap_within_range(small_cnn, small_data):
     assert res.cost_terms["reference"].shape == (4, 2)
 
 
-def test_all_labels_at_once_equals_one_by_one(small_cnn, small_data):
-    c = cfg(labels=(3, 8), prob_cap_min=0.99, max_num_steps=60, seed=5)
+@pytest.mark.parametrize("preset", [bw.BackworkConfig, bw.BackworkConfig.original])
+def test_all_labels_at_once_equals_one_by_one(small_cnn, small_data, preset):
+    c = preset(**{**FAST, "labels": (3, 8), "prob_cap_min": 0.99, "max_num_steps": 60, "seed": 5})
     joint = bw.backwork(small_cnn, small_data, c)
     for i, lbl in enumerate(c.labels):
         alone = bw.backwork(small_cnn, small_data, dataclasses.replace(c, labels=(lbl,)))

@@ -150,16 +150,6 @@ def test_original_steps_first_and_takes_exactly_max_steps(small_cnn, small_data)
     assert moved.max() <= 0.0101 and np.median(moved) > 0.009
 
 
-def test_original_labels_joint_equal_alone(small_cnn, small_data):
-    c = original_cfg(labels=(1, 7), max_num_steps=30, prob_cap_min=0.99, seed=3)
-    joint = bw.backwork(small_cnn, small_data, c)
-    for i, lbl in enumerate(c.labels):
-        alone = bw.backwork(small_cnn, small_data, dataclasses.replace(c, labels=(lbl,)))
-        np.testing.assert_allclose(joint.images[i], alone.images[0], atol=2e-4)
-        assert joint.label_steps[i] == alone.label_steps[0]
-        assert joint.reinits[i] == alone.reinits[0]
-
-
 @pytest.mark.parametrize("make", [tfool_cfg, original_cfg])
 def test_save_freq_sets_the_saves(small_cnn, small_data, make):
     c = make(labels=(6,), max_num_steps=10, save_freq=3, prob_cap_min=1.0)
