@@ -115,6 +115,14 @@ def main(argv: list[str]) -> int:
         )
     # built once, shared by the backworker and the report
     refs = backwork.reference_set(model, dataset, config) if dataset is not None else None
+    if refs is not None and refs.sizes:
+        log.info(
+            "reference sets: %d to %d training images per label, %.2f GB (%s)",
+            min(refs.sizes),
+            max(refs.sizes),
+            refs.nbytes / 1e9,
+            refs.dtype,
+        )
     result = backwork.backwork(
         model,
         dataset,
