@@ -361,3 +361,19 @@ def test_bad_labels_raise(linear, y, match):
         attacks.fgsm(model, X, 0.1, y=y)
     with pytest.raises(ValueError, match=match.replace("y has", "labels has")):
         attacks.sweep(model, X, y, [0.1])
+
+
+def test_the_registry_is_the_one_list_of_attacks(small_cnn):
+    assert attacks.METHODS == tuple(attacks.ATTACKS)
+    steps = {n for n, spec in attacks.ATTACKS.items() if spec.direction is not None}
+    assert steps == {"fgsm", "fgm_l2", "normalized_gradient"}
+    assert attacks.attack_spec("normalized_gradient").label == "g/max|g|"
+    assert attacks.attack_spec("bim").label == "bim"
+    with pytest.raises(ValueError, match="method='cw' is not one of"):
+        attacks.attack_spec("cw")
+    x = np.full((2, 28, 28, 1), 0.5, np.float32)
+    # shared options a method does not take are dropped, not passed on
+    got = attacks.attack("fgsm", small_cnn, x, 0.1, steps=3, step_size=0.2, seed=4)
+    np.testing.assert_array_equal(got, attacks.fgsm(small_cnn, x, 0.1))
+    noise = attacks.attack("random", small_cnn, x, 0.1, seed=4, y=np.array([1, 2]))
+    np.testing.assert_array_equal(noise, attacks.random_sign_noise(x, 0.1, seed=4))

@@ -14,8 +14,6 @@ import tensorflow as tf
 from tfool import _tf
 from tfool.distribute import SplitBatch, map_batches
 
-#: Attack names accepted by ``attack`` and ``sweep``.
-METHODS = ("fgsm", "fgm_l2", "normalized_gradient", "bim", "pgd", "random")
 #: The methods ``sweep`` runs by default (the post's two single steps, BIM and the control).
 DEFAULT_METHODS = ("fgsm", "normalized_gradient", "bim", "random")
 NORMS = ("inf", "2")
@@ -689,35 +687,84 @@ def probabilities(
     return map_batches(fn, [x], _check_batch_size(batch_size), strategy)
 
 
-_ATTACKS = {
-    "fgsm": fgsm,
-    "fgm_l2": fgm_l2,
-    "normalized_gradient": normalized_gradient,
-    "bim": bim,
-    "pgd": pgd,
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+    """One attack of the registry.
+
+    Attributes:
+        name: Its name in ``METHODS``, flags and reports.
+        fn: The attack: ``fn(model_fn, x, eps, **options)``, or ``fn(x, eps, **options)``
+            when it does not use the model.
+        hyperparameters: Which of the shared options ``steps``, ``step_size``, ``seed`` and
+            ``norm`` it takes; ``attack`` drops the shared options it does not take.
+        direction: For a single gradient step, its direction (``sign``, ``l2``, ``max``):
+            ``sweep`` then reuses one gradient pass for every eps.
+        uses_model: False for a control that ignores the model (it takes only its
+            hyperparameters and the clip range).
+        short_name: Its name in figure titles.
+    """
+
+    name: str
+    fn: Callable
+    hyperparameters: tuple[str, ...] = ()
+    direction: str | None = None
+    uses_model: bool = True
+    short_name: str = ""
+
+    @property
+    def label(self) -> str:
+        """The name figures show."""
+        return self.short_name or self.name
+
+
+#: Every attack, by name: the one place a new attack is registered.
+ATTACKS = {
+    spec.name: spec
+    for spec in (
+        AttackSpec("fgsm", fgsm, direction="sign"),
+        AttackSpec("fgm_l2", fgm_l2, direction="l2", short_name="fgm L2"),
+        AttackSpec(
+            "normalized_gradient", normalized_gradient, direction="max", short_name="g/max|g|"
+        ),
+        AttackSpec("bim", bim, hyperparameters=("steps", "step_size", "norm")),
+        AttackSpec("pgd", pgd, hyperparameters=("steps", "step_size", "seed", "norm")),
+        AttackSpec("random", random_sign_noise, hyperparameters=("seed",), uses_model=False),
+    )
 }
+#: Attack names accepted by ``attack`` and ``sweep``.
+METHODS = tuple(ATTACKS)
+_SHARED_OPTIONS = ("steps", "step_size", "seed")
+
+
+def attack_spec(method: str) -> AttackSpec:
+    """The registry entry of ``method``.
+
+    Raises:
+        ValueError: an unknown ``method``.
+    """
+    if method not in ATTACKS:
+        raise ValueError(f"method={method!r} is not one of {list(METHODS)}")
+    return ATTACKS[method]
 
 
 def attack(method: str, model_fn: ModelFn, x: np.ndarray, eps: float, **kwargs: Any) -> np.ndarray:
     """Runs the attack named ``method`` (one of ``METHODS``) with keyword options.
 
-    ``random`` takes only ``seed``, ``clip_min`` and ``clip_max``; ``bim``/``pgd`` also take
-    ``steps``, ``step_size``, ``norm``; ``step_size``/``steps``/``seed`` are dropped for the
-    methods that have no use for them.
+    The shared options ``steps``, ``step_size`` and ``seed`` are dropped for the methods
+    that do not take them (``AttackSpec.hyperparameters``); a control that ignores the model
+    (``random``) gets only its hyperparameters and ``clip_min``/``clip_max``.
 
     Raises:
         ValueError: an unknown ``method``, or what the attack raises.
     """
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is not one of {list(METHODS)}")
-    if method == "random":
-        keep = {k: kwargs[k] for k in ("seed", "clip_min", "clip_max") if k in kwargs}
-        return random_sign_noise(x, eps, **keep)
-    if method not in ("bim", "pgd"):
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("steps", "step_size", "seed")}
-    if method == "bim":
-        kwargs.pop("seed", None)
-    return _ATTACKS[method](model_fn, x, eps, **kwargs)
+    spec = attack_spec(method)
+    if not spec.uses_model:
+        names = (*spec.hyperparameters, "clip_min", "clip_max")
+        return spec.fn(x, eps, **{k: kwargs[k] for k in names if k in kwargs})
+    kwargs = {
+        k: v for k, v in kwargs.items() if k not in _SHARED_OPTIONS or k in spec.hyperparameters
+    }
+    return spec.fn(model_fn, x, eps, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------
@@ -903,20 +950,18 @@ def sweep(
         batch_size=c.batch_size,
         strategy=strategy,
     )
-    kinds = {"fgsm": "sign", "fgm_l2": "l2", "normalized_gradient": "max"}
     rows = []
     for method in methods:
+        spec = ATTACKS[method]
         for eps in eps_values:
             t0 = time.perf_counter()
             if eps == 0:
                 probs = clean
             else:
-                if method in kinds:
+                if spec.direction is not None:  # the shared gradient, one step
                     x_adv = _apply_step(
-                        c.x, grad, eps, kinds[method], c.targeted, clip_min, clip_max
+                        c.x, grad, eps, spec.direction, c.targeted, clip_min, clip_max
                     ).numpy()
-                elif method == "random":
-                    x_adv = random_sign_noise(c.x, eps, seed, clip_min, clip_max)
                 else:
                     x_adv = attack(
                         method,

@@ -148,9 +148,6 @@ def accuracy_vs_eps(
     return fig
 
 
-_SHORT_NAMES = {"normalized_gradient": "g/max|g|", "fgm_l2": "fgm L2"}
-
-
 def attack_examples(
     originals: np.ndarray,
     adversarials: dict[str, np.ndarray],
@@ -176,12 +173,14 @@ def attack_examples(
     Returns:
         The matplotlib figure.
     """
+    from tfool.attacks import ATTACKS  # the attacks' names in figures
+
     originals = np.asarray(originals, np.float32)
     scale = eps if eps > 0 else 1.0
     columns, grid_titles = [originals], [[f"original\n{t}" for t in original_titles]]
     for method, adv in adversarials.items():
         delta = np.asarray(adv, np.float32) - originals
-        name = _SHORT_NAMES.get(method, method)
+        name = ATTACKS[method].label if method in ATTACKS else method
         columns += [np.clip(0.5 + 0.5 * delta / scale, 0, 1), adv]
         grid_titles += [
             [f"{name} δ\n{t[0]}" for t in titles[method]],

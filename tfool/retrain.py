@@ -84,6 +84,8 @@ class RetrainConfig:
         if self.epochs is not None:
             train_config = dataclasses.replace(train_config, epochs=self.epochs)
         return backwork_config, train_config
+
+
 #: ``AugmentedData.origin`` codes: where each training row came from.
 ORIGIN_DATA, ORIGIN_NEGATIVE, ORIGIN_ZERO, ORIGIN_NOISE = 0, 1, 2, 3
 NEGATIVE_CLASS_NAME = "negative"
