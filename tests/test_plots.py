@@ -1,4 +1,4 @@
-"""Tests of the attribution heat maps in tfool.plots."""
+"""tfool.plots: the attribution heat maps and the backworking scaling figure."""
 
 import itertools
 
@@ -130,3 +130,19 @@ def test_training_frames_and_gif(tmp_path):
         plots.training_attribution_frames(images, grads, grads, ["x"])
     with pytest.raises(ValueError, match="frames is empty"):
         plots.save_gif([], tmp_path / "b.gif")
+
+
+def test_backwork_scaling_figure():
+    by_refs = [
+        {"ref_per_label": n, "step_s": 0.01 * n / 100 + 0.05, "floor_s": 0.001 * n / 100}
+        for n in (600, 3000, 6000)
+    ]
+    by_examples = [{"examples_per_label": e, "step_s": 0.2 + 0.01 * e} for e in (8, 16, 32)]
+    fig = plots.backwork_scaling(by_refs, by_examples)
+    left, right = fig.axes
+    assert len(left.lines) == 2 and len(right.lines) == 2
+    np.testing.assert_allclose(left.lines[0].get_ydata(), [1e3 * r["step_s"] for r in by_refs])
+    assert [t.get_text() for t in left.texts] == [
+        f"{r['step_s'] / r['floor_s']:.1f}x" for r in by_refs
+    ]
+    plots.close(fig)

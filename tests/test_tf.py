@@ -1,0 +1,68 @@
+"""tfool._tf: the compiled-function cache held weakly per model, and class counts."""
+
+import gc
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfool import _tf, models
+
+
+def _tiny():
+    inp = keras.Input((4,))
+    return keras.Model(inp, keras.layers.Dense(3)(inp))
+
+
+def test_cached_builds_once_per_owner_and_key():
+    model, other = _tiny(), _tiny()
+    calls = []
+
+    def build():
+        calls.append(1)
+        return object()
+
+    first = _tf.cached(model, ("k",), build)
+    assert _tf.cached(model, ("k",), build) is first and len(calls) == 1
+    assert _tf.cached(model, ("other",), build) is not first
+    assert _tf.cached(other, ("k",), build) is not first and len(calls) == 3
+    # an owner that cannot be weakly referenced is built for afresh every time
+    assert _tf.cached(42, ("k",), build) is not _tf.cached(42, ("k",), build)
+
+
+def test_the_cache_never_keeps_a_model_alive():
+    model = _tiny()
+    x = np.ones((2, 4), np.float32)
+    models.predict_logits(model, x)  # caches a compiled forward pass for this model
+    assert model in _tf._CACHE
+    alive = len(_tf._CACHE)
+    del model
+    gc.collect()
+    assert len(_tf._CACHE) == alive - 1
+
+
+def test_weak_call_follows_the_model():
+    model = _tiny()
+    call = _tf.weak_call(model)
+    x = tf.ones((1, 4))
+    np.testing.assert_allclose(call(x).numpy(), model(x).numpy())
+
+    class Slotted:  # no __weakref__: kept as it is
+        __slots__ = ()
+
+        def __call__(self, t):
+            return t
+
+    plain = Slotted()
+    assert _tf.weak_call(plain) is plain
+
+
+def test_num_classes_from_the_graph_or_one_forward_pass():
+    model = _tiny()
+    assert _tf.num_classes(model) == 3
+    assert _tf.num_classes(lambda t: tf.zeros([tf.shape(t)[0], 7]), np.zeros((2, 4))) == 7
+    with pytest.raises(ValueError, match="pass images to probe it"):
+        _tf.num_classes(lambda t: t)
+    with pytest.raises(ValueError, match=r"returned shape \(1, 2, 2\)"):
+        _tf.num_classes(lambda t: tf.zeros([1, 2, 2]), np.zeros((1, 4)))
