@@ -15,9 +15,18 @@ _IMAGENET = BackworkConfig.imagenet_rubbish()
 
 
 def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """Defines one ``--backwork_*`` flag per ``BackworkConfig`` field, ``--backwork_rubbish``
-    and ``--tensorboard_dir``."""
+    """Defines one ``--backwork_*`` flag per ``BackworkConfig`` field, ``--backwork_init_from``,
+    ``--backwork_rubbish`` and ``--tensorboard_dir``, with their validators."""
     fv = {"flag_values": flag_values}
+    _define_target_flags(fv)
+    _define_cost_flags(fv)
+    _define_loop_flags(fv)
+    _define_output_flags(fv)
+    _define_validators(fv)
+
+
+def _define_target_flags(fv: dict) -> None:
+    """What to fool: the model, its labels and the images per label."""
     flags.DEFINE_list(
         name="backwork_labels",
         default=[str(lbl) for lbl in _D.labels],
@@ -54,6 +63,10 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         help="Images backworked per label; >= 1 (>= 2 when the batch cost is on).",
         **fv,
     )
+
+
+def _define_cost_flags(fv: dict) -> None:
+    """The cost: layer weights, reference and batch terms, reference sets."""
     flags.DEFINE_list(
         name="backwork_layer_cost_coeffs",
         default=[],
@@ -75,6 +88,48 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         help="Weight (>= 0) of the distance-within-batch terms.",
         **fv,
     )
+    flags.DEFINE_enum(
+        name="backwork_softmax_cost",
+        default=None,
+        enum_values=list(SOFTMAX_COSTS),
+        help="Softmax term: one_minus_p (mean 1 - p, the MNIST post) or cross_entropy (default: "
+        f"{_D.softmax_cost} for the MNIST CNN, {_IMAGENET.softmax_cost} for an ImageNet "
+        "--backwork_model).",
+        **fv,
+    )
+    flags.DEFINE_list(
+        name="backwork_layer_names",
+        default=[],
+        help="Exposed layers of the model, softmax last; empty = the reference CNN's "
+        "inputs,conv0,conv1,fc,softmax.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="backwork_reference_size",
+        default=None,
+        lower_bound=1,
+        help="At most this many training images per label form its reference set (default all).",
+        **fv,
+    )
+    flags.DEFINE_enum(
+        name="backwork_reference_dtype",
+        default=_D.reference_dtype,
+        enum_values=list(REFERENCE_DTYPES),
+        help="Storage type of the reference activations: float32, or float16/bfloat16 to "
+        "halve their memory (the costs are computed in float32 either way).",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="backwork_chunk_size",
+        default=None,
+        lower_bound=1,
+        help="Reference images per distance chunk, to bound memory (default: all at once).",
+        **fv,
+    )
+
+
+def _define_loop_flags(fv: dict) -> None:
+    """The optimisation: Adam, stopping rules, re-initialisation, history, semantics."""
     flags.DEFINE_float(
         name="backwork_learning_rate",
         default=None,
@@ -173,44 +228,6 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         help="Seed of the initial and re-initialisation noise; default: --seed.",
         **fv,
     )
-    flags.DEFINE_enum(
-        name="backwork_softmax_cost",
-        default=None,
-        enum_values=list(SOFTMAX_COSTS),
-        help="Softmax term: one_minus_p (mean 1 - p, the MNIST post) or cross_entropy (default: "
-        f"{_D.softmax_cost} for the MNIST CNN, {_IMAGENET.softmax_cost} for an ImageNet "
-        "--backwork_model).",
-        **fv,
-    )
-    flags.DEFINE_list(
-        name="backwork_layer_names",
-        default=[],
-        help="Exposed layers of the model, softmax last; empty = the reference CNN's "
-        "inputs,conv0,conv1,fc,softmax.",
-        **fv,
-    )
-    flags.DEFINE_integer(
-        name="backwork_reference_size",
-        default=None,
-        lower_bound=1,
-        help="At most this many training images per label form its reference set (default all).",
-        **fv,
-    )
-    flags.DEFINE_enum(
-        name="backwork_reference_dtype",
-        default=_D.reference_dtype,
-        enum_values=list(REFERENCE_DTYPES),
-        help="Storage type of the reference activations: float32, or float16/bfloat16 to "
-        "halve their memory (the costs are computed in float32 either way).",
-        **fv,
-    )
-    flags.DEFINE_integer(
-        name="backwork_chunk_size",
-        default=None,
-        lower_bound=1,
-        help="Reference images per distance chunk, to bound memory (default: all at once).",
-        **fv,
-    )
     flags.DEFINE_integer(
         name="backwork_history_every",
         default=_D.history_every,
@@ -239,6 +256,10 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "loop order and Adam); flags/original.cfg sets every original setting.",
         **fv,
     )
+
+
+def _define_output_flags(fv: dict) -> None:
+    """Rubbish-image comparison runs and TensorBoard output."""
     flags.DEFINE_boolean(
         name="backwork_rubbish",
         default=False,
@@ -253,6 +274,10 @@ def define_backwork_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "to this folder.",
         **fv,
     )
+
+
+def _define_validators(fv: dict) -> None:
+    """Checks of single flags and of flags together (they never touch disk)."""
 
     @flags.validator(
         "backwork_labels",
