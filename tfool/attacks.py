@@ -315,20 +315,47 @@ def _fgm(
     return np.concatenate(out)
 
 
-def fgsm(
-    model_fn: ModelFn,
-    x: np.ndarray,
-    eps: float,
-    y: np.ndarray | int | None = None,
-    targeted: bool = False,
-    clip_min: float = 0.0,
-    clip_max: float = 1.0,
-    *,
-    least_likely: bool = False,
-    from_logits: bool = True,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    strategy: tf.distribute.Strategy | None = None,
-) -> np.ndarray:
+def _single_step(kind: str, name: str, doc: str) -> Callable[..., np.ndarray]:
+    """A public single-step attack in direction ``kind`` (``_direction``): one signature,
+    one implementation (``_fgm``), three names."""
+
+    def attack_fn(
+        model_fn: ModelFn,
+        x: np.ndarray,
+        eps: float,
+        y: np.ndarray | int | None = None,
+        targeted: bool = False,
+        clip_min: float = 0.0,
+        clip_max: float = 1.0,
+        *,
+        least_likely: bool = False,
+        from_logits: bool = True,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        strategy: tf.distribute.Strategy | None = None,
+    ) -> np.ndarray:
+        return _fgm(
+            kind,
+            model_fn,
+            x,
+            eps,
+            y,
+            targeted,
+            clip_min,
+            clip_max,
+            least_likely,
+            from_logits,
+            batch_size,
+            strategy,
+        )
+
+    attack_fn.__name__ = attack_fn.__qualname__ = name
+    attack_fn.__doc__ = doc
+    return attack_fn
+
+
+fgsm = _single_step(
+    "sign",
+    "fgsm",
     """The fast gradient sign method (Goodfellow et al. 2015): ``x + eps * sign(grad)``.
 
     ``grad`` is the gradient of the cross-entropy loss with respect to the input. Untargeted,
@@ -358,24 +385,11 @@ def fgsm(
     Raises:
         ValueError: ``eps < 0``, ``clip_min > clip_max``, ``x`` outside the clip range,
             ``y`` of the wrong shape, type or range, ``targeted`` without ``y``.
-    """
-    return _fgm("sign", **locals())  # every argument, passed on by name
-
-
-def fgm_l2(
-    model_fn: ModelFn,
-    x: np.ndarray,
-    eps: float,
-    y: np.ndarray | int | None = None,
-    targeted: bool = False,
-    clip_min: float = 0.0,
-    clip_max: float = 1.0,
-    *,
-    least_likely: bool = False,
-    from_logits: bool = True,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    strategy: tf.distribute.Strategy | None = None,
-) -> np.ndarray:
+    """,
+)
+fgm_l2 = _single_step(
+    "l2",
+    "fgm_l2",
     """The fast gradient method under the L2 norm: ``x + eps * grad / |grad|_2``, clipped.
 
     ``eps`` is the L2 length of the step per image. Arguments as in ``fgsm``.
@@ -385,24 +399,11 @@ def fgm_l2(
 
     Raises:
         ValueError: as ``fgsm``.
-    """
-    return _fgm("l2", **locals())  # every argument, passed on by name
-
-
-def normalized_gradient(
-    model_fn: ModelFn,
-    x: np.ndarray,
-    eps: float,
-    y: np.ndarray | int | None = None,
-    targeted: bool = False,
-    clip_min: float = 0.0,
-    clip_max: float = 1.0,
-    *,
-    least_likely: bool = False,
-    from_logits: bool = True,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    strategy: tf.distribute.Strategy | None = None,
-) -> np.ndarray:
+    """,
+)
+normalized_gradient = _single_step(
+    "max",
+    "normalized_gradient",
     """The post's max-normalised gradient step: ``x + eps * grad / max|grad|``, clipped.
 
     The maximum is taken per image, so the largest pixel change is exactly ``eps`` (before
@@ -413,8 +414,8 @@ def normalized_gradient(
 
     Raises:
         ValueError: as ``fgsm``.
-    """
-    return _fgm("max", **locals())  # every argument, passed on by name
+    """,
+)
 
 
 def fgm(
