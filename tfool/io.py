@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import ctypes
 import io as _stdio
 import json
 import os
@@ -139,20 +138,3 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Saves a matplotlib figure atomically; the format comes from ``path``'s suffix."""
     fmt = Path(path).suffix.lstrip(".") or "png"
     return write_with(path, lambda p: fig.savefig(p, format=fmt, dpi=dpi, bbox_inches="tight"))
-
-
-def release_free_memory() -> bool:
-    """Hands memory freed by the process back to the system (glibc's ``malloc_trim``).
-
-    Large transient buffers (a reference set built label by label) are freed in pieces
-    that glibc may keep resident; trimming returns them, so the peak resident memory of a
-    run is what it holds rather than what it once held. Does nothing elsewhere.
-
-    Returns:
-        Whether memory was trimmed.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.malloc_trim(0))
-    except (OSError, AttributeError):
-        return False

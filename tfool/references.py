@@ -9,9 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import costs
+from tfool import _tf, costs
 from tfool.data import Dataset
-from tfool.io import release_free_memory
 
 #: Storage types of reference activations; distances are always computed in float32.
 REFERENCE_DTYPES = ("float32", "float16", "bfloat16")
@@ -173,7 +172,7 @@ def build_reference_set(
             parts[k] = []  # the pieces go as soon as they are joined
             acts[k].append(costs.sort_units(columns) if per_unit[k] else columns)
             del columns
-        release_free_memory()  # this label's buffers, so they do not stay resident
+        _tf.release_free_memory()  # this label's buffers, so they do not stay resident
     return ReferenceSet(
         labels=tuple(int(lbl) for lbl in labels),
         layer_names=names,
