@@ -156,23 +156,32 @@ def main(argv: list[str]) -> int:
 
 
 def _retrain(model, dataset, config, initial, output_dir, cbs, strategy) -> int:
-    """``--retrain_rounds`` rounds of backwork, augment and retrain; writes their outputs."""
+    """``--retrain_rounds`` rounds of backwork, augment and retrain per ``--retrain_mode``;
+    writes each mode's outputs and the comparison of the modes."""
     from tfool import report, retrain
 
-    result = retrain.retrain_rounds(
-        model,
-        dataset,
-        config,
-        retrain_flags.retrain_config(FLAGS),
-        model_flags.train_config(FLAGS),
-        initial=initial,
-        output_dir=os.path.join(output_dir, "retrain"),
-        backwork_callbacks=cbs,
-        strategy=strategy,
-    )
-    summary = report.write_retrain_outputs(output_dir, result, dataset.class_names)
-    print(report.format_retrain_table(summary))
-    return 130 if result.interrupted else 0
+    results = []
+    folder = os.path.join(output_dir, "retrain")
+    for retrain_config in retrain_flags.retrain_configs(FLAGS):
+        where = os.path.join(folder, retrain_config.mode)
+        result = retrain.retrain_rounds(
+            model,
+            dataset,
+            config,
+            retrain_config,
+            model_flags.train_config(FLAGS),
+            initial=initial,
+            output_dir=where,
+            backwork_callbacks=cbs,
+            strategy=strategy,
+        )
+        summary = report.write_retrain_outputs(where, result, dataset.class_names)
+        print(report.format_retrain_table(summary))
+        results.append(result)
+        if result.interrupted:
+            break
+    report.write_retrain_comparison(folder, results)
+    return 130 if results[-1].interrupted else 0
 
 
 def _main_with_clear_errors(argv: list[str]) -> int:

@@ -24,12 +24,13 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         f"retrains nothing, {RECOMMENDED_ROUNDS} is the README's experiment; >= 0.",
         **fv,
     )
-    flags.DEFINE_enum(
+    flags.DEFINE_list(
         name="retrain_mode",
-        default=_D.mode,
-        enum_values=list(MODES),
-        help="How negatives are labelled: uniform (1/10 for every class, the MNIST post) or "
-        "extra_class (a new 'negative' class, Nguyen et al. 2015).",
+        default=[_D.mode],
+        help="Comma-separated modes, each run in <output_dir>/retrain/<mode>/ from the same "
+        "model: uniform (negatives get 1/10 for every class, the MNIST post), extra_class "
+        "(a new 'negative' class, Nguyen et al. 2015), control (the same rounds with nothing "
+        "added). With several, retrain_modes.json/.png compare them.",
         **fv,
     )
     flags.DEFINE_boolean(
@@ -74,15 +75,55 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "--backwork_max_num_steps), to bound the run time; >= 1.",
         **fv,
     )
-    flags.DEFINE_float(
+    flags.DEFINE_list(
         name="retrain_fgsm_eps",
-        default=_D.fgsm_eps,
-        lower_bound=0.0,
-        upper_bound=1.0,
-        help="L-infinity FGSM step (pixel range [0, 1]) whose test accuracy every round "
-        "records; in [0, 1].",
+        default=[f"{e:g}" for e in _D.fgsm_eps],
+        help="Comma-separated L-infinity FGSM steps (pixel range [0, 1]) whose test accuracy "
+        "every round records; each in [0, 1].",
         **fv,
     )
+    flags.DEFINE_integer(
+        name="retrain_fooling_budget",
+        default=_D.fooling_budget,
+        lower_bound=1,
+        help="Step budget of every round's fooling measurement: fresh noise (a fixed seed) "
+        f"backworked until p >= {_D.fooling_threshold} or the budget; >= 1.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="retrain_fooling_examples",
+        default=_D.fooling_examples,
+        lower_bound=1,
+        help="Rows per label of the fooling measurement; >= 1.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="retrain_fooling_seed",
+        default=_D.fooling_seed,
+        lower_bound=0,
+        help="Seed of the fooling measurement's noise, the same in every round and mode; >= 0.",
+        **fv,
+    )
+
+    @flags.validator(
+        "retrain_mode",
+        message=f"--retrain_mode must be one or more of {', '.join(MODES)}, each once",
+        **fv,
+    )
+    def _modes(values):
+        return bool(values) and set(values) <= set(MODES) and len(set(values)) == len(values)
+
+    @flags.validator(
+        "retrain_fgsm_eps",
+        message="--retrain_fgsm_eps must be one or more comma-separated numbers in [0, 1]",
+        **fv,
+    )
+    def _eps(values):
+        try:
+            eps = [float(v) for v in values]
+        except ValueError:
+            return False
+        return bool(eps) and all(0 <= e <= 1 for e in eps)
 
     @flags.multi_flags_validator(
         ["retrain_rounds", "retrain_resume"],
@@ -104,17 +145,23 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             return values["retrain_rounds"] == 0 or values["backwork_model"] == "mnist_cnn"
 
 
-def retrain_config(flag_values: flags.FlagValues = flags.FLAGS) -> RetrainConfig:
-    """Converts the parsed ``--retrain_*`` flags into a ``RetrainConfig``."""
+def retrain_configs(flag_values: flags.FlagValues = flags.FLAGS) -> tuple[RetrainConfig, ...]:
+    """Converts the parsed ``--retrain_*`` flags into one ``RetrainConfig`` per mode."""
     f = flag_values
-    return RetrainConfig(
-        rounds=f.retrain_rounds,
-        mode=f.retrain_mode,
-        from_scratch=f.retrain_from_scratch,
-        resume=f.retrain_resume,
-        epochs=f.retrain_epochs,
-        num_zero=f.retrain_num_zero,
-        num_noise=f.retrain_num_noise,
-        max_num_steps=f.retrain_max_num_steps,
-        fgsm_eps=f.retrain_fgsm_eps,
+    return tuple(
+        RetrainConfig(
+            rounds=f.retrain_rounds,
+            mode=mode,
+            from_scratch=f.retrain_from_scratch,
+            resume=f.retrain_resume,
+            epochs=f.retrain_epochs,
+            num_zero=f.retrain_num_zero,
+            num_noise=f.retrain_num_noise,
+            max_num_steps=f.retrain_max_num_steps,
+            fgsm_eps=tuple(float(e) for e in f.retrain_fgsm_eps),
+            fooling_budget=f.retrain_fooling_budget,
+            fooling_examples=f.retrain_fooling_examples,
+            fooling_seed=f.retrain_fooling_seed,
+        )
+        for mode in f.retrain_mode
     )

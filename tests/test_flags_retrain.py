@@ -1,5 +1,6 @@
 """flags/retrain.py and run_backwork.py --retrain_rounds end to end."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -30,28 +31,33 @@ def fresh_flags(argv, with_backwork=True):
 
 
 def test_defaults_retrain_nothing():
-    config = retrain_flags.retrain_config(fresh_flags([]))
+    (config,) = retrain_flags.retrain_configs(fresh_flags([]))
     assert config == retrain_flags.RetrainConfig() and config.rounds == 0
-    assert retrain_flags.retrain_config(fresh_flags([], with_backwork=False)).rounds == 0
+    assert retrain_flags.retrain_configs(fresh_flags([], with_backwork=False))[0].rounds == 0
 
 
 def test_flags_convert_to_config():
-    config = retrain_flags.retrain_config(
+    configs = retrain_flags.retrain_configs(
         fresh_flags(
             [
                 "--retrain_rounds=3",
-                "--retrain_mode=extra_class",
+                "--retrain_mode=extra_class,control",
                 "--retrain_from_scratch",
                 "--retrain_resume",
                 "--retrain_epochs=6",
                 "--retrain_num_zero=5",
                 "--retrain_num_noise=0",
                 "--retrain_max_num_steps=40",
-                "--retrain_fgsm_eps=0.2",
+                "--retrain_fgsm_eps=0.2,0.3",
+                "--retrain_fooling_budget=50",
+                "--retrain_fooling_examples=4",
+                "--retrain_fooling_seed=9",
             ]
         )
     )
-    assert config == retrain_flags.RetrainConfig(
+    assert [c.mode for c in configs] == ["extra_class", "control"]
+    assert configs[1] == dataclasses.replace(configs[0], mode="control")
+    assert configs[0] == retrain_flags.RetrainConfig(
         rounds=3,
         mode="extra_class",
         from_scratch=True,
@@ -60,7 +66,10 @@ def test_flags_convert_to_config():
         num_zero=5,
         num_noise=0,
         max_num_steps=40,
-        fgsm_eps=0.2,
+        fgsm_eps=(0.2, 0.3),
+        fooling_budget=50,
+        fooling_examples=4,
+        fooling_seed=9,
     )
 
 
@@ -72,7 +81,12 @@ def test_flags_convert_to_config():
         (["--retrain_epochs=0"], "retrain_epochs"),
         (["--retrain_num_zero=-1"], "retrain_num_zero"),
         (["--retrain_max_num_steps=0"], "retrain_max_num_steps"),
+        (["--retrain_mode=uniform,uniform"], "each once"),
+        (["--retrain_mode="], "retrain_mode"),
         (["--retrain_fgsm_eps=1.5"], "retrain_fgsm_eps"),
+        (["--retrain_fgsm_eps=0.1,abc"], "retrain_fgsm_eps"),
+        (["--retrain_fgsm_eps=nan"], "retrain_fgsm_eps"),
+        (["--retrain_fooling_budget=0"], "retrain_fooling_budget"),
         (["--retrain_resume"], "needs --retrain_rounds"),
         (
             ["--retrain_rounds=1", "--backwork_model=vgg16", "--backwork_rubbish"],
@@ -101,8 +115,10 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
         "--backwork_max_num_steps=10",
         "--nobackwork_jit_compile",
         "--retrain_rounds=1",
-        "--retrain_mode=extra_class",
+        "--retrain_mode=extra_class,control",
         "--retrain_epochs=1",
+        "--retrain_fooling_budget=4",
+        "--retrain_fooling_examples=2",
         "--retrain_num_zero=10",
         "--retrain_num_noise=10",
         "--retrain_max_num_steps=5",
@@ -116,16 +132,23 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads((out / "retrain.json").read_text())
+    summary = json.loads((out / "retrain" / "extra_class" / "retrain.json").read_text())
     assert summary["mode"] == "extra_class" and summary["rounds"] == 1
     assert [r["round"] for r in summary["records"]] == [0, 1]
     assert summary["records"][1]["backwork_max_num_steps"] == 5
     assert summary["records"][1]["num_negatives"] == 6
-    for name in ("retrain.png", "backworked.png", "flags.cfg"):
+    for name in ("backworked.png", "flags.cfg", "retrain/retrain_modes.png"):
         assert (out / name).stat().st_size > 0, name
-    for r in (0, 1):
-        assert (out / "retrain" / f"round_{r}" / "backworked.png").stat().st_size > 0
-    grown = models.load_model(out / "retrain" / "round_1" / "model.keras")
+    for mode in ("extra_class", "control"):
+        assert (out / "retrain" / mode / "retrain.png").stat().st_size > 0
+        for r in (0, 1):
+            assert (out / "retrain" / mode / f"round_{r}" / "backworked.png").stat().st_size > 0
+    grown = models.load_model(out / "retrain" / "extra_class" / "round_1" / "model.keras")
     assert grown.outputs[0].shape[-1] == 11
+    control = models.load_model(out / "retrain" / "control" / "round_1" / "model.keras")
+    assert control.outputs[0].shape[-1] == 10
+    table = json.loads((out / "retrain" / "retrain_modes.json").read_text())
+    assert [len(table[m]) for m in ("extra_class", "control")] == [2, 2]
+    assert table["control"][1]["train_size"] == table["control"][0]["train_size"]
     assert "--retrain_rounds=1" in (out / "flags.cfg").read_text()
-    assert "test acc" in proc.stdout and "old max p" in proc.stdout
+    assert "test acc" in proc.stdout and "fooled" in proc.stdout

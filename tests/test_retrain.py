@@ -15,7 +15,13 @@ TINY_BACKWORK = bw.BackworkConfig(
     labels=(0, 1), num_examples=3, reference_size=20, max_num_steps=10, jit_compile=False
 )
 TINY_TRAIN = models.TrainConfig(epochs=1, batch_size=50, learning_rate=1e-3, verbose=0)
-EXTRA = {"num_zero": 10, "num_noise": 10}
+EXTRA = {
+    "num_zero": 10,
+    "num_noise": 10,
+    "fooling_budget": 6,
+    "fooling_examples": 2,
+    "num_noise_probe": 20,
+}
 
 
 def rc(rounds, mode="uniform", **kw):
@@ -50,7 +56,7 @@ def marked_negatives(count=6, offset=0.5):
 def test_augment_shapes_and_targets_sum_to_one(mode):
     ds, neg = marked_dataset(), marked_negatives()
     aug = retrain.augment_with_negatives(ds, neg, mode, num_zero=4, num_noise=5, seed=1)
-    n = len(ds.x_train) + len(neg) + 4 + 5
+    n = len(ds.x_train) + (len(neg) + 4 + 5 if mode != "control" else 0)
     width = ds.num_classes + (mode == "extra_class")
     assert aug.x_train.shape == (n, H, W, 1) and aug.x_train.dtype == np.float32
     assert aug.y_train.shape == (n, width) and aug.y_train.dtype == np.float32
@@ -58,6 +64,11 @@ def test_augment_shapes_and_targets_sum_to_one(mode):
     np.testing.assert_allclose(aug.y_train.sum(axis=1), 1.0, rtol=1e-6)
     assert np.all(aug.y_train >= 0)
     counts = np.bincount(aug.origin, minlength=4)
+    if mode == "control":  # nothing added
+        assert counts.tolist() == [len(ds.x_train), 0, 0, 0]
+        assert aug.y_train.shape == (len(ds.x_train), width)
+        assert aug.class_names == ds.class_names and np.all(aug.y_train.max(axis=1) == 1.0)
+        return
     assert counts.tolist() == [len(ds.x_train), len(neg), 4, 5]
     added = aug.origin != retrain.ORIGIN_DATA
     if mode == "uniform":
@@ -85,6 +96,20 @@ def test_augment_shuffle_is_complete_and_keeps_labels():
     np.testing.assert_allclose(neg_marks, np.sort(neg[:, 0, 0, 0]))
     np.testing.assert_array_equal(aug.x_test, ds.x_test)
     np.testing.assert_array_equal(aug.y_test, ds.y_test)
+
+
+def test_data_rows_keep_their_order_in_every_mode():
+    """The control arm sees the data rows in the same order as the other modes."""
+    ds, neg = marked_dataset(), marked_negatives()
+    orders = []
+    for mode in retrain.MODES:
+        aug = retrain.augment_with_negatives(ds, neg, mode, num_zero=4, num_noise=5, seed=2)
+        is_data = aug.origin == retrain.ORIGIN_DATA
+        orders.append(np.rint(aug.x_train[is_data, 0, 0, 0] * 1000).astype(int))
+    for order in orders[1:]:
+        np.testing.assert_array_equal(order, orders[0])
+    other = retrain.augment_with_negatives(ds, neg, "control", seed=3)
+    assert not np.array_equal(np.rint(other.x_train[:, 0, 0, 0] * 1000), orders[0])
 
 
 def test_augment_is_seeded():
@@ -232,7 +257,15 @@ def test_rounds_bookkeeping(uniform_run, small_cnn, tiny_data):
     assert result.records[0].train_seconds is None and result.records[1].train_seconds > 0
     assert result.records[0].old_mean_target_prob is None
     for r in result.records:
-        assert 0 <= r.test_accuracy <= 1 and 0 <= r.fgsm_accuracy <= 1 and r.fgsm_eps == 0.1
+        assert 0 <= r.test_accuracy <= 1 and r.fgsm_eps == (0.1, 0.25)
+        assert len(r.fgsm_accuracy) == 2 and all(0 <= a <= 1 for a in r.fgsm_accuracy)
+        assert r.fooling.rows == 2 * 2 and r.fooling.budget == 6 and 0 <= r.fooling.rate <= 1
+        assert (r.fooling.median_steps is None) == (r.fooling.rate == 0)
+        assert r.fooling.median_steps is None or 0 <= r.fooling.median_steps <= 6
+        assert 0.1 <= r.confidence_on_noise <= 1 and 0.1 <= r.confidence_on_zeros <= 1
+        brief = r.brief()
+        assert brief["fgsm_accuracy"] == {"0.1": r.fgsm_accuracy[0], "0.25": r.fgsm_accuracy[1]}
+        assert brief["fooling_rate"] == r.fooling.rate
         assert 0 <= r.backwork_rows_at_cap <= 1 and r.backwork_steps <= 10
         assert r.backwork_max_num_steps == 10
         assert all(0 <= o.mean_target_prob <= o.max_target_prob <= 1 for o in r.old_negatives)
@@ -296,6 +329,7 @@ def test_interrupted_run_resumes_like_an_uninterrupted_one(
         da, db = a.to_dict(), b.to_dict()
         for key in ("seconds", "train_seconds", "backwork_seconds", "backwork_max_num_steps"):
             da.pop(key), db.pop(key)
+        da["fooling"].pop("seconds"), db["fooling"].pop("seconds")
         assert da == db
     for a, b in zip(full.models[-1].get_weights(), resumed.models[-1].get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-6)
@@ -330,7 +364,12 @@ def test_extra_class_rounds_grow_once(small_cnn, tiny_data, uniform_run):
         ({"rounds": -1}, "rounds=-1"),
         ({"mode": "soft"}, "mode='soft'"),
         ({"fgsm_eps": -0.1}, "fgsm_eps=-0.1"),
-        ({"fgsm_eps": 1.5}, "fgsm_eps=1.5"),
+        ({"fgsm_eps": (0.1, 1.5)}, "fgsm_eps=.0.1, 1.5."),
+        ({"fgsm_eps": ()}, "fgsm_eps=()"),
+        ({"fgsm_eps": float("nan")}, "fgsm_eps=nan"),
+        ({"fooling_budget": 0}, "fooling_budget=0"),
+        ({"fooling_examples": 1.5}, "fooling_examples=1.5"),
+        ({"fooling_threshold": 1.0}, "fooling_threshold=1.0"),
         ({"num_zero": -2}, "num_zero=-2"),
         ({"epochs": 0}, "epochs=0"),
         ({"max_num_steps": 0}, "max_num_steps=0"),
@@ -366,3 +405,77 @@ def test_retrain_rounds_rejects_an_interrupted_initial_run(small_cnn, tiny_data,
     cut = dataclasses.replace(uniform_run[0].backworked[0], interrupted=True)
     with pytest.raises(ValueError, match="initial is an interrupted"):
         retrain.retrain_rounds(small_cnn, tiny_data, TINY_BACKWORK, rc(1), initial=cut)
+
+
+def test_control_rounds_add_nothing_and_train_like_the_others(small_cnn, tiny_data, uniform_run):
+    initial = uniform_run[0].backworked[0]
+    result = retrain.retrain_rounds(
+        small_cnn, tiny_data, TINY_BACKWORK, rc(1, "control"), TINY_TRAIN, initial=initial
+    )
+    assert result.mode == "control" and result.rounds == 1
+    assert [r.train_size for r in result.records] == [len(tiny_data.x_train)] * 2
+    assert result.records[1].num_negatives == 2 * 3  # measured on the old negatives, not added
+    assert result.models[1].outputs[0].shape[-1] == 10
+    # round 0 is the same model and the same fixed-seed measurement in every mode
+    a, b = result.records[0].to_dict(), uniform_run[0].records[0].to_dict()
+    for d in (a, b):
+        d.pop("seconds"), d["fooling"].pop("seconds"), d.pop("backwork_max_num_steps")
+        d.pop("backwork_seconds")
+    assert a == b
+
+
+def test_measure_fooling_counts_the_first_step_at_the_threshold(small_cnn, tiny_data):
+    """The rate and median steps agree with a plain backwork run's per-step history."""
+    kw = {"budget": 8, "examples": 3, "seed": 4, "threshold": 0.9}
+    stats = retrain.measure_fooling(small_cnn, tiny_data, TINY_BACKWORK, **kw)
+    config = dataclasses.replace(
+        TINY_BACKWORK,
+        num_examples=3,
+        max_num_steps=8,
+        seed=4,
+        prob_cap_min=0.9,
+        prob_cap_mean=1.0,
+        tolerance=0.0,
+        history_every=1,
+    )
+    run = bw.backwork(small_cnn, tiny_data, config)
+    target = bw.target_probabilities(
+        run.history_probs.reshape(-1, *run.history_probs.shape[2:]),
+        np.tile(run.labels, len(run.history_steps)),
+    ).reshape(len(run.history_steps), *run.target_probs.shape)
+    reached = target >= 0.9
+    first = np.where(reached.any(0), run.history_steps[reached.argmax(0)], -1)
+    assert stats.rows == 6 and stats.budget == 8 and stats.threshold == 0.9
+    assert stats.rate == pytest.approx(np.mean(first >= 0))
+    if stats.rate:
+        assert stats.median_steps == pytest.approx(np.median(first[first >= 0]))
+    assert stats.mean_target_prob == pytest.approx(run.target_probs.mean(), abs=1e-6)
+    easy = retrain.measure_fooling(small_cnn, tiny_data, TINY_BACKWORK, **{**kw, "threshold": 1e-6})
+    assert easy.rate == 1.0 and easy.median_steps == 0  # every row starts above it
+
+
+def test_compare_modes_and_its_figure_reload(uniform_run, small_cnn, tiny_data, tmp_path):
+    from tfool import plots, report
+
+    control = retrain.retrain_rounds(
+        small_cnn,
+        tiny_data,
+        TINY_BACKWORK,
+        rc(1, "control"),
+        TINY_TRAIN,
+        initial=uniform_run[0].backworked[0],
+    )
+    table = report.write_retrain_comparison(tmp_path, [uniform_run[0], control])
+    assert set(table) == {"uniform", "control", "settings"}
+    assert [r["round"] for r in table["uniform"]] == [0, 1, 2]
+    assert table["settings"]["fooling_budget"] == 6 and table["settings"]["epochs_per_round"] == 1
+    reloaded = json.loads((tmp_path / "retrain_modes.json").read_text())
+    assert reloaded == json.loads(json.dumps(table))
+    assert (tmp_path / "retrain_modes.png").stat().st_size > 0
+    fig = plots.retrain_comparison(reloaded)
+    assert len(fig.axes) == 4 and len(fig.axes[0].lines) == 2  # one fooling line per mode
+    plots.close(fig)
+    with pytest.raises(ValueError, match="repeat a mode"):
+        retrain.compare_modes([control, control])
+    with pytest.raises(ValueError, match="empty"):
+        retrain.compare_modes([])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -341,61 +341,59 @@ def backwork_scaling(by_refs: Sequence[dict], by_examples: Sequence[dict]) -> pl
     return fig
 
 
-def retrain_curves(records: Sequence, title: str | None = None) -> plt.Figure:
-    """Accuracy, steps-to-fool and old-negative confidence against retraining round.
+def retrain_comparison(table: Mapping, title: str | None = None) -> plt.Figure:
+    """Fooling, accuracy and confidence against the retraining round, one line per mode.
 
     Args:
-        records: ``tfool.retrain.RoundRecord`` objects, round 0 first.
+        table: ``tfool.retrain.compare_modes`` output (or its reloaded JSON): ``{mode:
+            [round dicts], ..., "settings": {...}}``.
         title: Optional figure title.
 
     Returns:
-        The matplotlib figure: three panels sharing the round axis.
+        The matplotlib figure: four panels sharing the round axis.
     """
-    if not records:
-        raise ValueError("records is empty; expected at least round 0")
-    rounds = [r.round for r in records]
-    fig, (ax_acc, ax_steps, ax_old) = plt.subplots(1, 3, figsize=(13, 3.8))
-    ax_acc.plot(rounds, [100 * r.test_accuracy for r in records], marker="o", label="clean")
-    eps = records[0].fgsm_eps
-    ax_acc.plot(rounds, [100 * r.fgsm_accuracy for r in records], marker="s", label=f"FGSM {eps}")
-    ax_acc.set_ylabel("test accuracy (%)")
-    ax_acc.set_title("accuracy")
-    ax_acc.legend()
-
-    ax_steps.plot(
-        rounds, [r.backwork_mean_label_steps for r in records], marker="o", label="mean steps"
+    modes = [m for m in table if m != "settings"]
+    if not modes or not all(table[m] for m in modes):
+        raise ValueError("table has no rounds; expected at least round 0 of one mode")
+    settings = table.get("settings", {})
+    fig, axes = plt.subplots(2, 2, figsize=(11.5, 8))
+    (ax_fool, ax_steps), (ax_acc, ax_conf) = axes
+    colours = {"uniform": "C0", "extra_class": "C3", "control": "C7"}
+    for k, mode in enumerate(modes):
+        rows = table[mode]
+        c = colours.get(mode, f"C{k + 4}")
+        x = [r["round"] for r in rows]
+        ax_fool.plot(x, [100 * r["fooling_rate"] for r in rows], "o-", color=c, label=mode)
+        steps = [np.nan if r["median_steps"] is None else r["median_steps"] for r in rows]
+        ax_steps.plot(x, steps, "o-", color=c, label=mode)
+        ax_acc.plot(x, [100 * r["test_accuracy"] for r in rows], "o-", color=c, label=mode)
+        for eps, style in zip(rows[0]["fgsm_accuracy"], ("s--", "^:", "v-.")):
+            acc = [100 * r["fgsm_accuracy"][eps] for r in rows]
+            ax_acc.plot(x, acc, style, color=c, markersize=4, label=f"{mode}, FGSM {eps}")
+        old = [(r["round"], r["confidence_on_old_negatives"]) for r in rows]
+        old = [(i, v) for i, v in old if v is not None]
+        if old:
+            ax_conf.plot(*zip(*old), "o-", color=c, label=f"{mode}: old negatives")
+        noise = [r["confidence_on_noise"] for r in rows]
+        ax_conf.plot(x, noise, "s--", color=c, markersize=4, label=f"{mode}: noise")
+    budget = settings.get("fooling_budget")
+    thr = settings.get("fooling_threshold", 0.999)
+    ax_fool.set_title(
+        f"rows reaching p >= {thr} from fresh noise" + (f" in {budget} steps" if budget else "")
     )
-    ax_steps.plot(rounds, [r.backwork_reinits for r in records], marker="^", label="re-inits")
-    ax_steps.set_ylabel("steps / re-initialisations")
-    ax_steps.set_title("fresh backwork against the round's model")
-    twin = ax_steps.twinx()
-    twin.plot(
-        rounds,
-        [100 * r.backwork_rows_at_cap for r in records],
-        color="gray",
-        linestyle="--",
-        marker="x",
-        label="rows at cap (%)",
-    )
-    twin.set_ylim(-2, 102)
-    twin.set_ylabel("rows reaching the cap (%)")
-    lines = ax_steps.get_legend_handles_labels()
-    more = twin.get_legend_handles_labels()
-    ax_steps.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8)
-
-    later = [r for r in records if r.old_mean_target_prob is not None]
-    x_old = [r.round for r in later]
-    ax_old.plot(x_old, [r.old_mean_target_prob for r in later], marker="o", label="mean")
-    ax_old.plot(x_old, [r.old_max_target_prob for r in later], marker="^", label="max")
-    ax_old.axhline(records[0].prob_cap, color="gray", linestyle="--", linewidth=1, label="cap")
-    ax_old.set_ylim(-0.02, 1.02)
-    ax_old.set_ylabel("target probability")
-    ax_old.set_title("earlier rounds' negatives")
-    ax_old.legend(fontsize=8)
-    for ax in (ax_acc, ax_steps, ax_old):
+    ax_fool.set_ylabel("fooled rows (%)")
+    ax_fool.set_ylim(-3, 103)
+    ax_steps.set_title("median steps of the fooled rows")
+    ax_steps.set_ylabel("steps")
+    ax_acc.set_title("test accuracy: clean (solid) and after FGSM")
+    ax_acc.set_ylabel("%")
+    ax_conf.set_title("mean top digit probability")
+    ax_conf.set_ylabel("probability")
+    ax_conf.set_ylim(-0.02, 1.02)
+    for ax in axes.flat:
         ax.set_xlabel("round")
-        ax.set_xticks(rounds)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

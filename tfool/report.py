@@ -186,13 +186,13 @@ def write_retrain_outputs(
     class_names: Sequence[str],
     extra: Mapping | None = None,
 ) -> dict:
-    """Writes ``retrain.json``, ``retrain.png`` and every round's ``backworked.png``.
+    """Writes one mode's ``retrain.json``, ``retrain.png`` and every round's ``backworked.png``.
 
-    The rounds' models, images and records are already in ``<output_dir>/retrain/`` when
-    ``retrain_rounds`` was given that folder; the grids go beside them.
+    The rounds' models, images and records are already in ``output_dir`` (``round_<r>/``)
+    when ``retrain_rounds`` was given that folder; the grids go beside them.
 
     Args:
-        output_dir: The run's output folder.
+        output_dir: The mode's retraining folder.
         result: A ``tfool.retrain.RetrainResult``.
         class_names: Names of the data's classes (row labels of the grids).
         extra: More summary entries.
@@ -200,7 +200,7 @@ def write_retrain_outputs(
     Returns:
         The summary written to ``retrain.json``.
     """
-    from tfool import plots
+    from tfool import plots, retrain
 
     out = os.fspath(output_dir)
     summary = result.summary()
@@ -208,9 +208,8 @@ def write_retrain_outputs(
     io.write_json(os.path.join(out, "retrain.json"), summary)
     if not result.records:
         return summary
-    mode = "uniform targets" if result.mode == "uniform" else "an extra class"
-    fig = plots.retrain_curves(
-        result.records, title=f"retraining with backworked negatives as {mode}"
+    fig = plots.retrain_comparison(
+        retrain.compare_modes([result]), title=f"retraining, {result.mode} mode"
     )
     io.save_figure(fig, os.path.join(out, "retrain.png"))
     plots.close(fig)
@@ -220,49 +219,63 @@ def write_retrain_outputs(
             fresh.images,
             fresh.target_probs,
             names,
-            suptitle=f"round {record.round}: backworked against the round's model "
-            f"({fresh.steps} steps)",
+            suptitle=f"{result.mode} round {record.round}: backworked against the round's "
+            f"model ({fresh.steps} steps)",
         )
-        io.save_figure(fig, os.path.join(out, "retrain", f"round_{record.round}", "backworked.png"))
+        io.save_figure(fig, os.path.join(out, f"round_{record.round}", "backworked.png"))
         plots.close(fig)
     return summary
 
 
+def write_retrain_comparison(output_dir: str | os.PathLike, results: Sequence) -> dict:
+    """Writes ``retrain_modes.json`` (``tfool.retrain.compare_modes``) and
+    ``retrain_modes.png`` (``plots.retrain_comparison``) for one or more modes' results.
+
+    Returns:
+        The table written.
+    """
+    from tfool import plots, retrain
+
+    table = retrain.compare_modes(results)
+    io.write_json(os.path.join(os.fspath(output_dir), "retrain_modes.json"), table)
+    if all(r.records for r in results):
+        fig = plots.retrain_comparison(table, title="retraining with backworked negatives")
+        io.save_figure(fig, os.path.join(os.fspath(output_dir), "retrain_modes.png"))
+        plots.close(fig)
+    return table
+
+
 def format_retrain_table(summary: Mapping) -> str:
     """A one-screen table of a retraining summary (``retrain.json``), one line per round."""
+    records = summary["records"]
+    eps = records[0]["fgsm_eps"] if records else ()
+    fgsm_head = " ".join(f"{'fgsm ' + format(e, 'g'):>9}" for e in eps)
     head = (
-        f"{'round':>5} {'test acc':>8} {'fgsm acc':>8} {'negs':>5} {'old mean p':>10} "
-        f"{'old max p':>9} {'old>=cap':>8} {'bw at cap':>9} {'bw mean p':>9} {'bw steps':>8} "
-        f"{'reinits':>7}"
+        f"{'round':>5} {'test acc':>8} {fgsm_head} {'negs':>5} {'old mean p':>10} "
+        f"{'fooled':>7} {'med steps':>9} {'mean p':>7} {'noise p':>7} {'zeros p':>7}"
     )
     lines = [head, "-" * len(head)]
-    for r in summary["records"]:
-        old = r["old_mean_target_prob"] is not None
+    for r in records:
+        fool = r["fooling"]
+        fgsm = " ".join(f"{100 * a:8.2f}%" for a in r["fgsm_accuracy"])
         lines.append(
-            f"{r['round']:5d} {100 * r['test_accuracy']:7.2f}% {100 * r['fgsm_accuracy']:7.2f}% "
+            f"{r['round']:5d} {100 * r['test_accuracy']:7.2f}% {fgsm} "
             f"{r['num_negatives']:5d} "
             f"{_opt(r['old_mean_target_prob'], 10, '.5f')} "
-            f"{_opt(r['old_max_target_prob'], 9, '.5f')} "
-            f"{_opt(100 * r['old_frac_at_cap'] if old else None, 7, '.1f')}{'%' if old else ' '} "
-            f"{100 * r['backwork_rows_at_cap']:8.1f}% {r['backwork_mean_target_prob']:9.5f} "
-            f"{r['backwork_mean_label_steps']:8.1f} "
-            f"{r['backwork_reinits']:7d}"
+            f"{100 * fool['rate']:6.1f}% {_opt(fool['median_steps'], 9, '.0f')} "
+            f"{fool['mean_target_prob']:7.4f} {r['confidence_on_noise']:7.4f} "
+            f"{r['confidence_on_zeros']:7.4f}"
         )
     lines.append("-" * len(head))
-    first = summary["records"][0] if summary["records"] else None
-    if first is not None:
+    if records:
+        fool = records[0]["fooling"]
         lines.append(
             f"mode {summary['mode']}{', from scratch' if summary['from_scratch'] else ''}; "
-            f"fgsm eps {first['fgsm_eps']}; cap p >= {first['prob_cap']}; old = every earlier "
-            "round's negatives under this round's model; bw = a fresh backwork run against it "
-            "(mean steps per label)"
+            f"fooled = rows of fresh noise (fixed seed, {fool['rows']} rows) whose target "
+            f"reached p >= {fool['threshold']} within {fool['budget']} steps; old = every "
+            "earlier round's negatives under this round's model; noise/zeros p = top digit "
+            "probability of uniform noise / an all-zero image"
         )
-        limits = sorted({r["backwork_max_num_steps"] for r in summary["records"][1:]} - {None})
-        if first["backwork_max_num_steps"] is None and limits:
-            lines.append(
-                "round 0's backwork is the run above (its own step limit); later rounds stop "
-                f"at {', '.join(map(str, limits))} steps"
-            )
     if summary.get("interrupted"):
         lines.append(f"INTERRUPTED after {summary['rounds']} finished round(s); --retrain_resume")
     return "\n".join(lines)

@@ -19,34 +19,44 @@ from tfool.backwork import (
     BackworkCallback,
     BackworkConfig,
     BackworkResult,
+    SaveEvent,
     backwork,
     load_result,
+    reference_set,
     result_arrays,
 )
 from tfool.data import Dataset
 
 logger = logging.getLogger(__name__)
 
-MODES = ("uniform", "extra_class")
+#: ``uniform`` and ``extra_class`` add the negatives; ``control`` adds nothing (the same
+#: rounds, epochs and seeds), so what differs from it is the negatives' doing.
+MODES = ("uniform", "extra_class", "control")
 
 
 @dataclasses.dataclass(frozen=True)
 class RetrainConfig:
-    """How ``retrain_rounds`` retrains.
+    """How ``retrain_rounds`` retrains and what every round measures.
 
     Attributes:
         rounds: Retraining rounds after round 0 (the measured starting model); 0 runs none.
-        mode: ``uniform`` targets for the negatives (the MNIST post) or an ``extra_class``
-            (Nguyen et al.).
+        mode: ``uniform`` targets for the negatives (the MNIST post), an ``extra_class``
+            (Nguyen et al.), or ``control``: the same rounds with nothing added.
         from_scratch: Train a freshly initialised model every round instead of going on
             from the previous round's weights.
         resume: Continue from the rounds finished in the output folder.
         epochs: Training epochs per round (``None``: the training config's).
-        num_zero: All-zero images added every round.
-        num_noise: Uniform-noise images added every round.
+        num_zero: All-zero images added every round (not in ``control`` mode).
+        num_noise: Uniform-noise images added every round (not in ``control`` mode).
         max_num_steps: Step limit of every round's backwork run, the smaller of this and
             the backworking config's (``None``: the backworking config's).
-        fgsm_eps: FGSM step (pixel range [0, 1]) whose test accuracy every round records.
+        fgsm_eps: FGSM steps (pixel range [0, 1]) whose test accuracy every round records.
+        fooling_budget: Step budget of every round's fooling measurement.
+        fooling_examples: Rows per label of the fooling measurement.
+        fooling_seed: Seed of its initial noise (the same in every round and mode) and of
+            the noise images whose confidence every round records.
+        fooling_threshold: Target probability at which a row counts as fooled.
+        num_noise_probe: Uniform-noise images whose top digit probability is recorded.
     """
 
     rounds: int = 0
@@ -57,18 +67,33 @@ class RetrainConfig:
     num_zero: int = 800
     num_noise: int = 800
     max_num_steps: int | None = 150
-    fgsm_eps: float = 0.1
+    fgsm_eps: tuple[float, ...] = (0.1, 0.25)
+    fooling_budget: int = 100
+    fooling_examples: int = 8
+    fooling_seed: int = 1000
+    fooling_threshold: float = 0.999
+    num_noise_probe: int = 1000
 
     def __post_init__(self):
         _check_mode(self.mode)
         if int(self.rounds) != self.rounds or self.rounds < 0:
             raise ValueError(f"rounds={self.rounds} must be an integer >= 0")
-        if not (np.isfinite(self.fgsm_eps) and 0 <= self.fgsm_eps <= 1):
-            raise ValueError(f"fgsm_eps={self.fgsm_eps} must be a number in [0, 1]")
-        for name in ("num_zero", "num_noise"):
+        eps = (self.fgsm_eps,) if np.isscalar(self.fgsm_eps) else tuple(self.fgsm_eps)
+        if not eps or not all(_is_number(e) and 0 <= e <= 1 for e in eps):
+            raise ValueError(f"fgsm_eps={self.fgsm_eps} must be one or more numbers in [0, 1]")
+        object.__setattr__(self, "fgsm_eps", tuple(float(e) for e in eps))
+        if not (_is_number(self.fooling_threshold) and 0 < self.fooling_threshold < 1):
+            raise ValueError(
+                f"fooling_threshold={self.fooling_threshold} must be a number in (0, 1)"
+            )
+        for name in ("num_zero", "num_noise", "fooling_seed"):
             value = getattr(self, name)
             if int(value) != value or value < 0:
                 raise ValueError(f"{name}={value} must be an integer >= 0")
+        for name in ("fooling_budget", "fooling_examples", "num_noise_probe"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name}={value} must be an integer >= 1")
         for name in ("epochs", "max_num_steps"):
             value = getattr(self, name)
             if value is not None and (int(value) != value or value < 1):
@@ -145,6 +170,10 @@ class AugmentedData:
         return np.where(one_hot, self.y_train.argmax(axis=1), -1).astype(np.int64)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and bool(np.isfinite(value))
+
+
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not one of {MODES}")
@@ -169,14 +198,16 @@ def augment_with_negatives(
 
     ``uniform`` (the MNIST post): every added image gets the uniform target ``1/C`` over
     the ``C`` classes. ``extra_class`` (Nguyen et al. 2015): every added image is labelled
-    with a new class ``C``; the targets have ``C + 1`` columns. The data's own images keep
-    one-hot targets. Nothing of ``data`` or ``negatives`` is modified.
+    with a new class ``C``; the targets have ``C + 1`` columns. ``control``: nothing is
+    added (the negatives are checked, then left out). The data's own images keep one-hot
+    targets and, for a given seed, the same order among themselves in every mode (the
+    added rows are interleaved). Nothing of ``data`` or ``negatives`` is modified.
 
     Args:
         data: The original dataset (integer labels).
         negatives: Backworked images ``[M, H, W, C]`` or ``[L, E, H, W, C]`` (a
             ``BackworkResult.images``); ``M`` may be 0.
-        mode: ``uniform`` or ``extra_class``.
+        mode: ``uniform``, ``extra_class`` or ``control``.
         num_zero: All-zero images to add, >= 0.
         num_noise: Uniform-noise images in [0, 1] to add, >= 0.
         seed: Seed of the noise images and of the shuffle (``np.random.default_rng``).
@@ -203,8 +234,10 @@ def augment_with_negatives(
     negatives = negatives.reshape(-1, *shape)
     if not np.all(np.isfinite(negatives)):
         raise ValueError("negatives contain non-finite pixels (nan or inf)")
+    if mode == "control":
+        negatives, num_zero, num_noise = negatives[:0], 0, 0
 
-    rng = np.random.default_rng(seed)
+    rng, order_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 0])
     num_classes = data.num_classes
     width = num_classes + (mode == "extra_class")
     added = np.concatenate(
@@ -217,7 +250,7 @@ def augment_with_negatives(
     added_target = np.zeros(width, np.float32)
     if mode == "uniform":
         added_target[:] = 1.0 / num_classes
-    else:
+    elif mode == "extra_class":
         added_target[num_classes] = 1.0
     x = np.concatenate([data.x_train, added])
     y = np.concatenate(
@@ -234,7 +267,10 @@ def augment_with_negatives(
             np.full(int(num_noise), ORIGIN_NOISE, np.int8),
         ]
     )
-    order = rng.permutation(len(x))
+    # Sort keys: the data rows' keys come first from their own stream, so their order
+    # among themselves does not depend on how many rows are added.
+    keys = np.concatenate([order_rng.random(len(data.x_train)), order_rng.random(len(added))])
+    order = np.argsort(keys, kind="stable")
     names = tuple(data.class_names) + ((NEGATIVE_CLASS_NAME,) if mode == "extra_class" else ())
     return AugmentedData(
         x_train=x[order],
@@ -335,15 +371,126 @@ class NegativeConfidence:
 
 
 @dataclasses.dataclass(frozen=True)
+class FoolingStats:
+    """How easily a model is fooled from fresh noise within a fixed step budget.
+
+    Attributes:
+        rows: Rows optimised (labels times examples).
+        budget: The step budget.
+        threshold: The target probability at which a row counts as fooled.
+        rate: Fraction of rows whose target label reached ``threshold`` within the budget.
+        median_steps: Median steps those rows took (``None`` when none did).
+        mean_target_prob: Mean target probability of the rows at the end.
+        seconds: Wall time.
+        interrupted: Whether Ctrl-C stopped the measurement.
+    """
+
+    rows: int
+    budget: int
+    threshold: float
+    rate: float
+    median_steps: float | None
+    mean_target_prob: float
+    seconds: float
+    interrupted: bool = False
+
+
+class _FirstReach(BackworkCallback):
+    """Remembers the first step at which each row's target probability reached a threshold."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.first: np.ndarray | None = None
+
+    def on_save(self, event: SaveEvent) -> None:
+        target = np.asarray(event.target_probs)
+        if self.first is None:
+            self.first = np.full(target.shape, -1, np.int64)
+        newly = (target >= self.threshold) & (self.first < 0)
+        self.first[newly] = event.step
+
+
+def measure_fooling(
+    model: keras.Model,
+    data: Dataset,
+    backwork_config: BackworkConfig,
+    *,
+    budget: int = 100,
+    examples: int = 8,
+    seed: int = 1000,
+    threshold: float = 0.999,
+    references=None,
+    strategy: tf.distribute.Strategy | None = None,
+) -> FoolingStats:
+    """Backworks fresh noise (fixed ``seed``) against ``model`` for at most ``budget``
+    steps and counts the rows whose target probability reaches ``threshold``.
+
+    The run uses ``backwork_config``'s costs and re-initialisation, with ``examples`` rows
+    per label, a save (and so a test) after every step, and a label stopping only when all
+    its rows are past ``threshold``. With an extra output class the target digit's
+    probability counts, not the extra class's.
+
+    Args:
+        model: The classifier (logits).
+        data: Its training data (the reference sets) or ``None`` when the config needs none.
+        backwork_config: The backworking settings (labels, costs, learning rate).
+        budget: Step budget, >= 1.
+        examples: Rows per label, >= 1.
+        seed: Seed of the initial noise and of the re-initialisations.
+        threshold: Target probability that counts as fooled, in (0, 1).
+        references: A ``ReferenceSet`` built for ``model`` (``None``: built here).
+        strategy: Optional ``tf.distribute`` strategy.
+
+    Returns:
+        A ``FoolingStats``.
+    """
+    config = dataclasses.replace(
+        backwork_config,
+        num_examples=int(examples),
+        max_num_steps=int(budget),
+        seed=int(seed),
+        save_freq=1,
+        prob_cap_min=float(threshold),
+        prob_cap_mean=1.0,
+        tolerance=0.0,
+        history_every=int(budget),
+        max_history=2,
+    )
+    reach = _FirstReach(float(threshold))
+    result = backwork(model, data, config, strategy, [reach], references=references)
+    first = reach.first if reach.first is not None else np.full(result.target_probs.shape, -1)
+    fooled = first >= 0
+    return FoolingStats(
+        rows=int(first.size),
+        budget=int(budget),
+        threshold=float(threshold),
+        rate=float(fooled.mean()),
+        median_steps=float(np.median(first[fooled])) if fooled.any() else None,
+        mean_target_prob=float(result.target_probs.mean()),
+        seconds=float(result.wall_time),
+        interrupted=bool(result.interrupted),
+    )
+
+
+def top_digit_confidence(
+    model: keras.Model, images: np.ndarray, num_classes: int, strategy=None
+) -> float:
+    """Mean over ``images`` of the largest probability among the first ``num_classes``
+    classes (the digits: an extra negative class is left out)."""
+    probs = attacks.probabilities(model, images, strategy=strategy)
+    return float(probs[:, :num_classes].max(axis=1).mean())
+
+
+@dataclasses.dataclass(frozen=True)
 class RoundRecord:
     """What one round measured. Round 0 is the model given to ``retrain_rounds``.
 
     Attributes:
         round: 0 for the input model, then 1, 2, ...
         test_accuracy: Accuracy on the test split.
-        fgsm_accuracy: Accuracy on the test split after one untargeted FGSM step of size
-            ``fgsm_eps`` away from each image's true label (as ``run_fgsm.py``).
-        fgsm_eps: The FGSM step (L-infinity).
+        fgsm_accuracy: Per ``fgsm_eps``, accuracy on the test split after one untargeted
+            FGSM step of that size away from each image's true label (as ``run_fgsm.py``).
+        fgsm_eps: The FGSM steps (L-infinity).
         num_negatives: Backworked images in this round's training set (0 in round 0).
         train_size: Images in this round's training set.
         train_seconds: Wall time of training (``None`` in round 0).
@@ -362,13 +509,17 @@ class RoundRecord:
         backwork_mean_target_prob: ... mean target probability of its images.
         backwork_max_num_steps: ... its step limit (``None``: a result given to the call).
         backwork_seconds: ... wall time.
+        fooling: ``measure_fooling`` of this round's model (fixed seed and budget).
+        confidence_on_noise: Mean top digit probability on uniform-noise images (a fixed
+            seed, the same in every round).
+        confidence_on_zeros: Top digit probability of an all-zero image.
         seconds: Wall time of the whole round.
     """
 
     round: int
     test_accuracy: float
-    fgsm_accuracy: float
-    fgsm_eps: float
+    fgsm_accuracy: tuple[float, ...]
+    fgsm_eps: tuple[float, ...]
     num_negatives: int
     train_size: int
     train_seconds: float | None
@@ -385,17 +536,40 @@ class RoundRecord:
     backwork_mean_target_prob: float
     backwork_max_num_steps: int | None
     backwork_seconds: float
+    fooling: FoolingStats
+    confidence_on_noise: float
+    confidence_on_zeros: float
     seconds: float
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
         return dataclasses.asdict(self)
 
+    def brief(self) -> dict:
+        """The round's headline figures (one entry of ``compare_modes``), JSON-ready."""
+        return {
+            "round": self.round,
+            "test_accuracy": self.test_accuracy,
+            "fgsm_accuracy": {f"{e:g}": a for e, a in zip(self.fgsm_eps, self.fgsm_accuracy)},
+            "fooling_rate": self.fooling.rate,
+            "median_steps": self.fooling.median_steps,
+            "mean_target_prob": self.fooling.mean_target_prob,
+            "confidence_on_old_negatives": self.old_mean_target_prob,
+            "confidence_on_noise": self.confidence_on_noise,
+            "confidence_on_zeros": self.confidence_on_zeros,
+            "num_negatives": self.num_negatives,
+            "train_size": self.train_size,
+            "seconds": self.seconds,
+        }
+
     @classmethod
     def from_dict(cls, values: dict) -> RoundRecord:
         """The inverse of ``to_dict``."""
         values = dict(values)
         values["old_negatives"] = tuple(NegativeConfidence(**o) for o in values["old_negatives"])
+        values["fooling"] = FoolingStats(**values["fooling"])
+        values["fgsm_eps"] = tuple(values["fgsm_eps"])
+        values["fgsm_accuracy"] = tuple(values["fgsm_accuracy"])
         return cls(**values)
 
 
@@ -451,6 +625,40 @@ class RetrainResult:
         }
 
 
+def compare_modes(results: Sequence[RetrainResult]) -> dict:
+    """The headline figures of retraining runs side by side, JSON-ready.
+
+    Returns:
+        ``{mode: [RoundRecord.brief() per round], ..., "settings": {...}}``: the rounds of
+        every mode, and the measurement settings (taken from the first result).
+
+    Raises:
+        ValueError: no results, or two results of the same mode.
+    """
+    if not results:
+        raise ValueError("results is empty; expected one RetrainResult per mode")
+    modes = [r.mode for r in results]
+    if len(set(modes)) != len(modes):
+        raise ValueError(f"results repeat a mode: {modes}")
+    first = results[0].settings
+    keys = ("fooling_budget", "fooling_examples", "fooling_seed", "fooling_threshold")
+    settings = {k: first.get(k) for k in keys}
+    settings.update(
+        epochs_per_round=first["train"]["epochs"],
+        from_scratch=first["from_scratch"],
+        num_zero=first["num_zero"],
+        num_noise=first["num_noise"],
+        num_noise_probe=first["num_noise_probe"],
+        fgsm_eps=first["fgsm_eps"],
+        backwork_max_num_steps=first["backwork"]["max_num_steps"],
+        backwork_num_examples=first["backwork"]["num_examples"],
+        data=first["data"],
+        model=first["model"],
+    )
+    table = {r.mode: [record.brief() for record in r.records] for r in results}
+    return {**table, "settings": settings}
+
+
 def _flat_negatives(result: BackworkResult) -> tuple[np.ndarray, np.ndarray]:
     """``(images [L*E, ...], labels [L*E])`` of a backworking result."""
     per = result.images.shape[1]
@@ -481,22 +689,51 @@ def _fgsm_accuracy(model, data: Dataset, eps: float, strategy) -> float:
     return float(np.mean(probs.argmax(-1) == data.y_test))
 
 
-def _record(
+def _probe_images(data: Dataset, config: RetrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The uniform-noise images (seeded by ``fooling_seed``) and the all-zero image."""
+    rng = np.random.default_rng([config.fooling_seed, 2])
+    shape = (config.num_noise_probe, *data.image_shape)
+    noise = rng.uniform(0.0, 1.0, size=shape).astype(np.float32)
+    return noise, np.zeros((1, *data.image_shape), np.float32)
+
+
+def _measure_round(
     round_index: int,
     model: keras.Model,
     data: Dataset,
-    fresh: BackworkResult,
-    earlier: Sequence[BackworkResult],
-    config: BackworkConfig,
+    backwork_config: BackworkConfig,
+    config: RetrainConfig,
     *,
-    fgsm_eps: float,
+    fresh: BackworkResult | None,
+    earlier: Sequence[BackworkResult],
     strategy,
-    start: float,
-    train: tuple[int, float] | None = None,
+    backwork_callbacks,
     given: bool = False,
-) -> RoundRecord:
-    """Measures a round's model: accuracy, FGSM, old negatives, the fresh backwork run."""
-    cap = config.prob_cap_min
+) -> tuple[BackworkResult, FoolingStats, dict]:
+    """The round's fresh backwork run (unless ``fresh`` is given), its fooling measurement
+    and the rest of its record's fields, with one reference set for both runs."""
+    refs = reference_set(model, data, backwork_config)
+    if fresh is None:
+        fresh = backwork(
+            model, data, backwork_config, strategy, backwork_callbacks, references=refs
+        )
+    if fresh.interrupted:
+        return fresh, None, {}
+    fooling = measure_fooling(
+        model,
+        data,
+        backwork_config,
+        budget=config.fooling_budget,
+        examples=config.fooling_examples,
+        seed=config.fooling_seed,
+        threshold=config.fooling_threshold,
+        references=refs,
+        strategy=strategy,
+    )
+    del refs
+    if fooling.interrupted:
+        return fresh, fooling, {}
+    cap = backwork_config.prob_cap_min
     old, targets = [], []
     for k, result in enumerate(earlier):
         conf, target = _confidence(model, k, result, data.num_classes, cap, strategy)
@@ -504,14 +741,13 @@ def _record(
         targets.append(target)
     pooled = np.concatenate(targets) if targets else None
     fresh_target = fresh.target_probs
-    return RoundRecord(
+    noise, zeros = _probe_images(data, config)
+    fields = dict(
         round=int(round_index),
         test_accuracy=models.evaluate(model, data.x_test, data.y_test),
-        fgsm_accuracy=_fgsm_accuracy(model, data, fgsm_eps, strategy),
-        fgsm_eps=float(fgsm_eps),
+        fgsm_accuracy=tuple(_fgsm_accuracy(model, data, e, strategy) for e in config.fgsm_eps),
+        fgsm_eps=tuple(config.fgsm_eps),
         num_negatives=int(sum(r.images.shape[0] * r.images.shape[1] for r in earlier)),
-        train_size=len(data.x_train) if train is None else int(train[0]),
-        train_seconds=None if train is None else float(train[1]),
         old_negatives=tuple(old),
         old_mean_target_prob=None if pooled is None else float(pooled.mean()),
         old_max_target_prob=None if pooled is None else float(pooled.max()),
@@ -523,10 +759,13 @@ def _record(
         backwork_mean_label_steps=float(np.mean(fresh.label_steps)),
         backwork_reinits=int(np.sum(fresh.reinits)),
         backwork_mean_target_prob=float(fresh_target.mean()),
-        backwork_max_num_steps=None if given else int(config.max_num_steps),
+        backwork_max_num_steps=None if given else int(backwork_config.max_num_steps),
         backwork_seconds=float(fresh.wall_time),
-        seconds=time.perf_counter() - start,
+        fooling=fooling,
+        confidence_on_noise=top_digit_confidence(model, noise, data.num_classes, strategy),
+        confidence_on_zeros=top_digit_confidence(model, zeros, data.num_classes, strategy),
     )
+    return fresh, fooling, fields
 
 
 def _settings(model, data, backwork_config, train_config, mode, from_scratch, extra) -> dict:
@@ -661,113 +900,111 @@ def retrain_rounds(
     """
     _check_dataset(data)
     backwork_config, train_config = config.round_configs(backwork_config, train_config)
-    rounds, mode, from_scratch = config.rounds, config.mode, config.from_scratch
-    num_zero, num_noise, fgsm_eps, resume = (
-        config.num_zero,
-        config.num_noise,
-        config.fgsm_eps,
-        config.resume,
-    )
     if _num_outputs(model) != data.num_classes:
         raise ValueError(
             f"model {model.name!r} has {_num_outputs(model)} outputs but the data has "
             f"{data.num_classes} classes; start from a model of the data's classes"
         )
-    if resume and output_dir is None:
+    if config.resume and output_dir is None:
         raise ValueError("resume=True needs output_dir, the folder of the finished rounds")
     if initial is not None and initial.interrupted:
         raise ValueError("initial is an interrupted backworking run; pass a finished one")
     strategy = strategy or tf.distribute.get_strategy()
     callbacks = list(callbacks or [])
-    extra = {"num_zero": int(num_zero), "num_noise": int(num_noise), "fgsm_eps": float(fgsm_eps)}
-    settings = _settings(model, data, backwork_config, train_config, mode, from_scratch, extra)
+    extra = {
+        k: v
+        for k, v in dataclasses.asdict(config).items()
+        if k not in ("rounds", "mode", "from_scratch", "resume", "epochs", "max_num_steps")
+    }
+    settings = _settings(
+        model, data, backwork_config, train_config, config.mode, config.from_scratch, extra
+    )
 
     records: list[RoundRecord] = []
     round_models: list[keras.Model] = [model]
     fresh_runs: list[BackworkResult] = []
     resumed = 0
-    if resume:
+    if config.resume:
         records, round_models, fresh_runs = _load_rounds(output_dir, settings, model, strategy)
-        records, fresh_runs = records[: rounds + 1], fresh_runs[: rounds + 1]
-        round_models = round_models[: rounds + 1]
+        records, fresh_runs = records[: config.rounds + 1], fresh_runs[: config.rounds + 1]
+        round_models = round_models[: config.rounds + 1]
         resumed = len(records)
     elif output_dir is not None:
         io.write_json(Path(output_dir) / STATE_FILE, {"settings": settings, "records": []})
 
-    def finish(record, round_model, fresh) -> None:
+    def run_round(r: int) -> bool:
+        """Trains (``r >= 1``), measures and keeps round ``r``; False when interrupted."""
+        start = time.perf_counter()
+        round_model, train, fresh = model, None, initial if r == 0 else None
+        round_config = backwork_config
+        if r > 0:
+            negatives = np.concatenate([_flat_negatives(f)[0] for f in fresh_runs])
+            augmented = augment_with_negatives(
+                data,
+                negatives,
+                config.mode,
+                config.num_zero,
+                config.num_noise,
+                seed=train_config.seed + r,
+            )
+            keras.utils.set_random_seed(train_config.seed + r)
+            round_model = _next_model(
+                round_models[-1], data.num_classes, config.mode, config.from_scratch, strategy
+            )
+            round_train = dataclasses.replace(train_config, seed=train_config.seed + r)
+            trained = models.train(round_model, augmented, round_train, strategy)
+            train = (len(augmented.x_train), float(trained.train_seconds))
+            round_config = dataclasses.replace(backwork_config, seed=backwork_config.seed + r)
+        fresh, fooling, fields = _measure_round(
+            r,
+            round_model,
+            data,
+            round_config,
+            config,
+            fresh=fresh,
+            earlier=fresh_runs,
+            strategy=strategy,
+            backwork_callbacks=backwork_callbacks,
+            given=r == 0 and initial is not None,
+        )
+        if not fields:
+            return False
+        record = RoundRecord(
+            **fields,
+            train_size=len(data.x_train) if train is None else train[0],
+            train_seconds=None if train is None else train[1],
+            seconds=time.perf_counter() - start,
+        )
         records.append(record)
         fresh_runs.append(fresh)
-        if record.round > 0:
+        if r > 0:
             round_models.append(round_model)
         if output_dir is not None:
             _save_round(output_dir, record, round_model, fresh, settings, records)
         logger.info(
-            "retrain round %d: test accuracy %.2f%%, fresh backwork: %.0f%% of rows at the cap "
-            "in %d steps",
-            record.round,
+            "retrain %s round %d/%d: test accuracy %.2f%%, fooled %.0f%% of %d rows within "
+            "%d steps (median %s), %.0f s",
+            config.mode,
+            r,
+            config.rounds,
             100 * record.test_accuracy,
-            100 * record.backwork_rows_at_cap,
-            record.backwork_steps,
+            100 * fooling.rate,
+            fooling.rows,
+            fooling.budget,
+            "-" if fooling.median_steps is None else f"{fooling.median_steps:.0f}",
+            record.seconds,
         )
         for cb in callbacks:
             cb.on_round_end(record, round_model, fresh)
+        return True
 
-    def run_rounds() -> bool:
-        """Runs the rounds still to do; True when a backwork run was interrupted."""
-        if not records:
-            start = time.perf_counter()
-            fresh = initial
-            if fresh is None:
-                fresh = backwork(model, data, backwork_config, strategy, backwork_callbacks)
-            if fresh.interrupted:
-                return True
-            record = _record(
-                0,
-                model,
-                data,
-                fresh,
-                [],
-                backwork_config,
-                fgsm_eps=fgsm_eps,
-                strategy=strategy,
-                start=start,
-                given=initial is not None,
-            )
-            finish(record, model, fresh)
-        for r in range(len(records), int(rounds) + 1):
-            start = time.perf_counter()
-            negatives = np.concatenate([_flat_negatives(f)[0] for f in fresh_runs])
-            augmented = augment_with_negatives(
-                data, negatives, mode, num_zero, num_noise, seed=train_config.seed + r
-            )
-            keras.utils.set_random_seed(train_config.seed + r)
-            new_model = _next_model(
-                round_models[-1], data.num_classes, mode, from_scratch, strategy
-            )
-            round_train = dataclasses.replace(train_config, seed=train_config.seed + r)
-            trained = models.train(new_model, augmented, round_train, strategy)
-            round_config = dataclasses.replace(backwork_config, seed=backwork_config.seed + r)
-            fresh = backwork(new_model, data, round_config, strategy, backwork_callbacks)
-            if fresh.interrupted:
-                return True
-            record = _record(
-                r,
-                new_model,
-                data,
-                fresh,
-                fresh_runs,
-                round_config,
-                fgsm_eps=fgsm_eps,
-                strategy=strategy,
-                start=start,
-                train=(len(augmented.x_train), trained.train_seconds),
-            )
-            finish(record, new_model, fresh)
-        return False
-
+    interrupted = False
     try:
-        interrupted = run_rounds()
-    except KeyboardInterrupt:  # Ctrl-C between backwork runs
+        for r in range(len(records), int(config.rounds) + 1):
+            if not run_round(r):
+                interrupted = True
+                break
+    except KeyboardInterrupt:  # Ctrl-C outside a backwork run (training, measuring)
         interrupted = True
     if interrupted:
         logger.warning(
@@ -779,8 +1016,8 @@ def retrain_rounds(
         records=tuple(records),
         models=tuple(round_models[: len(records)] or round_models[:1]),
         backworked=tuple(fresh_runs),
-        mode=mode,
-        from_scratch=bool(from_scratch),
+        mode=config.mode,
+        from_scratch=bool(config.from_scratch),
         interrupted=interrupted,
         resumed_rounds=resumed,
         settings=settings,
