@@ -1,57 +1,18 @@
-"""Gradient-attack flags (prefix ``fgsm_``) for run_fgsm.py, and their frozen config."""
+"""Gradient-attack flags (prefix ``fgsm_``) of run_fgsm.py, converted into the library's
+``tfool.experiments.AttackExperimentConfig``."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 from absl import flags
 
 from tfool import attacks, attribution
+from tfool.experiments import AttackExperimentConfig
 
 #: The modes of run_fgsm.py (``run_fgsm.MODES`` maps each to its function).
 MODES = ("sweep", "project", "survey", "attribute")
-DEFAULT_EPS = ("0", "0.01", "0.05", "0.1", "0.15", "0.2", "0.25", "0.3")
-
-
-@dataclasses.dataclass(frozen=True)
-class FgsmConfig:
-    """The gradient-attack settings of run_fgsm.py.
-
-    Attributes:
-        mode: What the run does: ``sweep`` (the MNIST robustness table), ``project``
-            (gradient projection on an ImageNet model), ``survey`` (the noise survey) or
-            ``attribute`` (attributions of test images and their FGSM counterparts).
-        methods: Attacks to run, names from ``tfool.attacks.METHODS``.
-        eps_values: Attack sizes, each >= 0.
-        targeted: Whether the attacks move toward a target class.
-        target_class: The target of a targeted run (``None``: each image's least likely
-            class).
-        steps: BIM/PGD iterations (``None``: Kurakin et al.'s rule per eps).
-        step_size: BIM/PGD step (``None``: automatic, see ``tfool.attacks.bim``).
-        num_images: Test images attacked (``None``: the whole test set).
-        batch_size: Images per compiled attack step.
-        example_eps: The eps of the example figure, of the gradient-sign image and of the
-            FGSM images of the attribution figure.
-        num_examples: Test images shown in the example figure.
-        attribute_num_images: Test images (each with its FGSM counterpart) in the
-            attribution figure.
-        attribute_methods: Attribution methods, names from ``tfool.attribution.ALL_METHODS``.
-    """
-
-    mode: str = "sweep"
-    methods: tuple[str, ...] = attacks.DEFAULT_METHODS
-    eps_values: tuple[float, ...] = tuple(float(e) for e in DEFAULT_EPS)
-    targeted: bool = False
-    target_class: int | None = None
-    steps: int | None = 5
-    step_size: float | None = None
-    num_images: int | None = None
-    batch_size: int = attacks.DEFAULT_BATCH_SIZE
-    example_eps: float = 0.25
-    num_examples: int = 6
-    attribute_num_images: int = 4
-    attribute_methods: tuple[str, ...] = attribution.DEFAULT_METHODS
+_D = AttackExperimentConfig()
 
 
 def _parse_eps(values) -> list[float] | None:
@@ -89,7 +50,7 @@ def define_fgsm_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
     flags.DEFINE_list(
         name="fgsm_eps",
-        default=list(DEFAULT_EPS),
+        default=[f"{e:g}" for e in _D.eps_values],
         help="Comma-separated attack sizes in pixel units of the [0, 1] range, each >= 0.",
         flag_values=flag_values,
     )
@@ -110,7 +71,7 @@ def define_fgsm_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
     flags.DEFINE_integer(
         name="fgsm_steps",
-        default=FgsmConfig.steps,
+        default=_D.steps,
         lower_bound=0,
         help="Iterations of bim and pgd, >= 0; 0 uses Kurakin et al.'s rule "
         "min(255 eps + 4, 1.25 * 255 eps) steps of 1/255 per eps.",
@@ -133,14 +94,14 @@ def define_fgsm_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
     flags.DEFINE_integer(
         name="fgsm_batch_size",
-        default=FgsmConfig.batch_size,
+        default=_D.batch_size,
         lower_bound=1,
         help="Images per compiled attack step (the global batch under a strategy), >= 1.",
         flag_values=flag_values,
     )
     flags.DEFINE_float(
         name="fgsm_example_eps",
-        default=FgsmConfig.example_eps,
+        default=_D.example_eps,
         lower_bound=0.0,
         help="Attack size of examples.png, of the gradient-sign image and of the FGSM images "
         "of attribution.png (--fgsm_mode=attribute), >= 0.",
@@ -148,7 +109,7 @@ def define_fgsm_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
     flags.DEFINE_integer(
         name="fgsm_num_examples",
-        default=FgsmConfig.num_examples,
+        default=_D.num_examples,
         lower_bound=1,
         upper_bound=50,
         help="Correctly classified test images shown in examples.png, 1..50.",
@@ -157,7 +118,7 @@ def define_fgsm_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
     flags.DEFINE_integer(
         name="fgsm_attribute_num_images",
-        default=FgsmConfig.attribute_num_images,
+        default=_D.attribute_num_images,
         lower_bound=1,
         upper_bound=20,
         help="Correctly classified test images of attribution.png, each shown beside its FGSM "
@@ -213,10 +174,9 @@ def define_fgsm_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         return values["fgsm_target_class"] is None or values["fgsm_targeted"]
 
 
-def fgsm_config(flag_values: flags.FlagValues = flags.FLAGS) -> FgsmConfig:
-    """Converts the parsed ``fgsm_*`` flags into an ``FgsmConfig``."""
-    return FgsmConfig(
-        mode=flag_values.fgsm_mode,
+def fgsm_config(flag_values: flags.FlagValues = flags.FLAGS) -> AttackExperimentConfig:
+    """Converts the parsed ``fgsm_*`` flags into an ``AttackExperimentConfig``."""
+    return AttackExperimentConfig(
         methods=tuple(flag_values.fgsm_methods),
         eps_values=tuple(_parse_eps(flag_values.fgsm_eps)),
         targeted=flag_values.fgsm_targeted,

@@ -142,7 +142,9 @@ def case_projection(strategy):
     with _scope(strategy):
         model = tiny_imagenet_model()
     start = np.random.default_rng(0).uniform(40, 215, (16, 16, 3)).astype(np.float32)
-    result = projection.project(model, start, [1, 2, 3], steps=4, strategy=strategy)
+    result = projection.project(
+        model, start, [1, 2, 3], projection.ProjectionConfig(steps=4), strategy=strategy
+    )
     return {"images": result.images, "target_probs": result.target_probs}
 
 
@@ -157,7 +159,9 @@ def case_survey(strategy):
             tiny_imagenet_model(16, 0, "small", preprocess="resnet50", filters=6),
             tiny_imagenet_model(20, 1, "large", preprocess="resnet50", filters=6),
         ]
-    result = survey.noise_survey(models, num_images=9, seed=4, batch_size=4, strategy=strategy)
+    result = survey.noise_survey(
+        models, survey.SurveyConfig(num_images=9, batch_size=4), seed=4, strategy=strategy
+    )
     out = {}
     for part in result.models:
         out[f"{part.name}_labels"] = part.labels.astype(np.float64)

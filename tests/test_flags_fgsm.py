@@ -1,4 +1,4 @@
-"""Tests of flags/fgsm.py: defaults, parsing into FgsmConfig, and the validators."""
+"""Tests of flags/fgsm.py: defaults, parsing into AttackExperimentConfig, and the validators."""
 
 import dataclasses
 
@@ -7,6 +7,7 @@ from absl import flags
 
 from flags import fgsm as fgsm_flags
 from tfool import attacks
+from tfool.experiments import AttackExperimentConfig
 
 
 def _parse(*args):
@@ -18,39 +19,39 @@ def _parse(*args):
 
 def test_defaults_give_the_default_config():
     config = fgsm_flags.fgsm_config(_parse())
-    assert config == fgsm_flags.FgsmConfig()
+    assert config == AttackExperimentConfig()
     assert config.eps_values == (0.0, 0.01, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
     assert config.methods == ("fgsm", "normalized_gradient", "bim", "random")
-    assert config.mode == "sweep" and config.num_images is None and config.target_class is None
+    assert config.num_images is None and config.target_class is None
+    assert _parse().fgsm_mode == "sweep"
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.mode = "survey"
+        config.num_images = 3
 
 
 def test_custom_values_reach_the_config():
-    config = fgsm_flags.fgsm_config(
-        _parse(
-            "--fgsm_methods=bim,pgd,fgm_l2",
-            "--fgsm_eps=0.3,0.1",
-            "--fgsm_targeted",
-            "--fgsm_target_class=7",
-            "--fgsm_steps=12",
-            "--fgsm_step_size=0.02",
-            "--fgsm_num_images=100",
-            "--fgsm_batch_size=64",
-            "--fgsm_example_eps=0.05",
-            "--fgsm_num_examples=3",
-            "--fgsm_mode=attribute",
-            "--fgsm_attribute_num_images=2",
-            "--fgsm_attribute_methods=occlusion,saliency",
-        )
+    fv = _parse(
+        "--fgsm_methods=bim,pgd,fgm_l2",
+        "--fgsm_eps=0.3,0.1",
+        "--fgsm_targeted",
+        "--fgsm_target_class=7",
+        "--fgsm_steps=12",
+        "--fgsm_step_size=0.02",
+        "--fgsm_num_images=100",
+        "--fgsm_batch_size=64",
+        "--fgsm_example_eps=0.05",
+        "--fgsm_num_examples=3",
+        "--fgsm_mode=attribute",
+        "--fgsm_attribute_num_images=2",
+        "--fgsm_attribute_methods=occlusion,saliency",
     )
+    config = fgsm_flags.fgsm_config(fv)
     assert config.methods == ("bim", "pgd", "fgm_l2")
     assert config.eps_values == (0.3, 0.1)
     assert config.targeted and config.target_class == 7
     assert (config.steps, config.step_size) == (12, 0.02)
     assert (config.num_images, config.batch_size) == (100, 64)
     assert (config.example_eps, config.num_examples) == (0.05, 3)
-    assert config.mode == "attribute" and config.attribute_num_images == 2
+    assert fv.fgsm_mode == "attribute" and config.attribute_num_images == 2
     assert config.attribute_methods == ("occlusion", "saliency")
 
 
@@ -96,4 +97,4 @@ def test_every_flag_is_prefixed_and_documented():
     assert names and all(name.startswith("fgsm_") for name in names)
     assert all(fv[name].help.endswith(".") for name in names)
     assert set(fgsm_flags.MODES) == set(fv["fgsm_mode"].parser.enum_values)
-    assert set(fgsm_flags.FgsmConfig().methods) <= set(attacks.METHODS)
+    assert set(AttackExperimentConfig().methods) <= set(attacks.METHODS)

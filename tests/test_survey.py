@@ -30,7 +30,9 @@ def direct_top1(model, images):
 
 
 def test_stats_equal_direct_numpy(two_models):
-    result = survey.noise_survey(two_models, num_images=23, seed=3, batch_size=5)
+    result = survey.noise_survey(
+        two_models, survey.SurveyConfig(num_images=23, batch_size=5), seed=3
+    )
     images = survey.noise_images(0, 23, 20, seed=3)
     assert result.config.image_size == 20
     for model, part in zip(two_models, result.models, strict=True):
@@ -62,9 +64,9 @@ def test_stats_equal_direct_numpy(two_models):
 
 
 def test_noise_is_seeded_and_independent_of_batching(two_models):
-    a = survey.noise_survey(two_models[:1], num_images=9, seed=1, batch_size=2)
-    b = survey.noise_survey(two_models[:1], num_images=9, seed=1, batch_size=9)
-    c = survey.noise_survey(two_models[:1], num_images=9, seed=2, batch_size=9)
+    a = survey.noise_survey(two_models[:1], survey.SurveyConfig(num_images=9, batch_size=2), seed=1)
+    b = survey.noise_survey(two_models[:1], survey.SurveyConfig(num_images=9, batch_size=9), seed=1)
+    c = survey.noise_survey(two_models[:1], survey.SurveyConfig(num_images=9, batch_size=9), seed=2)
     np.testing.assert_array_equal(a.models[0].labels, b.models[0].labels)
     np.testing.assert_allclose(a.models[0].confidences, b.models[0].confidences, rtol=1e-6)
     assert not np.array_equal(a.models[0].confidences, c.models[0].confidences)
@@ -98,7 +100,9 @@ def test_describe_matches_numpy(rng):
 
 
 def test_table_json_and_csv(two_models, tmp_path):
-    result = survey.noise_survey({"a": two_models[0], "b": two_models[1]}, num_images=6, seed=0)
+    result = survey.noise_survey(
+        {"a": two_models[0], "b": two_models[1]}, survey.SurveyConfig(num_images=6), seed=0
+    )
     header, rows = result.table()
     assert header == ["statistic", "a", "b"]
     assert [row[0] for row in rows] == list(survey.STAT_NAMES)
@@ -113,9 +117,11 @@ def test_table_json_and_csv(two_models, tmp_path):
 
 
 def test_strategy_gives_the_same_answers(two_models):
-    plain = survey.noise_survey(two_models, num_images=6, seed=4, batch_size=4)
+    plain = survey.noise_survey(two_models, survey.SurveyConfig(num_images=6, batch_size=4), seed=4)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    dist = survey.noise_survey(two_models, num_images=6, seed=4, batch_size=4, strategy=strategy)
+    dist = survey.noise_survey(
+        two_models, survey.SurveyConfig(num_images=6, batch_size=4), seed=4, strategy=strategy
+    )
     for p, d in zip(plain.models, dist.models, strict=True):
         np.testing.assert_array_equal(p.labels, d.labels)
         np.testing.assert_allclose(p.confidences, d.confidences, rtol=1e-6)
@@ -132,27 +138,29 @@ def test_strategy_gives_the_same_answers(two_models):
     ],
 )
 def test_bad_arguments(two_models, kwargs, match):
-    args = {"models": two_models, **kwargs}
+    models = kwargs.pop("models", two_models)
     with pytest.raises(ValueError, match=match):
-        survey.noise_survey(**args)
+        survey.noise_survey(models, survey.SurveyConfig(**kwargs))
 
 
 def test_duplicate_model_names(two_models):
     with pytest.raises(ValueError, match="repeat"):
-        survey.noise_survey([two_models[0], two_models[0]], num_images=2)
+        survey.noise_survey([two_models[0], two_models[0]], survey.SurveyConfig(num_images=2))
 
 
 def test_keras_application_survey():
     keras.utils.set_random_seed(0)
     vgg = imagenet.load_imagenet_model("vgg16", weights=None, input_size=32)
-    result = survey.noise_survey([vgg], num_images=4, seed=0, noise="uniform", batch_size=4)
+    result = survey.noise_survey(
+        [vgg], survey.SurveyConfig(num_images=4, noise="uniform", batch_size=4), seed=0
+    )
     part = result["vgg16"]
     assert part.labels.shape == (4,) and part.stats["count"] == 4
     assert 1e-3 <= part.stats["min"] <= part.stats["max"] <= 1.0
 
 
 def test_survey_histogram_figure(two_models, tmp_path):
-    result = survey.noise_survey(two_models[:1], num_images=12, seed=0)
+    result = survey.noise_survey(two_models[:1], survey.SurveyConfig(num_images=12), seed=0)
     fig = plots.survey_histogram(result.models[0], top=2)
     assert len(fig.axes) == 2
     path = io.save_figure(fig, tmp_path / "hist.png")

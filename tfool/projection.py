@@ -170,11 +170,8 @@ def project(
     model: ImagenetModel,
     image: str | os.PathLike | np.ndarray | None,
     target: int | str | Sequence[int | str],
-    steps: int = 100,
-    step_size: float = 1.0,
-    eps: float | None = None,
-    threshold: float = 0.99,
-    normalize: str = "rms",
+    config: ProjectionConfig = ProjectionConfig(),
+    *,
     clip_min: float = 0.0,
     clip_max: float = 255.0,
     strategy: tf.distribute.Strategy | None = None,
@@ -193,11 +190,8 @@ def project(
             ``[H, W]``) array of pixels 0-255 at the model's input size, or ``None`` for a
             plain grey image (``grey_image``).
         target: One class or several, each an index or a name (``"envelope"``).
-        steps: Most steps.
-        step_size: Pixels moved per step (see ``ProjectionConfig``).
-        eps: Optional L-infinity budget around the start image, in pixels.
-        threshold: Target probability at which a target stops.
-        normalize: ``rms``, ``max`` or ``sign`` (see ``ProjectionConfig``).
+        config: Steps, step size, budget, threshold and normalisation
+            (``ProjectionConfig``).
         clip_min: Lowest pixel value.
         clip_max: Highest pixel value.
         strategy: Optional ``tf.distribute`` strategy (model built in its scope); the
@@ -211,7 +205,8 @@ def project(
         ValueError: bad settings, an unknown class (with suggestions) or a bad image.
         FileNotFoundError: an image path that does not exist.
     """
-    config = ProjectionConfig(steps, step_size, eps, threshold, normalize)
+    if not isinstance(config, ProjectionConfig):
+        raise ValueError(f"config is a {type(config).__name__}, expected a ProjectionConfig")
     if not clip_min < clip_max:
         raise ValueError(f"clip_min={clip_min} must be below clip_max={clip_max}")
     labels = [target] if isinstance(target, (str, int, np.integer)) else list(target)

@@ -286,3 +286,163 @@ def _opt(value, width: int, spec: str) -> str:
     if value is None:
         return f"{'-':>{width}}"
     return f"{value:{width}{spec}}"
+
+
+# ----------------------------------------------------------------------------------------
+# Gradient attacks, projection, the noise survey and attributions (run_fgsm.py's modes)
+# ----------------------------------------------------------------------------------------
+
+
+def write_sweep_outputs(output_dir: str | os.PathLike, sweep) -> str:
+    """Writes ``robustness.json``/``.csv``, ``accuracy_vs_eps.png`` and ``examples.png``
+    of a ``tfool.experiments.SweepReport``; returns the console summary."""
+    from tfool import plots
+
+    out = os.fspath(output_dir)
+    result, report = sweep.result, sweep.report
+    io.write_json(os.path.join(out, "robustness.json"), report)
+    header, rows = result.table()
+    rows = [["" if v is None else v for v in row] for row in rows]
+    io.write_csv(os.path.join(out, "robustness.csv"), header, rows)
+    curves = plots.accuracy_vs_eps(
+        result.eps_values,
+        result.curves(),
+        result.clean_accuracy,
+        title=f"{sweep.dataset_name}: accuracy under attack ({sweep.num_images} test images)",
+    )
+    ex = sweep.examples
+    examples = plots.attack_examples(
+        ex.images,
+        ex.adversarial,
+        ex.titles,
+        ex.originals,
+        ex.eps,
+        suptitle=f"eps = {ex.eps:g}: original, perturbation (x 1/eps), adversarial",
+    )
+    for name, fig in (("accuracy_vs_eps.png", curves), ("examples.png", examples)):
+        io.save_figure(fig, os.path.join(out, name))
+        plots.close(fig)
+    return format_sweep_summary(report)
+
+
+def format_sweep_summary(report: Mapping) -> str:
+    """The accuracy table of a sweep report (``robustness.json``)."""
+    methods, eps = report["methods"], report["eps_values"]
+    acc = {(r["method"], r["eps"]): r["accuracy"] for r in report["rows"]}
+    lines = [
+        f"clean accuracy {100 * report['clean_accuracy']:.2f}% on "
+        f"{report['num_images']} images; accuracy (%) under attack:",
+        "eps    " + "".join(f"{m[:19]:>20}" for m in methods),
+    ]
+    for e in eps:
+        lines.append(f"{e:<7g}" + "".join(f"{100 * acc[m, e]:>20.1f}" for m in methods))
+    return "\n".join(lines)
+
+
+def _top5(predictions) -> list[dict]:
+    return [p._asdict() for p in predictions]
+
+
+def write_projection_outputs(output_dir: str | os.PathLike, result, model, image_name: str) -> str:
+    """Writes ``projection.json``/``.npz``/``.png`` of a ``tfool.projection.ProjectionResult``
+    on ``model`` (an ``ImagenetModel``) from ``image_name``; returns the console summary."""
+    import dataclasses
+
+    from tfool import plots
+
+    rows = [
+        dict(
+            index=target,
+            name=result.target_names[k],
+            reached=bool(result.reached[k]),
+            steps=int(result.steps_taken[k]),
+            final_probability=float(result.final_probs[k]),
+            max_abs_change=float(result.linf[k]),
+            top5_after=_top5(result.top5_after[k]),
+            target_probs=result.target_probs[:, k],
+        )
+        for k, target in enumerate(result.targets)
+    ]
+    report = dict(
+        model=model.name,
+        weights=model.weights,
+        input_size=model.input_size,
+        image=image_name,
+        config=dataclasses.asdict(result.config),
+        top5_before=_top5(result.top5_before),
+        targets=rows,
+    )
+    out = os.fspath(output_dir)
+    io.write_json(os.path.join(out, "projection.json"), report)
+    arrays = ("original", "images", "perturbations", "target_probs", "targets")
+    io.write_npz(
+        os.path.join(out, "projection.npz"), **{k: np.asarray(getattr(result, k)) for k in arrays}
+    )
+    fig = plots.projection_grid(result)
+    io.save_figure(fig, os.path.join(out, "projection.png"))
+    plots.close(fig)
+    top = result.top5_before[0]
+    lines = [
+        f"{model.name} ({model.weights} weights), start: {image_name}, "
+        f"top-1 {top.name} ({top.probability:.3g})"
+    ]
+    for row in rows:
+        state = "reached" if row["reached"] else "below"
+        lines.append(
+            f"-> {row['name'][:24]:<24} p = {row['final_probability']:.4f} after "
+            f"{row['steps']:4d} steps ({state} {result.config.threshold:g}), "
+            f"max |change| {row['max_abs_change']:.2f} of 255"
+        )
+    return "\n".join(lines)
+
+
+def write_survey_outputs(output_dir: str | os.PathLike, result, models: Sequence) -> str:
+    """Writes ``survey.json``, ``survey.csv`` and ``survey_<model>.png`` of a
+    ``tfool.survey.SurveyResult`` over ``models``; returns the console summary."""
+    from tfool import plots
+
+    report = dict(
+        result.to_dict(),
+        weights={m.name: m.weights for m in models},
+        input_sizes={m.name: m.input_size for m in models},
+    )
+    out = os.fspath(output_dir)
+    io.write_json(os.path.join(out, "survey.json"), report)
+    header, rows = result.table()
+    io.write_csv(os.path.join(out, "survey.csv"), header, rows)
+    for model_survey in result.models:
+        fig = plots.survey_histogram(model_survey)
+        io.save_figure(fig, os.path.join(out, f"survey_{model_survey.name}.png"))
+        plots.close(fig)
+    lines = [
+        f"top-1 confidence on {result.config.num_images} {result.config.noise} noise images:",
+        f"{'':<10}" + "".join(f"{name[:15]:>16}" for name in header[1:]),
+    ]
+    lines += [f"{row[0]:<10}" + "".join(f"{v:>16.4g}" for v in row[1:]) for row in rows]
+    lines.append(
+        f"{'top label':<10}" + "".join(f"{s.histogram[0][1][:15]:>16}" for s in result.models)
+    )
+    return "\n".join(lines)
+
+
+def write_attribution_outputs(output_dir: str | os.PathLike, found) -> str:
+    """Writes ``attribution.png`` and ``attribution.json`` of a
+    ``tfool.experiments.AttributionReport``; returns the console summary."""
+    from tfool import plots
+
+    fig = plots.attribution_comparison_figure(
+        found.images,
+        found.attributions,
+        found.titles,
+        suptitle=f"what the CNN's answer rests on: {found.dataset_name} test images and their "
+        f"FGSM images\n(eps {found.eps:g}); attributions of the predicted class",
+    )
+    out = os.fspath(output_dir)
+    io.save_figure(fig, os.path.join(out, "attribution.png"))
+    plots.close(fig)
+    io.write_json(os.path.join(out, "attribution.json"), found.report)
+    return (
+        f"attribution.png: {found.num_test_images} test images and their FGSM images (eps "
+        f"{found.eps:g}; the answer changed on {found.changed}), methods: "
+        f"{', '.join(found.attributions)}"
+    )

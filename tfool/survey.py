@@ -202,11 +202,9 @@ def _top1_fn(model: ImagenetModel):
 
 def noise_survey(
     models: Sequence[ImagenetModel] | Mapping[str, ImagenetModel],
-    num_images: int = 1000,
+    config: SurveyConfig = SurveyConfig(),
+    *,
     seed: int = 0,
-    noise: str = "normal",
-    batch_size: int = 50,
-    image_size: int | None = None,
     strategy: tf.distribute.Strategy | None = None,
     verbose: int = 0,
 ) -> SurveyResult:
@@ -214,12 +212,9 @@ def noise_survey(
 
     Args:
         models: ``ImagenetModel`` s (named by ``.name``) or a dict name -> model.
-        num_images: Number of noise images.
+        config: Image count, noise kind, batch size and image side (``SurveyConfig``;
+            ``image_size=None``: the largest input side among the models).
         seed: Seed of the noise.
-        noise: ``normal`` or ``uniform`` (see ``noise_images``).
-        batch_size: Images per forward pass (the global batch under a strategy).
-        image_size: Side of the noise; each model gets the centre crop of its input size.
-            ``None``: the largest input side among the models.
         strategy: Optional ``tf.distribute`` strategy (models built in its scope).
         verbose: 1 shows a progress bar.
 
@@ -231,7 +226,11 @@ def noise_survey(
     """
     pairs = _named(models)
     largest = max(max(m.input_size) for _, m in pairs)
-    config = SurveyConfig(num_images, noise, batch_size, image_size or largest)
+    if not isinstance(config, SurveyConfig):
+        raise ValueError(f"config is a {type(config).__name__}, expected a SurveyConfig")
+    if config.image_size is None:
+        config = dataclasses.replace(config, image_size=largest)
+    num_images, batch_size, noise = config.num_images, config.batch_size, config.noise
     for name, model in pairs:
         if max(model.input_size) > config.image_size:
             raise ValueError(

@@ -1,0 +1,326 @@
+"""The gradient-attack experiments on a classifier and its test set, as library functions
+that return result objects (``tfool.report`` writes their files): the robustness sweep
+with its example images, and the attributions of test images beside their FGSM images."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfool import attacks, attribution
+from tfool.data import Dataset
+
+#: Goodfellow et al. (2015), MNIST error rates under FGSM at eps 0.25.
+GOODFELLOW_ERRORS = {"shallow softmax": 0.999, "maxout network": 0.894}
+#: The attack sizes of the default sweep.
+DEFAULT_EPS = (0.0, 0.01, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackExperimentConfig:
+    """The settings of the attack sweep and of the attribution comparison.
+
+    Attributes:
+        methods: Attacks to run, names from ``tfool.attacks.METHODS``.
+        eps_values: Attack sizes, each >= 0.
+        targeted: Whether the attacks move toward a target class.
+        target_class: The target of a targeted run (``None``: each image's least likely
+            class).
+        steps: BIM/PGD iterations (``None``: Kurakin et al.'s rule per eps).
+        step_size: BIM/PGD step (``None``: automatic, see ``tfool.attacks.bim``).
+        num_images: Test images attacked (``None``: the whole test set).
+        batch_size: Images per compiled attack step.
+        example_eps: The eps of the example figure, of the gradient-sign image and of the
+            FGSM images of the attribution figure.
+        num_examples: Test images shown in the example figure.
+        attribute_num_images: Test images (each with its FGSM counterpart) in the
+            attribution figure.
+        attribute_methods: Attribution methods, names from ``tfool.attribution.ALL_METHODS``.
+    """
+
+    methods: tuple[str, ...] = attacks.DEFAULT_METHODS
+    eps_values: tuple[float, ...] = DEFAULT_EPS
+    targeted: bool = False
+    target_class: int | None = None
+    steps: int | None = 5
+    step_size: float | None = None
+    num_images: int | None = None
+    batch_size: int = attacks.DEFAULT_BATCH_SIZE
+    example_eps: float = 0.25
+    num_examples: int = 6
+    attribute_num_images: int = 4
+    attribute_methods: tuple[str, ...] = attribution.DEFAULT_METHODS
+
+    def __post_init__(self):
+        object.__setattr__(self, "methods", tuple(self.methods))
+        object.__setattr__(self, "attribute_methods", tuple(self.attribute_methods))
+        _distinct("methods", self.methods, attacks.METHODS)
+        _distinct("attribute_methods", self.attribute_methods, attribution.ALL_METHODS)
+        eps = tuple(self.eps_values)
+        if not eps or not all(_number(e) and e >= 0 for e in eps):
+            raise ValueError(f"eps_values={self.eps_values} must be one or more numbers >= 0")
+        object.__setattr__(self, "eps_values", tuple(float(e) for e in eps))
+        for name in ("example_eps",):
+            if not (_number(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name}={getattr(self, name)} must be a number >= 0")
+        if self.step_size is not None and not (_number(self.step_size) and self.step_size > 0):
+            raise ValueError(f"step_size={self.step_size} must be a number > 0 or None")
+        for name in ("steps", "num_images", "target_class"):
+            value = getattr(self, name)
+            low = 0 if name == "target_class" else 1
+            if value is not None and (int(value) != value or value < low):
+                raise ValueError(f"{name}={value} must be an integer >= {low} or None")
+        for name in ("batch_size", "num_examples", "attribute_num_images"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name}={value} must be an integer >= 1")
+        if self.target_class is not None and not self.targeted:
+            raise ValueError(f"target_class={self.target_class} needs targeted=True")
+
+    def attack_options(self, labels: np.ndarray) -> dict:
+        """Untargeted runs attack the true labels; targeted ones a class or the least likely."""
+        least_likely = self.targeted and self.target_class is None
+        y = None if least_likely else (self.target_class if self.targeted else labels)
+        return dict(y=y, targeted=self.targeted and not least_likely, least_likely=least_likely)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and math.isfinite(value)
+
+
+def _distinct(name: str, values: Sequence[str], known: Sequence[str]) -> None:
+    if not values or len(set(values)) != len(values) or not set(values) <= set(known):
+        raise ValueError(f"{name}={values} must list distinct names from {', '.join(known)}")
+
+
+def answers(probs: np.ndarray, names: Sequence[str]) -> list[str]:
+    """``"<class> (<p>%)"`` of every row's top class."""
+    return [f"{names[p.argmax()]} ({100 * p.max():.0f}%)" for p in probs]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AttackExamples:
+    """The first correctly classified images under every attack at one eps.
+
+    Attributes:
+        images: ``[N, ...]`` the original images.
+        adversarial: Per method, ``[N, ...]`` its adversarial images.
+        titles: Per method, ``(answer on the perturbation, answer on the adversarial)``.
+        originals: ``"<label>: <answer>"`` per original image.
+        eps: The attack size.
+    """
+
+    images: np.ndarray
+    adversarial: dict
+    titles: dict
+    originals: list
+    eps: float
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SweepReport:
+    """What ``attack_sweep`` found.
+
+    Attributes:
+        result: The ``tfool.attacks.SweepResult``.
+        report: The JSON-ready report (``robustness.json``).
+        examples: The example images of every attack.
+        dataset_name: The data's name.
+        num_images: Test images attacked.
+    """
+
+    result: attacks.SweepResult
+    report: dict
+    examples: AttackExamples
+    dataset_name: str
+    num_images: int
+
+
+def _examples(model, x, y, config, options, names, seed, strategy) -> AttackExamples:
+    clean = attacks.probabilities(model, x, strategy=strategy)
+    keep = np.flatnonzero(clean.argmax(-1) == y)[: config.num_examples]
+    xe = x[keep]
+    if isinstance(options["y"], np.ndarray):
+        options = dict(options, y=options["y"][keep])
+    advs, titles = {}, {}
+    for method in config.methods:
+        adv = attacks.attack(
+            method,
+            model,
+            xe,
+            config.example_eps,
+            steps=config.steps,
+            step_size=config.step_size,
+            seed=seed,
+            strategy=strategy,
+            **options,
+        )
+        on_delta = answers(attacks.probabilities(model, adv - xe, strategy=strategy), names)
+        on_adv = answers(attacks.probabilities(model, adv, strategy=strategy), names)
+        advs[method], titles[method] = adv, list(zip(on_delta, on_adv, strict=True))
+    originals = [
+        f"{names[t]}: {a}" for t, a in zip(y[keep], answers(clean[keep], names), strict=True)
+    ]
+    return AttackExamples(xe, advs, titles, originals, config.example_eps)
+
+
+def gradient_sign_image(model, x, eps, options, strategy=None) -> dict:
+    """The model's answers on the post's gradient-sign image ``eps * sign(grad)`` itself."""
+    grad = attacks.loss_gradient(
+        model, x, options["y"], least_likely=options["least_likely"], strategy=strategy
+    )
+    probs = attacks.probabilities(model, eps * np.sign(grad), strategy=strategy)
+    conf = probs.max(-1)
+    return dict(
+        eps=eps,
+        mean_confidence=float(conf.mean()),
+        fraction_confident_over_90=float(np.mean(conf > 0.9)),
+        predicted_class_counts=np.bincount(probs.argmax(-1), minlength=probs.shape[-1]),
+    )
+
+
+def attack_sweep(
+    model: keras.Model,
+    dataset: Dataset,
+    config: AttackExperimentConfig = AttackExperimentConfig(),
+    *,
+    seed: int = 0,
+    strategy: tf.distribute.Strategy | None = None,
+    callback: Callable | None = None,
+    model_path: str | None = None,
+) -> SweepReport:
+    """Accuracy of ``model`` on the first ``config.num_images`` test images under every
+    attack and eps, the gradient-sign image, and the example images at ``example_eps``.
+
+    Args:
+        model: The classifier (logits).
+        dataset: Its data (the test split is attacked).
+        config: The attacks, sizes and counts.
+        seed: Seed of the random attacks.
+        strategy: Optional ``tf.distribute`` strategy.
+        callback: Called with every finished ``(method, eps)`` row of the sweep.
+        model_path: Where the model came from (recorded in the report).
+
+    Returns:
+        A ``SweepReport``.
+    """
+    n = config.num_images or len(dataset.x_test)
+    x, y = dataset.x_test[:n], dataset.y_test[:n]
+    options = config.attack_options(y)
+    result = attacks.sweep(
+        model,
+        x,
+        y,
+        config.eps_values,
+        config.methods,
+        steps=config.steps,
+        step_size=config.step_size,
+        seed=seed,
+        batch_size=config.batch_size,
+        strategy=strategy,
+        callback=callback,
+        **options,
+    )
+    auto_step = "2.5 * eps / steps" if config.steps else "1/255 (Kurakin et al.)"
+    report = dict(
+        result.as_dict(),
+        dataset=dataset.name,
+        data_source=dataset.source,
+        model_path=model_path,
+        target_class=config.target_class,
+        step_size=config.step_size or auto_step,
+        gradient_sign_image=gradient_sign_image(model, x, config.example_eps, options, strategy),
+        goodfellow_fgsm_error_at_0_25=GOODFELLOW_ERRORS,
+    )
+    examples = _examples(model, x, y, config, options, dataset.class_names, seed, strategy)
+    return SweepReport(result, report, examples, dataset.name, n)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AttributionReport:
+    """What ``attribute_test_and_fgsm`` found.
+
+    Attributes:
+        images: ``[2K, ...]`` test image, its FGSM image, test image, ...
+        attributions: Per method, ``[2K, ...]`` attributions of the predicted class.
+        titles: One title per image.
+        report: The JSON-ready report (``attribution.json``).
+        dataset_name: The data's name.
+        eps: The FGSM size.
+        num_test_images: ``K``.
+        changed: FGSM images whose answer differs from their test image's.
+    """
+
+    images: np.ndarray
+    attributions: dict
+    titles: list
+    report: dict
+    dataset_name: str
+    eps: float
+    num_test_images: int
+    changed: int
+
+
+def attribute_test_and_fgsm(
+    model: keras.Model,
+    dataset: Dataset,
+    config: AttackExperimentConfig = AttackExperimentConfig(),
+    *,
+    strategy: tf.distribute.Strategy | None = None,
+    model_path: str | None = None,
+) -> AttributionReport:
+    """Every attribution method on correctly classified test images and their FGSM images
+    (``config.example_eps``), each attributing the class the model predicts.
+
+    Raises:
+        ValueError: the model classifies none of the attacked test images correctly.
+    """
+    n = config.num_images or len(dataset.x_test)
+    x, y = dataset.x_test[:n], dataset.y_test[:n]
+    correct = np.flatnonzero(attacks.probabilities(model, x, strategy=strategy).argmax(-1) == y)
+    if len(correct) == 0:
+        raise ValueError(f"the model classifies none of the first {n} test images correctly")
+    keep = correct[: config.attribute_num_images]
+    options = config.attack_options(y[keep])
+    eps = config.example_eps
+    adv = attacks.fgsm(model, x[keep], eps, strategy=strategy, **options)
+    images = np.stack([x[keep], adv], axis=1).reshape(-1, *x.shape[1:])  # test, FGSM, test, ...
+    probs = attacks.probabilities(model, images, strategy=strategy)
+    predicted = probs.argmax(-1)
+    attrs = attribution.attribute_all(
+        model, images, predicted, methods=config.attribute_methods, strategy=strategy
+    )
+    names = dataset.class_names
+    titles = [
+        f"test #{keep[i // 2]}, label {names[y[keep[i // 2]]]}\nanswer {answer}"
+        if i % 2 == 0
+        else f"FGSM, eps {eps:g}\nanswer {answer}"
+        for i, answer in enumerate(answers(probs, names))
+    ]
+    rows = [
+        dict(
+            test_index=keep[i // 2],
+            image="test" if i % 2 == 0 else "fgsm",
+            label=y[keep[i // 2]],
+            predicted=predicted[i],
+            confidence=probs[i, predicted[i]],
+        )
+        for i in range(len(images))
+    ]
+    changed = int(np.sum(predicted[1::2] != predicted[0::2]))
+    report = dict(
+        dataset=dataset.name,
+        model_path=model_path,
+        eps=eps,
+        attack=dict(method="fgsm", targeted=config.targeted, target_class=config.target_class),
+        methods=list(attrs),
+        attribution_target="predicted class",
+        fgsm_changed_answer=changed,
+        rows=rows,
+    )
+    return AttributionReport(images, attrs, titles, report, dataset.name, eps, len(keep), changed)
