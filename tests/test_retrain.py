@@ -337,6 +337,21 @@ def test_interrupted_run_resumes_like_an_uninterrupted_one(
     assert again.resumed_rounds == 3 and again.records == resumed.records  # nothing to do
 
 
+def test_resume_in_an_empty_folder_starts_at_round_0(small_cnn, tiny_data, uniform_run, tmp_path):
+    initial = uniform_run[0].backworked[0]
+    result = retrain.retrain_rounds(
+        small_cnn,
+        tiny_data,
+        TINY_BACKWORK,
+        rc(1, resume=True),
+        TINY_TRAIN,
+        initial=initial,
+        output_dir=tmp_path / "new",
+    )
+    assert result.rounds == 1 and result.resumed_rounds == 0 and not result.interrupted
+    assert (tmp_path / "new" / "round_1" / "model.keras").is_file()
+
+
 def test_resume_refuses_other_settings(uniform_run, small_cnn, tiny_data):
     _, out, _ = uniform_run
     with pytest.raises(ValueError, match="mode"):

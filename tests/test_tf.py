@@ -67,3 +67,21 @@ def test_num_classes_from_the_graph_or_one_forward_pass():
         _tf.num_classes(lambda t: t)
     with pytest.raises(ValueError, match=r"returned shape \(1, 2, 2\)"):
         _tf.num_classes(lambda t: tf.zeros([1, 2, 2]), np.zeros((1, 4)))
+
+
+@pytest.mark.parametrize("rows, size", [(10, 3), (9, 3), (1, 5), (0, 4), (7, 7)])
+def test_batch_slices_cover_every_row_once_in_order(rows, size):
+    slices = list(_tf.batch_slices(rows, size))
+    covered = np.concatenate([np.arange(rows)[s] for s in slices]) if slices else np.zeros(0)
+    np.testing.assert_array_equal(covered, np.arange(rows))
+    assert all(0 < s.stop - s.start <= size for s in slices)
+
+
+def test_input_gradient_matches_the_formula_and_returns_the_score():
+    x = tf.constant(np.arange(6, dtype=np.float32).reshape(2, 3))
+    grad, score = _tf.input_gradient(lambda p: tf.reduce_sum(p**2, axis=1), x)
+    np.testing.assert_allclose(grad.numpy(), 2 * x.numpy())
+    np.testing.assert_allclose(score.numpy(), (x.numpy() ** 2).sum(1))
+    grad, (first, extra) = _tf.input_gradient(lambda p: (3.0 * p[:, 0], p * 0 + 7), x)
+    np.testing.assert_allclose(grad.numpy(), [[3, 0, 0], [3, 0, 0]])  # the first output only
+    assert float(extra.numpy().max()) == 7

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfool import costs
+from tfool._tf import batch_slices
 from tfool.data import Dataset
 from tfool.models import activation_model, predict_logits
 from tfool.references import ReferenceSet, build_reference_set
@@ -42,8 +43,8 @@ def image_distances(images: np.ndarray, train_images: np.ndarray) -> tuple[np.nd
     nearest, pairwise = [], []
     for group in images:
         closest = np.full(len(group), np.inf)
-        for start in range(0, len(train_images), 4096):  # streamed: no float64 copy of the set
-            chunk = _pairwise_l2(group, train_images[start : start + 4096]).min(axis=1)
+        for rows in batch_slices(len(train_images), 4096):  # streamed: no float64 copy
+            chunk = _pairwise_l2(group, train_images[rows]).min(axis=1)
             closest = np.minimum(closest, chunk)
         nearest.append(float(closest.mean()))
         if len(group) < 2:

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfool import _tf
-from tfool.distribute import SplitBatch, map_batches
+from tfool._tf import SplitBatch, batch_slices, input_gradient, map_batches
 
 #: The methods ``sweep`` runs by default (the post's two single steps, BIM and the control).
 DEFAULT_METHODS = ("fgsm", "normalized_gradient", "bim", "random")
@@ -140,14 +140,17 @@ def _pick_labels(outputs: tf.Tensor, mode: str) -> tf.Tensor:
 
 def _loss_grad(model_fn, x, y, mode: str, from_logits: bool):
     """Gradient of the per-example cross-entropy w.r.t. ``x``, and the model's outputs at ``x``."""
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        outputs = model_fn(x)
+
+    def loss_and_outputs(points):
+        outputs = model_fn(points)
         labels = y if mode == "given" else tf.stop_gradient(_pick_labels(outputs, mode))
         loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=labels, logits=_log_probs(outputs, from_logits)
         )
-    return tape.gradient(loss, x), outputs
+        return loss, outputs
+
+    grad, (_, outputs) = input_gradient(loss_and_outputs, x)
+    return grad, outputs
 
 
 def _reduce_axes(t: tf.Tensor) -> list[int]:
@@ -253,33 +256,6 @@ def _probs_fn(model_fn, from_logits):
     return _compiled(model_fn, ("probs", from_logits), build)
 
 
-# ----------------------------------------------------------------------------------------
-# Batching through tf.data; tfool.distribute.SplitBatch splits each over the replicas
-# ----------------------------------------------------------------------------------------
-
-
-def _data_options() -> tf.data.Options:
-    """In-order batches without prefetching or autotuning.
-
-    The steps are synchronous and compute-bound, so tf.data's background prefetch and
-    autotuning would only add start-up cost to every call.
-    """
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    options.experimental_optimization.inject_prefetch = False
-    return options
-
-
-def _batches(arrays: Sequence[np.ndarray | None], batch_size: int):
-    """Yields tuples of batch tensors (``None`` entries stay ``None``)."""
-    present = [a for a in arrays if a is not None]
-    ds = tf.data.Dataset.from_tensor_slices(tuple(present)).batch(batch_size)
-    ds = ds.with_options(_data_options())
-    for batch in ds:
-        items = iter(batch)
-        yield tuple(None if a is None else next(items) for a in arrays)
-
-
 def _dummy_labels(y: np.ndarray | None, n: int) -> np.ndarray:
     return np.zeros(n, np.int64) if y is None else y
 
@@ -289,35 +265,9 @@ def _dummy_labels(y: np.ndarray | None, n: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------
 
 
-def _fgm(
-    kind: str,
-    model_fn,
-    x,
-    eps,
-    y,
-    targeted,
-    clip_min,
-    clip_max,
-    least_likely,
-    from_logits,
-    batch_size,
-    strategy,
-) -> np.ndarray:
-    c = _check_attack(model_fn, x, eps, y, targeted, least_likely, clip_min, clip_max, batch_size)
-    if eps == 0:
-        return c.x.copy()
-    fn = _fgm_fn(model_fn, kind, c.mode, c.targeted, bool(from_logits))
-    scalars = [tf.constant(v, tf.float32) for v in (eps, clip_min, clip_max)]
-    out = []
-    for xb, yb in _batches([c.x, _dummy_labels(c.y, len(c.x))], c.batch_size):
-        batch = SplitBatch(strategy, len(xb))
-        out.append(batch.gather(batch.run(fn, *batch.split(xb, yb), *scalars)))
-    return np.concatenate(out)
-
-
 def _single_step(kind: str, name: str, doc: str) -> Callable[..., np.ndarray]:
     """A public single-step attack in direction ``kind`` (``_direction``): one signature,
-    one implementation (``_fgm``), three names."""
+    one implementation, three names."""
 
     def attack_fn(
         model_fn: ModelFn,
@@ -333,20 +283,15 @@ def _single_step(kind: str, name: str, doc: str) -> Callable[..., np.ndarray]:
         batch_size: int = DEFAULT_BATCH_SIZE,
         strategy: tf.distribute.Strategy | None = None,
     ) -> np.ndarray:
-        return _fgm(
-            kind,
-            model_fn,
-            x,
-            eps,
-            y,
-            targeted,
-            clip_min,
-            clip_max,
-            least_likely,
-            from_logits,
-            batch_size,
-            strategy,
+        c = _check_attack(
+            model_fn, x, eps, y, targeted, least_likely, clip_min, clip_max, batch_size
         )
+        if eps == 0:
+            return c.x.copy()
+        fn = _fgm_fn(model_fn, kind, c.mode, c.targeted, bool(from_logits))
+        scalars = [tf.constant(v, tf.float32) for v in (eps, clip_min, clip_max)]
+        arrays = [c.x, _dummy_labels(c.y, len(c.x)), *scalars]
+        return map_batches(fn, arrays, c.batch_size, strategy, replicated=(2, 3, 4))
 
     attack_fn.__name__ = attack_fn.__qualname__ = name
     attack_fn.__doc__ = doc
@@ -542,11 +487,11 @@ def bim(
     pick = _labels_fn(model_fn, c.mode) if c.y is None else None
     scalars = [tf.constant(v, tf.float32) for v in (eps, step_size, clip_min, clip_max)]
     out = []
-    for xb, sb, yb in _batches([x0, start if random_start else None, c.y], c.batch_size):
-        batch = SplitBatch(strategy, len(xb))
-        (xb,) = batch.split(xb)
-        adv = batch.split(sb)[0] if sb is not None else xb
-        yb = batch.run(pick, xb) if yb is None else batch.split(yb)[0]
+    for rows in batch_slices(len(x0), c.batch_size):
+        batch = SplitBatch(strategy, len(x0[rows]))
+        (xb,) = batch.split(x0[rows])
+        adv = batch.split(start[rows])[0] if random_start else xb
+        yb = batch.run(pick, xb) if c.y is None else batch.split(c.y[rows])[0]
         for _ in range(steps):  # the batch stays split across the replicas between steps
             adv = batch.run(step, adv, xb, yb, *scalars)
         out.append(batch.gather(adv))

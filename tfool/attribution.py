@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import itertools
 import math
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -14,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfool import _tf
-from tfool.distribute import map_batches, run_batch
+from tfool._tf import batch_slices, map_batches, run_batch
 
 #: The integrated-gradients quadrature rules, as Captum names them.
 IG_METHODS = (
@@ -121,10 +120,7 @@ class _Compiled:
     """
 
     def __init__(self, model_fn: ModelFn, from_logits: bool, score: str):
-        try:
-            self._ref = weakref.ref(model_fn)
-        except TypeError:  # not weak-referenceable: keep it (this object is then not cached)
-            self._ref = lambda: model_fn
+        self._model = _tf.weak_call(model_fn)
         self.from_logits = from_logits
         self.score = score
         self.scores = tf.function(self._scores, reduce_retracing=True)
@@ -133,7 +129,7 @@ class _Compiled:
         self.occluded_scores = tf.function(self._occluded_scores, reduce_retracing=True)
 
     def _score(self, points: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-        out = self._ref()(points)
+        out = self._model(points)
         if self.score == "output":
             picked = tf.gather(out, targets, axis=1, batch_dims=1)
         elif self.score == "probability":
@@ -149,10 +145,7 @@ class _Compiled:
         return self._score(points, targets)
 
     def _gradients(self, points, targets):
-        with tf.GradientTape() as tape:
-            tape.watch(points)
-            total = tf.reduce_sum(self._score(points, targets))
-        return tape.gradient(total, points)
+        return _tf.input_gradient(lambda p: self._score(p, targets), points)[0]
 
     def _path_gradients(self, x, baselines, rows, alphas, targets):
         start = tf.gather(baselines, rows)
@@ -571,8 +564,8 @@ def occlusion(
     full = run_batch(compiled.scores, (x_t, targets), strategy).astype(np.float64)
     total = np.zeros(x.shape, np.float64)
     cover = np.zeros(x.shape[1:], np.int64)
-    for start in range(0, len(windows), per_eval):
-        group = windows[start : start + per_eval]
+    for rows in batch_slices(len(windows), per_eval):
+        group = windows[rows]
         masks = np.zeros((per_eval, *x.shape[1:]), np.float32)  # padded: one trace
         for i, region in enumerate(group):
             masks[(i, *region)] = 1.0

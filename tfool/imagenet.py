@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfool import io
+from tfool._tf import batch_slices
 from tfool.data import network_available
 
 logger = logging.getLogger(__name__)
@@ -407,10 +408,7 @@ class ImagenetModel:
         pixels = np.asarray(pixels, np.float32)
         if pixels.ndim != 4 or pixels.shape[1:] != self.image_shape:
             raise ValueError(f"pixels have shape {pixels.shape}, expected [N, {self.image_shape}]")
-        out = [
-            self.probabilities(pixels[i : i + batch_size]).numpy()
-            for i in range(0, len(pixels), batch_size)
-        ]
+        out = [self.probabilities(pixels[s]).numpy() for s in batch_slices(len(pixels), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
 
     def class_index(self, label: int | str) -> int:

@@ -11,7 +11,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool.distribute import run_batch
+from tfool import _tf
+from tfool._tf import run_batch
 from tfool.imagenet import (
     ImagenetModel,
     Prediction,
@@ -149,12 +150,12 @@ def _make_step(model: ImagenetModel, config: ProjectionConfig, clip_min: float, 
         Under the per-image normalisation, ascending log p moves exactly as ascending p.
         Returns the new images and the target probabilities of the images given.
         """
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            log_probs = tf.nn.log_softmax(model.logits(x), axis=-1)
-            target_log_probs = tf.gather(log_probs, targets, batch_dims=1)
-            objective = tf.reduce_sum(target_log_probs)  # rows are independent
-        grad = tape.gradient(objective, x)
+
+        def target_log_probs(points):  # rows are independent: one gradient for all
+            log_probs = tf.nn.log_softmax(model.logits(points), axis=-1)
+            return tf.gather(log_probs, targets, batch_dims=1)
+
+        grad, target_log_probs = _tf.input_gradient(target_log_probs, x)
         probs = tf.exp(target_log_probs)
         moved = x + step_size * _normalise(grad, config.normalize)
         if eps is not None:

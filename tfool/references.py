@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfool import _tf, costs
+from tfool._tf import batch_slices
 from tfool.data import Dataset
 
 #: Storage types of reference activations; distances are always computed in float32.
@@ -163,8 +164,8 @@ def build_reference_set(
         if len(x) == 0:
             raise ValueError(f"label {int(lbl)} has no training images to form a reference set")
         parts: list[list[tuple[tf.Tensor, tf.Tensor]]] = [[] for _ in names]
-        for start in range(0, len(x), batch_size):
-            for k, pair in enumerate(forward(tf.constant(x[start : start + batch_size]))):
+        for rows in batch_slices(len(x), batch_size):
+            for k, pair in enumerate(forward(tf.constant(x[rows]))):
                 parts[k].append(pair)
         for k in range(len(names)):
             columns = tf.concat([c for c, _ in parts[k]], axis=1)

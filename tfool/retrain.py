@@ -805,7 +805,8 @@ def _save_round(output_dir, record, model, fresh, settings, records) -> None:
 
 
 def _load_rounds(output_dir, settings, model, strategy) -> tuple[list, list, list]:
-    """The finished rounds saved in ``output_dir`` (empty lists when there are none).
+    """The records, models (``model`` first) and backwork runs of the finished rounds saved
+    in ``output_dir`` (just ``model`` when there are none).
 
     Raises:
         ValueError: the saved rounds were made with other settings.
@@ -813,7 +814,7 @@ def _load_rounds(output_dir, settings, model, strategy) -> tuple[list, list, lis
     path = Path(output_dir) / STATE_FILE
     if not path.is_file():
         logger.info("retrain: nothing to resume in %s; starting at round 0", output_dir)
-        return [], [], []
+        return [], [model], []
     state = io.read_json(path)
     if state["settings"] != settings:
         diff = sorted(

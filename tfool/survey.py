@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool.distribute import run_batch
+from tfool._tf import batch_slices, run_batch
 from tfool.imagenet import ImagenetModel
 
 logger = logging.getLogger(__name__)
@@ -241,15 +241,14 @@ def noise_survey(
     labels = [[] for _ in pairs]
     confidences = [[] for _ in pairs]
     bar = keras.utils.Progbar(num_images, unit_name="image") if verbose else None
-    for start in range(0, num_images, batch_size):
-        stop = min(start + batch_size, num_images)
-        batch = noise_images(start, stop, config.image_size, seed, noise)
+    for rows in batch_slices(num_images, batch_size):
+        batch = noise_images(rows.start, rows.stop, config.image_size, seed, noise)
         for k, ((_, model), fn) in enumerate(zip(pairs, fns, strict=True)):
             label, confidence = run_batch(fn, (center_crop(batch, model.input_size),), strategy)
             labels[k].append(label)
             confidences[k].append(confidence)
         if bar is not None:
-            bar.update(stop)
+            bar.update(rows.stop)
     surveys = []
     for k, (name, model) in enumerate(pairs):
         lab = np.concatenate(labels[k]).astype(np.int64)
