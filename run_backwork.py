@@ -93,12 +93,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     common = common_flags.common_config(FLAGS)
-    logging.basicConfig(
-        level=logging.INFO if common.verbosity else logging.WARNING,
-        format="%(asctime)s %(message)s",
-        datefmt="%H:%M:%S",
-        force=True,
-    )
+    common_flags.setup_logging(common.verbosity)
     from tfool import backwork, callbacks, distribute, report  # deferred: TensorFlow loads slowly
 
     dist = distribution_flags.distribution_config(FLAGS)
@@ -184,13 +179,17 @@ def _retrain(model, dataset, config, initial, output_dir, cbs, strategy) -> int:
     return 130 if results[-1].interrupted else 0
 
 
+#: The flags that set the library arguments its errors name.
+FLAG_HINTS = {
+    "weights=": "--backwork_weights",
+    "source=": "--data_source",
+    "data_dir": "--data_dir",
+}
+
+
 def _main_with_clear_errors(argv: list[str]) -> int:
-    """``main``, with bad input (files, names, weights) reported in one line, exit code 2."""
-    try:
-        return main(argv)
-    except (ValueError, FileNotFoundError, ConnectionError, RuntimeError) as err:
-        log.error("error: %s", err)
-        return 2
+    """``main``, with bad input (files, names, weights, disks) in one line, exit code 2."""
+    return common_flags.run_with_clear_errors(lambda: main(argv), FLAG_HINTS)
 
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:

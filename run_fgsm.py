@@ -9,10 +9,11 @@ python run_fgsm.py --fgsm_mode=attribute  # attributions of test and FGSM images
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from flags import common as common_flags
 from flags import distribution as distribution_flags
@@ -22,19 +23,18 @@ from flags import model as model_flags
 from tfool import data, distribute, experiments, imagenet, models, projection, report, survey
 
 FLAGS = flags.FLAGS
+log = logging.getLogger("tfool")
 
 
 def _mnist_model(common: common_flags.CommonConfig, flag_values: flags.FlagValues, strategy):
     """Loads the data and the cached reference CNN (training and caching it when missing)."""
     dataset = data.load_dataset(common.dataset, common.data_source, common.data_dir)
-    logging.info(
-        "data: %s from %s, %d test images", dataset.name, dataset.source, len(dataset.x_test)
-    )
+    log.info("data: %s from %s, %d test images", dataset.name, dataset.source, len(dataset.x_test))
     model, trained = models.get_or_train(
         flag_values.model_path, dataset, model_flags.train_config(flag_values), strategy
     )
     if trained is not None:
-        logging.info("trained the CNN in %.0f s", trained.train_seconds)
+        log.info("trained the CNN in %.0f s", trained.train_seconds)
     return dataset, model
 
 
@@ -46,7 +46,7 @@ def sweep_mode(common, cfg, flag_values, strategy=None) -> str:
 
     def progress(row):
         done.append(row)
-        logging.info(
+        log.info(
             "[%2d/%d] %-19s eps=%-5g accuracy %5.1f%%  changed %5.1f%%  (%.1f s)",
             len(done),
             cells,
@@ -141,15 +141,15 @@ def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
     mode = flag_values.fgsm_mode
     cfg = fgsm_flags.fgsm_config(flag_values)
     dist = distribution_flags.distribution_config(flag_values)
-    logging.set_verbosity(logging.INFO if common.verbosity else logging.WARNING)
+    common_flags.setup_logging(common.verbosity)
     strategy = distribute.get_strategy(dist.name, dist.num_gpus, dist.tpu_address)  # first
-    logging.info("distribution: %s", distribute.describe(strategy))
+    log.info("distribution: %s", distribute.describe(strategy))
     os.makedirs(common.output_dir, exist_ok=True)
     common_flags.write_flags_file(flag_values, common.output_dir)
     summary = MODES[mode](common, cfg, flag_values, strategy=strategy)
     if common.verbosity:
         print(summary)
-    logging.info(
+    log.info(
         "%s finished in %.0f s; outputs in %s",
         mode,
         time.perf_counter() - start,
@@ -157,14 +157,17 @@ def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
     )
 
 
+#: The flags that set the library arguments its errors name.
+FLAG_HINTS = {
+    "weights=": "--fgsm_imagenet_weights",
+    "source=": "--data_source",
+    "data_dir": "--data_dir",
+}
+
+
 def _main_with_clear_errors(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> int:
-    """``main``, with bad input (files, class names, weights) reported in one line, exit code 2."""
-    try:
-        main(argv, flag_values)
-    except (ValueError, FileNotFoundError, ConnectionError, RuntimeError) as err:
-        logging.error("error: %s", err)
-        return 2
-    return 0
+    """``main``, with bad input (files, class names, weights, disks) in one line, exit code 2."""
+    return common_flags.run_with_clear_errors(lambda: main(argv, flag_values), FLAG_HINTS)
 
 
 def run() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+from collections.abc import Callable, Mapping
 
 from absl import flags
 
@@ -129,3 +131,50 @@ def write_flags_file(flag_values: flags.FlagValues, output_dir: str, modules=Non
     path = os.path.join(output_dir, "flags.cfg")
     io.write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+#: What a run script reports in one line (exit code 2) instead of a traceback: bad input,
+#: missing or damaged files, disk and permission errors, no network.
+CLEAR_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+def run_with_clear_errors(
+    main: Callable[[], int | None], flag_hints: Mapping[str, str] | None = None
+) -> int:
+    """Runs ``main()`` and turns a ``CLEAR_ERRORS`` exception into one logged line.
+
+    The library's errors name its arguments (``weights=``, ``source=``); ``flag_hints``
+    maps such an argument to the flag that sets it, added to the line when the message
+    names the argument.
+
+    Returns:
+        ``main``'s exit status (``None`` counts as 0), or 2 after an error.
+    """
+    try:
+        return main() or 0
+    except CLEAR_ERRORS as err:
+        message = str(err) or type(err).__name__
+        if isinstance(err, OSError) and err.filename is not None and err.strerror:
+            message = f"{err.strerror}: {err.filename}"  # no errno prefix
+        flags_named = sorted({f for arg, f in (flag_hints or {}).items() if arg in message})
+        hint = f" (flags: {', '.join(flags_named)})" if flags_named else ""
+        logging.getLogger("tfool").error("error: %s%s", message.replace("\n", " "), hint)
+        return 2
+
+
+def setup_logging(verbosity: int) -> None:
+    """The run scripts' one logging convention: ``HH:MM:SS message`` lines on stderr,
+    progress (INFO) shown when ``verbosity`` > 0, warnings and errors always.
+
+    Replaces absl's handler (and an earlier call's) on the root logger; other handlers
+    (a test's log capture) stay.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if type(handler).__name__ == "ABSLHandler" or getattr(handler, "tfool", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler()
+    handler.tfool = True
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbosity else logging.WARNING)

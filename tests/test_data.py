@@ -345,7 +345,7 @@ def test_auto_offline_falls_back_to_sample_without_network(empty_keras_home, no_
 
 
 def test_keras_source_offline_is_connection_error(empty_keras_home, no_network):
-    with pytest.raises(ConnectionError, match="data_source=sample"):
+    with pytest.raises(ConnectionError, match="source='sample'"):
         data.load_mnist(source="keras")
 
 

@@ -261,7 +261,8 @@ def test_imagenet_bad_input_is_a_clear_error(tmp_path):
             "--backwork_labels=envelope",
         ]
     )
-    assert proc.returncode == 2 and "--backwork_weights=FILE" in proc.stderr
+    assert proc.returncode == 2 and "weights=FILE" in proc.stderr
+    assert "(flags: --backwork_weights)" in proc.stderr  # the library's argument, as a flag
     assert not (tmp_path / "c").exists()
 
 

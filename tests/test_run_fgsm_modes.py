@@ -202,7 +202,7 @@ def test_attribute_writes_every_method_for_test_and_fgsm_images(tmp_path, model_
     "args, error, match",
     [
         (["--fgsm_project_targets=envelop"], ValueError, "close matches: envelope"),
-        (["--fgsm_imagenet_weights=imagenet"], ConnectionError, "--fgsm_imagenet_weights=FILE"),
+        (["--fgsm_imagenet_weights=imagenet"], ConnectionError, "weights=FILE"),
         (["--fgsm_project_image={missing}"], FileNotFoundError, "does not exist"),
         (["--fgsm_project_image={bad}"], ValueError, "not a readable PNG/JPEG image"),
         (["--fgsm_imagenet_weights={missing}"], FileNotFoundError, "no such file"),
@@ -219,6 +219,28 @@ def test_bad_project_input_is_a_clear_error(tmp_path, monkeypatch, args, error, 
     with pytest.raises(error, match=match):
         run_fgsm.main(["run_fgsm"], fv)
     assert not (out / "projection.json").exists()
+
+
+def test_library_errors_get_the_flags_that_set_their_arguments(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(imagenet, "cached_weights", lambda name: None)
+    monkeypatch.setattr(imagenet, "network_available", lambda: False)
+    fv = _flags(tmp_path, "--fgsm_mode=project", "--fgsm_imagenet_weights=imagenet")
+    with caplog.at_level(logging.ERROR):
+        assert run_fgsm._main_with_clear_errors(["run_fgsm"], fv) == 2
+    (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "weights=FILE" in record.getMessage()
+    assert "(flags: --fgsm_imagenet_weights)" in record.getMessage()
+
+
+def test_disk_errors_become_one_line_and_exit_code_2(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the output folder should go")
+    fv = _flags(blocker / "out", "--fgsm_mode=survey")
+    with caplog.at_level(logging.ERROR):
+        assert run_fgsm._main_with_clear_errors(["run_fgsm"], fv) == 2
+    (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.getMessage().startswith("error: ") and str(blocker) in record.getMessage()
+    assert record.exc_info is None
 
 
 def test_errors_become_one_line_and_exit_code_2(tmp_path, caplog):

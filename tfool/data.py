@@ -232,8 +232,8 @@ def network_available(
 def _load_keras(name: str) -> dict[str, np.ndarray]:
     if not network_available():
         raise ConnectionError(
-            f"cannot reach {_KERAS_HOSTS[0]} to download {name}; use --data_source=sample, "
-            "or place mnist.npz / the IDX files in --data_dir"
+            f"cannot reach {_KERAS_HOSTS[0]} to download {name}; use source='sample', "
+            "or place mnist.npz / the IDX files in data_dir"
         )
     import keras  # deferred: importing keras costs seconds
 

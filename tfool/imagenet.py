@@ -459,8 +459,8 @@ def _check_imagenet_available(name: str, arch: Architecture) -> None:
         f"the ImageNet weights of {name} are not in the keras cache "
         f"({keras_cache_paths(name)[0]}) and the download host cannot be reached. Download "
         f"{arch.weights_url} on a connected machine and either copy it to that path, or pass "
-        "its path as weights= (run_fgsm.py --fgsm_imagenet_weights=FILE, run_backwork.py --backwork_weights=FILE); a "
-        ".weights.h5 file or a whole .keras model works too; weights='none' gives random weights."
+        "its path as weights=FILE (a .weights.h5 file or a whole .keras model); weights=None "
+        "gives random weights."
     )
 
 

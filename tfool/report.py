@@ -277,7 +277,9 @@ def format_retrain_table(summary: Mapping) -> str:
             "probability of uniform noise / an all-zero image"
         )
     if summary.get("interrupted"):
-        lines.append(f"INTERRUPTED after {summary['rounds']} finished round(s); --retrain_resume")
+        lines.append(
+            f"INTERRUPTED after {summary['rounds']} finished round(s); resuming continues them"
+        )
     return "\n".join(lines)
 
 
