@@ -194,11 +194,12 @@ def _main_with_clear_errors(argv: list[str]) -> int:
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """Defines every flag of run_backwork.py on ``flag_values``."""
-    common_flags.define_common_flags(flag_values, output_dir="out/backwork")
-    model_flags.define_model_flags(flag_values)
-    distribution_flags.define_distribution_flags(flag_values)
-    backwork_flags.define_backwork_flags(flag_values)
-    retrain_flags.define_retrain_flags(flag_values)
+    common_flags.define_script_flags(
+        flag_values,
+        "out/backwork",
+        backwork_flags.define_backwork_flags,
+        retrain_flags.define_retrain_flags,
+    )
 
 
 def run() -> None:

@@ -125,11 +125,9 @@ MODES = {
 
 def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """Defines every flag of run_fgsm.py on ``flag_values``."""
-    common_flags.define_common_flags(flag_values, output_dir="out/fgsm")
-    model_flags.define_model_flags(flag_values)
-    distribution_flags.define_distribution_flags(flag_values)
-    fgsm_flags.define_fgsm_flags(flag_values)
-    imagenet_flags.define_imagenet_flags(flag_values)
+    common_flags.define_script_flags(
+        flag_values, "out/fgsm", fgsm_flags.define_fgsm_flags, imagenet_flags.define_imagenet_flags
+    )
 
 
 def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:

@@ -32,15 +32,7 @@ def _model(kind: str, dataset: data.Dataset, model_path: str) -> keras.Model:
         return model
     keras.utils.set_random_seed(0)
     model = models.build_mnist_cnn(conv_filters=(8, 16), fc_units=64, seed=0)
-    small = data.Dataset(
-        dataset.x_train[:1000],
-        dataset.y_train[:1000],
-        dataset.x_test[:300],
-        dataset.y_test[:300],
-        dataset.class_names,
-        dataset.source,
-        dataset.name,
-    )
+    small = dataset.head(1000, 300)
     config = models.TrainConfig(epochs=3, batch_size=50, learning_rate=3e-3, verbose=0)
     models.train(model, small, config)
     return model

@@ -55,16 +55,7 @@ def child(args: argparse.Namespace) -> None:
     from tfool import attacks, data, distribute, io, models
 
     strategy = distribute.get_strategy(name)
-    ds = data.load_mnist(source="sample")
-    ds = data.Dataset(
-        ds.x_train[: args.train_images],
-        ds.y_train[: args.train_images],
-        ds.x_test,
-        ds.y_test,
-        ds.class_names,
-        ds.source,
-        ds.name,
-    )
+    ds = data.load_mnist(source="sample").head(args.train_images)
     build = dict(conv_filters=(8, 16), fc_units=64) if args.small else {}
     config = models.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=0, verbose=0)
 

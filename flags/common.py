@@ -178,3 +178,18 @@ def setup_logging(verbosity: int) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbosity else logging.WARNING)
+
+
+def define_script_flags(
+    flag_values: flags.FlagValues, output_dir: str, *definers: Callable[[flags.FlagValues], None]
+) -> None:
+    """Defines a run script's flags: the common, model and distribution groups (the
+    common group with the script's default ``output_dir``), then each of ``definers``."""
+    from flags import distribution as distribution_flags
+    from flags import model as model_flags
+
+    define_common_flags(flag_values, output_dir=output_dir)
+    model_flags.define_model_flags(flag_values)
+    distribution_flags.define_distribution_flags(flag_values)
+    for define in definers:
+        define(flag_values)

@@ -21,16 +21,7 @@ def mnist_sample():
 @pytest.fixture(scope="session")
 def small_data(mnist_sample):
     """A 1,000-image subset of the sample, for quick training."""
-    ds = mnist_sample
-    return data.Dataset(
-        ds.x_train[:1000],
-        ds.y_train[:1000],
-        ds.x_test[:300],
-        ds.y_test[:300],
-        ds.class_names,
-        ds.source,
-        ds.name,
-    )
+    return mnist_sample.head(1000, 300)
 
 
 @pytest.fixture(scope="session")

@@ -52,16 +52,7 @@ def _scope(strategy):
 def _data(train: int = 128, test: int = 32):
     from tfool import data
 
-    ds = data.load_mnist(source="sample")
-    return data.Dataset(
-        ds.x_train[:train],
-        ds.y_train[:train],
-        ds.x_test[:test],
-        ds.y_test[:test],
-        ds.class_names,
-        ds.source,
-        ds.name,
-    )
+    return data.load_mnist(source="sample").head(train, test)
 
 
 def _tiny_cnn(strategy, seed: int = 0):

@@ -448,3 +448,13 @@ def test_build_sample_npz_round_trip(tmp_path, empty_keras_home):
     data.build_sample_npz(tmp_path / "mnist_5k.csv.gz", out3, seed=1)
     with np.load(out) as a, np.load(out3) as c:
         assert not np.array_equal(a["y_train"], c["y_train"])
+
+
+def test_head_takes_the_first_rows_and_keeps_the_rest():
+    ds = data.load_mnist(source="sample")
+    small = ds.head(10, 3)
+    assert small.x_train.shape == (10, 28, 28, 1) and small.x_test.shape == (3, 28, 28, 1)
+    np.testing.assert_array_equal(small.y_train, ds.y_train[:10])
+    np.testing.assert_array_equal(small.x_test, ds.x_test[:3])
+    assert (small.class_names, small.source, small.name) == (ds.class_names, ds.source, ds.name)
+    assert len(ds.head(5).x_test) == len(ds.x_test)  # None keeps every test image

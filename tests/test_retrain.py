@@ -225,10 +225,7 @@ def test_train_accepts_soft_targets(small_data):
 @pytest.fixture(scope="module")
 def tiny_data(small_data):
     """200 training images: enough for labels 0 and 1, quick to train on."""
-    d = small_data
-    return data.Dataset(
-        d.x_train[:200], d.y_train[:200], d.x_test[:100], d.y_test[:100], d.class_names, d.source
-    )
+    return small_data.head(200, 100)
 
 
 @pytest.fixture(scope="module")
@@ -441,19 +438,12 @@ def test_control_rounds_add_nothing_and_train_like_the_others(small_cnn, tiny_da
 
 def test_measure_fooling_counts_the_first_step_at_the_threshold(small_cnn, tiny_data):
     """The rate and median steps agree with a plain backwork run's per-step history."""
-    kw = {"budget": 8, "examples": 3, "seed": 4, "threshold": 0.9}
-    stats = retrain.measure_fooling(small_cnn, tiny_data, TINY_BACKWORK, **kw)
-    config = dataclasses.replace(
-        TINY_BACKWORK,
-        num_examples=3,
-        max_num_steps=8,
-        seed=4,
-        prob_cap_min=0.9,
-        prob_cap_mean=1.0,
-        tolerance=0.0,
-        history_every=1,
-    )
-    run = bw.backwork(small_cnn, tiny_data, config)
+    settings = rc(0, fooling_budget=8, fooling_examples=3, fooling_seed=4, fooling_threshold=0.9)
+    stats = retrain.measure_fooling(small_cnn, tiny_data, TINY_BACKWORK, settings)
+    config = retrain.fooling_config(TINY_BACKWORK, settings)
+    assert (config.num_examples, config.max_num_steps, config.seed) == (3, 8, 4)
+    assert config.prob_cap_min == 0.9 and config.save_freq == 1 and config.tolerance == 0
+    run = bw.backwork(small_cnn, tiny_data, dataclasses.replace(config, history_every=1))
     target = bw.target_probabilities(
         run.history_probs.reshape(-1, *run.history_probs.shape[2:]),
         np.tile(run.labels, len(run.history_steps)),
@@ -465,7 +455,8 @@ def test_measure_fooling_counts_the_first_step_at_the_threshold(small_cnn, tiny_
     if stats.rate:
         assert stats.median_steps == pytest.approx(np.median(first[first >= 0]))
     assert stats.mean_target_prob == pytest.approx(run.target_probs.mean(), abs=1e-6)
-    easy = retrain.measure_fooling(small_cnn, tiny_data, TINY_BACKWORK, **{**kw, "threshold": 1e-6})
+    easy = dataclasses.replace(settings, fooling_threshold=1e-6)
+    easy = retrain.measure_fooling(small_cnn, tiny_data, TINY_BACKWORK, easy)
     assert easy.rate == 1.0 and easy.median_steps == 0  # every row starts above it
 
 

@@ -39,8 +39,23 @@ _KERAS_HOSTS = ("storage.googleapis.com", 443)
 _NETWORK_TIMEOUT_S = 3.0
 
 
+class ImageClassSet:
+    """What every labelled image set of tfool derives from its fields ``x_train`` and
+    ``class_names``."""
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes."""
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """The shape of one image, e.g. ``(28, 28, 1)``."""
+        return tuple(self.x_train.shape[1:])
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class Dataset:
+class Dataset(ImageClassSet):
     """A labelled image dataset split into train and test.
 
     Attributes:
@@ -61,15 +76,16 @@ class Dataset:
     source: str
     name: str = "mnist"
 
-    @property
-    def num_classes(self) -> int:
-        """The number of classes."""
-        return len(self.class_names)
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        """The shape of one image, e.g. ``(28, 28, 1)``."""
-        return tuple(self.x_train.shape[1:])
+    def head(self, num_train: int | None = None, num_test: int | None = None) -> Dataset:
+        """The first ``num_train`` training and ``num_test`` test images (``None``: all),
+        as a new ``Dataset`` of the same classes, source and name."""
+        return dataclasses.replace(
+            self,
+            x_train=self.x_train[:num_train],
+            y_train=self.y_train[:num_train],
+            x_test=self.x_test[:num_test],
+            y_test=self.y_test[:num_test],
+        )
 
     def train_of_class(self, label: int) -> np.ndarray:
         """The training images of one class."""

@@ -25,7 +25,7 @@ from tfool.backwork import (
     reference_set,
     result_arrays,
 )
-from tfool.data import Dataset
+from tfool.data import Dataset, ImageClassSet
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ DEFAULT_TRAIN_CONFIG = models.TrainConfig(epochs=2)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class AugmentedData:
+class AugmentedData(ImageClassSet):
     """A training set with soft targets: the data plus negatives, zero and noise images.
 
     It has the fields ``tfool.models.train`` reads (``x_train, y_train, x_test, y_test``);
@@ -152,16 +152,6 @@ class AugmentedData:
     mode: str
     origin: np.ndarray
     seed: int
-
-    @property
-    def num_classes(self) -> int:
-        """The number of target classes ``K``."""
-        return len(self.class_names)
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        """The shape of one image."""
-        return tuple(self.x_train.shape[1:])
 
     @property
     def hard_labels(self) -> np.ndarray:
@@ -410,59 +400,62 @@ class _FirstReach(BackworkCallback):
         self.first[newly] = event.step
 
 
+def fooling_config(backwork_config: BackworkConfig, config: RetrainConfig) -> BackworkConfig:
+    """The backworking settings of ``measure_fooling``: ``backwork_config``'s costs and
+    re-initialisation, ``config.fooling_examples`` rows per label from noise seeded by
+    ``config.fooling_seed``, at most ``config.fooling_budget`` steps, a save (and so a test)
+    after every step, and a label stopping only when all its rows are past
+    ``config.fooling_threshold``."""
+    return dataclasses.replace(
+        backwork_config,
+        num_examples=config.fooling_examples,
+        max_num_steps=config.fooling_budget,
+        seed=config.fooling_seed,
+        save_freq=1,
+        prob_cap_min=config.fooling_threshold,
+        prob_cap_mean=1.0,
+        tolerance=0.0,
+        history_every=config.fooling_budget,
+        max_history=2,
+    )
+
+
 def measure_fooling(
     model: keras.Model,
     data: Dataset,
     backwork_config: BackworkConfig,
+    config: RetrainConfig = RetrainConfig(),
     *,
-    budget: int = 100,
-    examples: int = 8,
-    seed: int = 1000,
-    threshold: float = 0.999,
     references=None,
     strategy: tf.distribute.Strategy | None = None,
 ) -> FoolingStats:
-    """Backworks fresh noise (fixed ``seed``) against ``model`` for at most ``budget``
-    steps and counts the rows whose target probability reaches ``threshold``.
+    """Backworks fresh noise (a fixed seed) against ``model`` within a step budget and
+    counts the rows whose target probability reaches the threshold.
 
-    The run uses ``backwork_config``'s costs and re-initialisation, with ``examples`` rows
-    per label, a save (and so a test) after every step, and a label stopping only when all
-    its rows are past ``threshold``. With an extra output class the target digit's
-    probability counts, not the extra class's.
+    With an extra output class the target digit's probability counts, not the extra
+    class's.
 
     Args:
         model: The classifier (logits).
         data: Its training data (the reference sets) or ``None`` when the config needs none.
         backwork_config: The backworking settings (labels, costs, learning rate).
-        budget: Step budget, >= 1.
-        examples: Rows per label, >= 1.
-        seed: Seed of the initial noise and of the re-initialisations.
-        threshold: Target probability that counts as fooled, in (0, 1).
+        config: Its ``fooling_*`` fields set the budget, rows, seed and threshold (the run's
+            settings are ``fooling_config(backwork_config, config)``).
         references: A ``ReferenceSet`` built for ``model`` (``None``: built here).
         strategy: Optional ``tf.distribute`` strategy.
 
     Returns:
         A ``FoolingStats``.
     """
-    config = dataclasses.replace(
-        backwork_config,
-        num_examples=int(examples),
-        max_num_steps=int(budget),
-        seed=int(seed),
-        save_freq=1,
-        prob_cap_min=float(threshold),
-        prob_cap_mean=1.0,
-        tolerance=0.0,
-        history_every=int(budget),
-        max_history=2,
-    )
-    reach = _FirstReach(float(threshold))
-    result = backwork(model, data, config, strategy, [reach], references=references)
+    threshold = config.fooling_threshold
+    reach = _FirstReach(threshold)
+    run_config = fooling_config(backwork_config, config)
+    result = backwork(model, data, run_config, strategy, [reach], references=references)
     first = reach.first if reach.first is not None else np.full(result.target_probs.shape, -1)
     fooled = first >= 0
     return FoolingStats(
         rows=int(first.size),
-        budget=int(budget),
+        budget=int(config.fooling_budget),
         threshold=float(threshold),
         rate=float(fooled.mean()),
         median_steps=float(np.median(first[fooled])) if fooled.any() else None,
@@ -720,15 +713,7 @@ def _measure_round(
     if fresh.interrupted:
         return fresh, None, {}
     fooling = measure_fooling(
-        model,
-        data,
-        backwork_config,
-        budget=config.fooling_budget,
-        examples=config.fooling_examples,
-        seed=config.fooling_seed,
-        threshold=config.fooling_threshold,
-        references=refs,
-        strategy=strategy,
+        model, data, backwork_config, config, references=refs, strategy=strategy
     )
     del refs
     if fooling.interrupted:
