@@ -94,7 +94,8 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     common = common_flags.common_config(FLAGS)
     common_flags.setup_logging(common.verbosity)
-    from tfool import backwork, callbacks, distribute, report  # deferred: TensorFlow loads slowly
+    # deferred: TensorFlow loads slowly
+    from tfool import backwork, callbacks, distribute, interrupts, report
 
     dist = distribution_flags.distribution_config(FLAGS)
     strategy = distribute.get_strategy(dist.name, dist.num_gpus, dist.tpu_address)  # first
@@ -132,16 +133,17 @@ def main(argv: list[str]) -> int:
         "model_accuracy": accuracy,
         "model_path": FLAGS.model_path if dataset is not None else FLAGS.backwork_weights,
     }
-    summary = report.write_backwork_outputs(
-        common.output_dir,
-        result,
-        model,
-        dataset,
-        config,
-        extra=extra,
-        class_names=class_names,
-        references=refs,
-    )
+    with interrupts.protected():  # every file written, whatever signal comes meanwhile
+        summary = report.write_backwork_outputs(
+            common.output_dir,
+            result,
+            model,
+            dataset,
+            config,
+            extra=extra,
+            class_names=class_names,
+            references=refs,
+        )
     print(report.format_backwork_table(summary))
     status = 130 if result.interrupted else 0
     if FLAGS.retrain_rounds and not result.interrupted:
@@ -153,7 +155,7 @@ def main(argv: list[str]) -> int:
 def _retrain(model, dataset, config, initial, output_dir, cbs, strategy) -> int:
     """``--retrain_rounds`` rounds of backwork, augment and retrain per ``--retrain_mode``;
     writes each mode's outputs and the comparison of the modes."""
-    from tfool import report, retrain
+    from tfool import interrupts, report, retrain
 
     results = []
     folder = os.path.join(output_dir, "retrain")
@@ -170,12 +172,14 @@ def _retrain(model, dataset, config, initial, output_dir, cbs, strategy) -> int:
             backwork_callbacks=cbs,
             strategy=strategy,
         )
-        summary = report.write_retrain_outputs(where, result, dataset.class_names)
+        with interrupts.protected():
+            summary = report.write_retrain_outputs(where, result, dataset.class_names)
         print(report.format_retrain_table(summary))
         results.append(result)
         if result.interrupted:
             break
-    report.write_retrain_comparison(folder, results)
+    with interrupts.protected():
+        report.write_retrain_comparison(folder, results)
     return 130 if results[-1].interrupted else 0
 
 

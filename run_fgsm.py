@@ -20,7 +20,17 @@ from flags import distribution as distribution_flags
 from flags import fgsm as fgsm_flags
 from flags import imagenet as imagenet_flags
 from flags import model as model_flags
-from tfool import data, distribute, experiments, imagenet, models, projection, report, survey
+from tfool import (
+    data,
+    distribute,
+    experiments,
+    imagenet,
+    interrupts,
+    models,
+    projection,
+    report,
+    survey,
+)
 
 FLAGS = flags.FLAGS
 log = logging.getLogger("tfool")
@@ -66,7 +76,8 @@ def sweep_mode(common, cfg, flag_values, strategy=None) -> str:
         callback=progress,
         model_path=flag_values.model_path,
     )
-    return report.write_sweep_outputs(common.output_dir, found)
+    with interrupts.protected():
+        return report.write_sweep_outputs(common.output_dir, found)
 
 
 def project_mode(common, cfg, flag_values, strategy=None) -> str:
@@ -84,7 +95,8 @@ def project_mode(common, cfg, flag_values, strategy=None) -> str:
         verbose=int(common.verbosity > 0),
     )
     image_name = icfg.image or imagenet_flags.GREY
-    return report.write_projection_outputs(common.output_dir, result, model, image_name)
+    with interrupts.protected():
+        return report.write_projection_outputs(common.output_dir, result, model, image_name)
 
 
 def survey_mode(common, cfg, flag_values, strategy=None) -> str:
@@ -101,7 +113,8 @@ def survey_mode(common, cfg, flag_values, strategy=None) -> str:
         strategy=strategy,
         verbose=int(common.verbosity > 0),
     )
-    return report.write_survey_outputs(common.output_dir, result, surveyed)
+    with interrupts.protected():
+        return report.write_survey_outputs(common.output_dir, result, surveyed)
 
 
 def attribute_mode(common, cfg, flag_values, strategy=None) -> str:
@@ -110,7 +123,8 @@ def attribute_mode(common, cfg, flag_values, strategy=None) -> str:
     found = experiments.attribute_test_and_fgsm(
         model, dataset, cfg, strategy=strategy, model_path=flag_values.model_path
     )
-    return report.write_attribution_outputs(common.output_dir, found)
+    with interrupts.protected():
+        return report.write_attribution_outputs(common.output_dir, found)
 
 
 #: run_fgsm.py's modes: ``--fgsm_mode`` -> function(common, config, flag_values, strategy)

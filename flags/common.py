@@ -141,17 +141,25 @@ CLEAR_ERRORS = (ValueError, OSError, RuntimeError)
 def run_with_clear_errors(
     main: Callable[[], int | None], flag_hints: Mapping[str, str] | None = None
 ) -> int:
-    """Runs ``main()`` and turns a ``CLEAR_ERRORS`` exception into one logged line.
+    """Runs ``main()`` with Ctrl-C and SIGTERM delivered at safe points
+    (``tfool.interrupts``), and turns a ``CLEAR_ERRORS`` exception into one logged line.
 
     The library's errors name its arguments (``weights=``, ``source=``); ``flag_hints``
     maps such an argument to the flag that sets it, added to the line when the message
     names the argument.
 
     Returns:
-        ``main``'s exit status (``None`` counts as 0), or 2 after an error.
+        ``main``'s exit status (``None`` counts as 0), 2 after an error, 130 after an
+        interruption that ``main`` did not handle itself.
     """
+    from tfool import interrupts
+
     try:
-        return main() or 0
+        with interrupts.safe_points():
+            return main() or 0
+    except KeyboardInterrupt:
+        logging.getLogger("tfool").warning("interrupted before there was a result to keep")
+        return 130
     except CLEAR_ERRORS as err:
         message = str(err) or type(err).__name__
         if isinstance(err, OSError) and err.filename is not None and err.strerror:

@@ -174,7 +174,9 @@ def _default_sigint():
 
 
 @pytest.mark.slow
-def test_ctrl_c_writes_what_was_found(tmp_path, model_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_interrupt_writes_what_was_found(tmp_path, model_path, signum):
+    """Ctrl-C and SIGTERM (timeout, container stops, schedulers) keep the results alike."""
     out = tmp_path / "out"
     env = {**os.environ, "TFOOL_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     args = [
@@ -201,7 +203,7 @@ def test_ctrl_c_writes_what_was_found(tmp_path, model_path):
         if "labels running" in line or time.time() > deadline:
             break
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     try:
         rest, _ = proc.communicate(timeout=120)
     finally:
@@ -210,7 +212,9 @@ def test_ctrl_c_writes_what_was_found(tmp_path, model_path):
     res = bw.load_result(out / "images.npz")
     assert res.interrupted and res.steps > 0
     assert np.isfinite(res.images).all()
-    assert "INTERRUPTED" in rest
+    assert "INTERRUPTED" in rest and "stopping at the next safe point" in rest
+    for name in ("summary.json", "backworked.png", "flags.cfg"):
+        assert (out / name).stat().st_size > 0, name
 
 
 @pytest.mark.slow

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tfool import interrupts
+
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -288,6 +290,7 @@ def map_batches(
     shared = {i: tf.convert_to_tensor(arrays[i]) for i in keep}
     parts = []
     for rows in batch_slices(num_rows, batch_size):
+        interrupts.check()
         args = [shared[i] if i in keep else arrays[i][rows] for i in range(len(arrays))]
         parts.append(run_batch(fn, args, strategy, keep))
     return tf.nest.map_structure(lambda *p: np.concatenate(p), *parts)

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import _tf, costs
+from tfool import _tf, costs, interrupts
 from tfool.data import Dataset
 from tfool.models import activation_model
 from tfool.references import REFERENCE_DTYPES, ReferenceSet, build_reference_set
@@ -680,6 +680,7 @@ def _tfool_loop(engine, state: _LoopState, config: BackworkConfig, rngs) -> None
     """Save (the initial noise included), test, then step; Adam restarts on re-initialised
     rows, which skip that step."""
     while True:
+        interrupts.check()  # Ctrl-C / SIGTERM land here, between steps
         grad = state.observe(engine)
         reinit = np.zeros_like(state.active_rows)
         if state.step % config.save_freq == 0:
@@ -702,6 +703,7 @@ def _original_loop(engine, state: _LoopState, config: BackworkConfig, rngs) -> N
     grad = state.observe(engine)
     state.prev_cost = np.full(len(state.labels), np.inf)
     while state.active.any() and state.step < config.max_num_steps:
+        interrupts.check()
         engine.apply(grad, state.active_rows)
         state.stepped()
         done = state.step - 1  # the original's loop counter

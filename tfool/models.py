@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import _tf, distribute, io
+from tfool import _tf, distribute, interrupts, io
 from tfool.data import Dataset
 
 logger = logging.getLogger(__name__)
@@ -398,6 +398,7 @@ def train(
         loss_sum = hits = seen = 0.0
         logs = {}
         for i in range(steps):
+            interrupts.check()  # Ctrl-C / SIGTERM land here, between steps
             hooks.on_train_batch_begin(i)
             rows = order[i * batch : (i + 1) * batch]
             split = distribute.SplitBatch(strategy, len(rows))

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import _tf, costs
+from tfool import _tf, costs, interrupts
 from tfool._tf import batch_slices
 from tfool.data import Dataset
 
@@ -165,6 +165,7 @@ def build_reference_set(
             raise ValueError(f"label {int(lbl)} has no training images to form a reference set")
         parts: list[list[tuple[tf.Tensor, tf.Tensor]]] = [[] for _ in names]
         for rows in batch_slices(len(x), batch_size):
+            interrupts.check()
             for k, pair in enumerate(forward(tf.constant(x[rows]))):
                 parts[k].append(pair)
         for k in range(len(names)):

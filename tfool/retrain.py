@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import attacks, io, models
+from tfool import attacks, interrupts, io, models
 from tfool.backwork import (
     BackworkCallback,
     BackworkConfig,
@@ -939,6 +939,7 @@ def retrain_rounds(
             )
             round_train = dataclasses.replace(train_config, seed=train_config.seed + r)
             trained = models.train(round_model, augmented, round_train, strategy)
+            interrupts.check()
             train = (len(augmented.x_train), float(trained.train_seconds))
             round_config = dataclasses.replace(backwork_config, seed=backwork_config.seed + r)
         fresh, fooling, fields = _measure_round(
