@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import attacks, interrupts, io, models
+from tfool import _tf, attacks, interrupts, io, models
 from tfool.backwork import (
     BackworkCallback,
     BackworkConfig,
@@ -715,7 +716,9 @@ def _measure_round(
     fooling = measure_fooling(
         model, data, backwork_config, config, references=refs, strategy=strategy
     )
-    del refs
+    del refs  # the largest buffers of a round: freed and handed back before the next
+    gc.collect()
+    _tf.release_free_memory()
     if fooling.interrupted:
         return fresh, fooling, {}
     cap = backwork_config.prob_cap_min
