@@ -79,6 +79,36 @@ def _initial_images(start, labels):
     return start.images
 
 
+def _check_memory(model, dataset, config) -> None:
+    """Refuses a run whose estimated memory exceeds what the machine has available."""
+    from tfool import _tf, backwork
+
+    need = backwork.estimate_memory(model, dataset, config)
+    have = _tf.available_memory()
+    log.info("memory estimate: %s", need.describe())
+    if have is not None and need.total > have:
+        raise ValueError(
+            f"this run needs about {need.describe()} but the machine has "
+            f"{have / 1e9:.1f} GB available; lower --backwork_num_examples, "
+            "--backwork_reference_size, --backwork_max_history (or raise "
+            "--backwork_history_every), or store references in --backwork_reference_dtype="
+            "float16"
+        )
+
+
+def _check_resume_state(output_dir: str) -> None:
+    """A damaged ``state.json`` of the rounds to resume is refused before any work."""
+    if not (FLAGS.retrain_rounds and FLAGS.retrain_resume):
+        return
+    from tfool import retrain
+
+    for mode in FLAGS.retrain_mode:
+        try:
+            retrain.read_state(os.path.join(output_dir, "retrain", mode))
+        except ValueError as err:
+            raise ValueError(f"--retrain_resume: {err}") from err
+
+
 def _named(class_names, name: str) -> int:
     if name not in class_names:
         raise ValueError(
@@ -94,6 +124,8 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     common = common_flags.common_config(FLAGS)
     common_flags.setup_logging(common.verbosity)
+    common_flags.check_folders(FLAGS)  # before any work
+    _check_resume_state(common.output_dir)
     # deferred: TensorFlow loads slowly
     from tfool import backwork, callbacks, distribute, interrupts, report
 
@@ -103,12 +135,13 @@ def main(argv: list[str]) -> int:
     model, dataset, accuracy, class_names, lookup = _classifier(common, strategy)
     config = backwork_flags.backwork_config(FLAGS, resolve_label=lookup)
     initial_images = _initial_images(start, config.labels)
-    common_flags.write_flags_file(FLAGS, common.output_dir)
     cbs = [callbacks.ProgressLogger(every=25 if common.verbosity else 10**9)]
     if FLAGS.tensorboard_dir:
         cbs.append(
             callbacks.TensorBoardLogger(FLAGS.tensorboard_dir, layer_names=config.layer_names)
         )
+    _check_memory(model, dataset, config)
+    common_flags.write_flags_file(FLAGS, common.output_dir)  # every check passed: it starts
     # built once, shared by the backworker and the report
     refs = backwork.reference_set(model, dataset, config) if dataset is not None else None
     if refs is not None and refs.sizes:
@@ -204,6 +237,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         backwork_flags.define_backwork_flags,
         retrain_flags.define_retrain_flags,
     )
+    for module in (common_flags, model_flags, distribution_flags, backwork_flags, retrain_flags):
+        flags.adopt_module_key_flags(module, flag_values)  # --help lists every group
 
 
 def run() -> None:

@@ -39,6 +39,10 @@ log = logging.getLogger("tfool")
 def _mnist_model(common: common_flags.CommonConfig, flag_values: flags.FlagValues, strategy):
     """Loads the data and the cached reference CNN (training and caching it when missing)."""
     dataset = data.load_dataset(common.dataset, common.data_source, common.data_dir)
+    try:
+        fgsm_flags.fgsm_config(flag_values).check_data(dataset)  # before any training
+    except ValueError as err:
+        raise fgsm_flags.flag_error(err) from err
     log.info("data: %s from %s, %d test images", dataset.name, dataset.source, len(dataset.x_test))
     model, trained = models.get_or_train(
         flag_values.model_path, dataset, model_flags.train_config(flag_values), strategy
@@ -142,6 +146,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     common_flags.define_script_flags(
         flag_values, "out/fgsm", fgsm_flags.define_fgsm_flags, imagenet_flags.define_imagenet_flags
     )
+    for module in (common_flags, model_flags, distribution_flags, fgsm_flags, imagenet_flags):
+        flags.adopt_module_key_flags(module, flag_values)  # --help lists every group
 
 
 def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
@@ -150,10 +156,11 @@ def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     start = time.perf_counter()
     common = common_flags.common_config(flag_values)
+    common_flags.setup_logging(common.verbosity)
     mode = flag_values.fgsm_mode
     cfg = fgsm_flags.fgsm_config(flag_values)
     dist = distribution_flags.distribution_config(flag_values)
-    common_flags.setup_logging(common.verbosity)
+    common_flags.check_folders(flag_values)  # before any work
     strategy = distribute.get_strategy(dist.name, dist.num_gpus, dist.tpu_address)  # first
     log.info("distribution: %s", distribute.describe(strategy))
     os.makedirs(common.output_dir, exist_ok=True)

@@ -86,6 +86,14 @@ def define_common_flags(
         flag_values=flag_values,
     )
 
+    @flags.validator(
+        "output_dir",
+        message="--output_dir is empty; expected a folder path",
+        flag_values=flag_values,
+    )
+    def _output_dir_given(value):
+        return bool(value and value.strip())
+
     @flags.multi_flags_validator(
         ["data_source", "data_dir"],
         message="--data_source=idx needs --data_dir, the folder with the four IDX files",
@@ -201,3 +209,19 @@ def define_script_flags(
     distribution_flags.define_distribution_flags(flag_values)
     for define in definers:
         define(flag_values)
+
+
+def check_folders(flag_values: flags.FlagValues) -> None:
+    """Refuses, before any work, an output folder, model folder or TensorBoard folder that
+    cannot be written (an existing file, a read-only or full file system, no permission).
+
+    Raises:
+        ValueError: naming the flag and the path.
+    """
+    io.check_writable_folder(flag_values.output_dir, "--output_dir")
+    model_path = getattr(flag_values, "model_path", None)
+    if model_path and not os.path.exists(model_path):  # trained, then saved there
+        io.check_writable_folder(os.path.dirname(model_path) or ".", "--model_path's folder")
+    tensorboard = getattr(flag_values, "tensorboard_dir", None)
+    if tensorboard:
+        io.check_writable_folder(tensorboard, "--tensorboard_dir")

@@ -174,8 +174,27 @@ def define_fgsm_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         return values["fgsm_target_class"] is None or values["fgsm_targeted"]
 
 
+def flag_error(err: ValueError) -> ValueError:
+    """The library's ``<field>=<value> ...`` message of an ``AttackExperimentConfig`` field,
+    naming the ``--fgsm_*`` flag that set it instead."""
+    message = str(err).replace("eps_values=", "fgsm_eps=", 1)
+    return ValueError("--" + (message if message.startswith("fgsm_") else f"fgsm_{message}"))
+
+
 def fgsm_config(flag_values: flags.FlagValues = flags.FLAGS) -> AttackExperimentConfig:
-    """Converts the parsed ``fgsm_*`` flags into an ``AttackExperimentConfig``."""
+    """Converts the parsed ``fgsm_*`` flags into an ``AttackExperimentConfig``.
+
+    Raises:
+        ValueError: a value the flag parsers let through (nan, inf) that the config
+            refuses; the message names the flag.
+    """
+    try:
+        return _fgsm_config(flag_values)
+    except ValueError as err:
+        raise flag_error(err) from err
+
+
+def _fgsm_config(flag_values: flags.FlagValues) -> AttackExperimentConfig:
     return AttackExperimentConfig(
         methods=tuple(flag_values.fgsm_methods),
         eps_values=tuple(_parse_eps(flag_values.fgsm_eps)),

@@ -348,3 +348,18 @@ def test_load_result_rejects_images_of_the_wrong_shape(tmp_path, small_cnn, smal
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match=r"images of shape \(3, 28, 28, 1\)"):
         bw.load_result(tmp_path / "bad.npz")
+
+
+def test_memory_estimate_counts_the_reference_set_and_the_history(small_cnn, small_data):
+    config = bw.BackworkConfig(labels=(0, 1), num_examples=3, reference_size=50, jit_compile=False)
+    est = bw.estimate_memory(small_cnn, small_data, config)
+    refs = bw.reference_set(small_cnn, small_data, config)
+    assert est.references == refs.nbytes  # exact for the references
+    bigger = bw.estimate_memory(small_cnn, small_data, dataclasses.replace(config, num_examples=30))
+    assert bigger.batch == 10 * est.batch and bigger.history == 10 * est.history
+    half = bw.estimate_memory(
+        small_cnn, small_data, dataclasses.replace(config, reference_dtype="float16")
+    )
+    assert half.references == est.references // 2
+    assert est.total == est.references + est.batch + est.distances + est.history
+    assert "GB (references" in est.describe()

@@ -98,3 +98,15 @@ def test_every_flag_is_prefixed_and_documented():
     assert all(fv[name].help.endswith(".") for name in names)
     assert set(fgsm_flags.MODES) == set(fv["fgsm_mode"].parser.enum_values)
     assert set(AttackExperimentConfig().methods) <= set(attacks.METHODS)
+
+
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("--fgsm_example_eps=inf", "--fgsm_example_eps=inf"),
+        ("--fgsm_step_size=nan", "--fgsm_step_size=nan"),
+    ],
+)
+def test_values_past_the_parsers_are_refused_naming_the_flag(arg, message):
+    with pytest.raises(ValueError, match=message):
+        fgsm_flags.fgsm_config(_parse(arg))

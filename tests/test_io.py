@@ -160,3 +160,22 @@ def test_json_file_is_plain_json(tmp_path):
     path = io.write_json(tmp_path / "r.json", {"a": [1, 2]})
     assert json.loads(path.read_text(encoding="utf-8")) == {"a": [1, 2]}
     assert path.read_text(encoding="utf-8").endswith("\n")
+
+
+def test_check_writable_folder_creates_and_probes(tmp_path):
+    folder = io.check_writable_folder(tmp_path / "a" / "b", "out")
+    assert folder.is_dir() and list(folder.iterdir()) == []  # the probe is gone
+
+
+@pytest.mark.parametrize("kind", ["empty", "file", "under_a_file"])
+def test_check_writable_folder_names_what_is_wrong(tmp_path, kind):
+    blocker = tmp_path / "f"
+    blocker.write_text("x")
+    path = {"empty": " ", "file": blocker, "under_a_file": blocker / "sub"}[kind]
+    message = {
+        "empty": "out is empty",
+        "file": "existing file",
+        "under_a_file": "cannot be written",
+    }
+    with pytest.raises(ValueError, match=message[kind]):
+        io.check_writable_folder(path, "out")

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -389,3 +390,84 @@ def test_presets():
         ("probabilities",),
     )
     assert rubbish.batch_cost_coeff == 0.0 and rubbish.coeffs_for(1) == (10.0,)
+
+
+def _blocker(tmp_path):
+    """A file where a folder is expected."""
+    path = tmp_path / "a_file"
+    path.write_text("not a folder")
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (
+            lambda t, m: [f"--output_dir={_blocker(t)}"],
+            "--output_dir='.*a_file' is an existing file",
+        ),
+        (
+            lambda t, m: [f"--output_dir={t / 'o'}", f"--model_path={_blocker(t)}/cnn.keras"],
+            "--model_path's folder='.*a_file' is an existing file",
+        ),
+        (
+            lambda t, m: [
+                f"--output_dir={t / 'o'}",
+                f"--model_path={m}",
+                "--backwork_num_examples=100000",
+            ],
+            "this run needs about .* GB .* but the machine has .* GB available",
+        ),
+        (
+            lambda t, m: [
+                f"--output_dir={t / 'o'}",
+                f"--model_path={m}",
+                f"--tensorboard_dir={_blocker(t)}",
+            ],
+            "--tensorboard_dir=.*existing file",
+        ),
+    ],
+    ids=[
+        "output_dir_is_a_file",
+        "model_folder_is_a_file",
+        "too_much_memory",
+        "tensorboard_is_a_file",
+    ],
+)
+def test_unusable_settings_fail_before_any_work(tmp_path, model_path, make_args, message):
+    proc = _run(["--data_source=sample", *make_args(tmp_path, model_path)])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if re.match(r"\d\d:\d\d:\d\d error: ", ln)]
+    assert len(errors) == 1 and re.search(message, errors[0]), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "Epoch" not in proc.stderr  # nothing trained
+    assert not (tmp_path / "o" / "flags.cfg").exists()
+
+
+def test_damaged_resume_state_fails_before_any_work(tmp_path, model_path):
+    out = tmp_path / "o"
+    (out / "retrain" / "uniform").mkdir(parents=True)
+    (out / "retrain" / "uniform" / "state.json").write_text("{not json")
+    proc = _run(
+        [
+            f"--output_dir={out}",
+            f"--model_path={model_path}",
+            *SMALL,
+            "--retrain_rounds=1",
+            "--retrain_resume",
+        ]
+    )
+    assert proc.returncode == 2 and "--retrain_resume:" in proc.stderr, proc.stderr[-2000:]
+    assert "state.json is damaged" in proc.stderr and "backworking" not in proc.stderr
+    assert not (out / "images.npz").exists()
+
+
+def test_help_lists_every_flag_group():
+    proc = _run(["--help"])
+    for flag in (
+        "--output_dir",
+        "--model_path",
+        "--distribution_strategy",
+        "--backwork_labels",
+        "--retrain_mode",
+    ):
+        assert flag in proc.stdout, flag

@@ -63,6 +63,19 @@ def num_classes(model_fn: Callable, x: np.ndarray | None = None) -> int:
     return int(out.shape[-1])
 
 
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (``MemAvailable`` of ``/proc/meminfo``),
+    ``None`` where that is not known."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def release_free_memory() -> bool:
     """Hands memory freed by the process back to the system (glibc's ``malloc_trim``).
 

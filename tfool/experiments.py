@@ -82,6 +82,18 @@ class AttackExperimentConfig:
         if self.target_class is not None and not self.targeted:
             raise ValueError(f"target_class={self.target_class} needs targeted=True")
 
+    def check_data(self, dataset: Dataset) -> None:
+        """Refuses a test-image count the data cannot give.
+
+        Raises:
+            ValueError: ``num_images`` exceeds the data's test images.
+        """
+        if self.num_images is not None and self.num_images > len(dataset.x_test):
+            raise ValueError(
+                f"num_images={self.num_images} is more than the {len(dataset.x_test)} test "
+                f"images of {dataset.name}; expected at most {len(dataset.x_test)}"
+            )
+
     def attack_options(self, labels: np.ndarray) -> dict:
         """Untargeted runs attack the true labels; targeted ones a class or the least likely."""
         least_likely = self.targeted and self.target_class is None
@@ -208,7 +220,11 @@ def attack_sweep(
 
     Returns:
         A ``SweepReport``.
+
+    Raises:
+        ValueError: more test images asked for than the data has.
     """
+    config.check_data(dataset)
     n = config.num_images or len(dataset.x_test)
     x, y = dataset.x_test[:n], dataset.y_test[:n]
     options = config.attack_options(y)
@@ -278,8 +294,10 @@ def attribute_test_and_fgsm(
     (``config.example_eps``), each attributing the class the model predicts.
 
     Raises:
-        ValueError: the model classifies none of the attacked test images correctly.
+        ValueError: more test images asked for than the data has, or the model classifies
+            none of the attacked test images correctly.
     """
+    config.check_data(dataset)
     n = config.num_images or len(dataset.x_test)
     x, y = dataset.x_test[:n], dataset.y_test[:n]
     correct = np.flatnonzero(attacks.probabilities(model, x, strategy=strategy).argmax(-1) == y)

@@ -138,3 +138,34 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Saves a matplotlib figure atomically; the format comes from ``path``'s suffix."""
     fmt = Path(path).suffix.lstrip(".") or "png"
     return write_with(path, lambda p: fig.savefig(p, format=fmt, dpi=dpi, bbox_inches="tight"))
+
+
+def check_writable_folder(path: str | os.PathLike, what: str = "folder") -> Path:
+    """Creates ``path`` if needed and proves a file can be written there (a temporary one,
+    removed), so a run can refuse an unusable folder before it spends any work.
+
+    Args:
+        path: The folder.
+        what: What the folder is for, in the error message (an argument or flag name).
+
+    Returns:
+        The folder as a ``Path``.
+
+    Raises:
+        ValueError: ``path`` is empty, an existing file, or not writable (read-only or full
+            file system, no permission); the message names ``what`` and the path.
+    """
+    if not str(path).strip():
+        raise ValueError(f"{what} is empty; expected a folder path")
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{what}={str(path)!r} is an existing file; expected a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".tfool-write-check-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ValueError(f"{what}={str(path)!r} cannot be written: {reason}") from err
+    return folder

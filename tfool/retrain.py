@@ -792,6 +792,30 @@ def _save_round(output_dir, record, model, fresh, settings, records) -> None:
     io.write_json(Path(output_dir) / STATE_FILE, state)  # the round counts from here on
 
 
+def read_state(output_dir: str | os.PathLike) -> dict | None:
+    """The ``state.json`` of a retraining folder (``None`` when it has none): what a resumed
+    run continues, checked so that a damaged file is refused before any work.
+
+    Raises:
+        ValueError: the file is not JSON or lacks its ``settings`` and ``records``; the
+            message names the file.
+    """
+    path = Path(output_dir) / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        state = io.read_json(path)
+        records = [RoundRecord.from_dict(r) for r in state["records"]]
+        if not isinstance(state["settings"], dict):
+            raise TypeError("settings is not a mapping")
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(
+            f"{path} is damaged ({type(err).__name__}: {err}); remove it (or its folder) to "
+            "start the rounds afresh, or resume elsewhere"
+        ) from err
+    return {"settings": state["settings"], "records": records}
+
+
 def _load_rounds(output_dir, settings, model, strategy) -> tuple[list, list, list]:
     """The records, models (``model`` first) and backwork runs of the finished rounds saved
     in ``output_dir`` (just ``model`` when there are none).
@@ -799,11 +823,10 @@ def _load_rounds(output_dir, settings, model, strategy) -> tuple[list, list, lis
     Raises:
         ValueError: the saved rounds were made with other settings.
     """
-    path = Path(output_dir) / STATE_FILE
-    if not path.is_file():
+    state = read_state(output_dir)
+    if state is None:
         logger.info("retrain: nothing to resume in %s; starting at round 0", output_dir)
         return [], [model], []
-    state = io.read_json(path)
     if state["settings"] != settings:
         diff = sorted(
             k
@@ -814,7 +837,7 @@ def _load_rounds(output_dir, settings, model, strategy) -> tuple[list, list, lis
             f"resume: the rounds in {output_dir} were made with other settings ({', '.join(diff)}"
             " differ); use the same flags, another output folder, or no resume"
         )
-    records = [RoundRecord.from_dict(r) for r in state["records"]]
+    records = state["records"]
     fresh, loaded = [], [model]
     strategy = strategy or tf.distribute.get_strategy()
     for record in records:
