@@ -357,9 +357,9 @@ def test_memory_estimate_counts_the_reference_set_and_the_history(small_cnn, sma
     assert est.references == refs.nbytes  # exact for the references
     bigger = bw.estimate_memory(small_cnn, small_data, dataclasses.replace(config, num_examples=30))
     assert bigger.batch == 10 * est.batch and bigger.history == 10 * est.history
-    half = bw.estimate_memory(
-        small_cnn, small_data, dataclasses.replace(config, reference_dtype="float16")
-    )
-    assert half.references == est.references // 2
+    narrow = dataclasses.replace(config, reference_dtype="float16")
+    half = bw.estimate_memory(small_cnn, small_data, narrow)
+    assert half.references == bw.reference_set(small_cnn, small_data, narrow).nbytes
+    assert half.references < 0.51 * est.references
     assert est.total == est.references + est.batch + est.distances + est.history
     assert "GB (references" in est.describe()
