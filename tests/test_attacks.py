@@ -377,3 +377,18 @@ def test_the_registry_is_the_one_list_of_attacks(small_cnn):
     np.testing.assert_array_equal(got, attacks.fgsm(small_cnn, x, 0.1))
     noise = attacks.attack("random", small_cnn, x, 0.1, seed=4, y=np.array([1, 2]))
     np.testing.assert_array_equal(noise, attacks.random_sign_noise(x, 0.1, seed=4))
+
+
+@pytest.mark.parametrize(
+    "x_shape, eps, message",
+    [
+        ((4, 2, 2), 0.1, r"x has shape \(4, 2, 2\); the model 'linear' expects \[N, 2, 2, 1\]"),
+        ((4, 3, 3, 1), 0.1, r"expects \[N, 2, 2, 1\]"),
+        ((4, 2, 2, 1), "0.1", "eps='0.1' is a str; expected a number"),
+        ((4, 2, 2, 1), None, "eps=None is a NoneType"),
+    ],
+)
+def test_misshapen_images_and_non_numeric_eps_are_named(linear, x_shape, eps, message):
+    model = linear[0]
+    with pytest.raises(ValueError, match=message):
+        attacks.fgsm(model, np.zeros(x_shape, np.float32), eps, y=np.zeros(4, np.int64))

@@ -294,3 +294,12 @@ def test_build_class_resources_reproduces_the_shipped_files(tmp_path):
     (tmp_path / "wnids.json").write_text(json.dumps(wnids))
     with pytest.raises(ValueError, match="MD5"):
         imagenet.build_class_resources(tmp_path / "names.json", tmp_path / "wnids.json", tmp_path)
+
+
+def test_load_image_names_a_folder_and_a_non_path(tmp_path):
+    import io as stdio
+
+    with pytest.raises(ValueError, match="is a folder; expected a PNG/JPEG file"):
+        imagenet.load_image(tmp_path, 8)
+    with pytest.raises(ValueError, match="image is a BytesIO; expected the path"):
+        imagenet.load_image(stdio.BytesIO(b"data"), 8)

@@ -31,10 +31,28 @@ ModelFn = Callable[[tf.Tensor], tf.Tensor]
 
 
 def _check_eps(eps: float, name: str = "eps") -> float:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.number)):
+        raise ValueError(f"{name}={eps!r} is a {type(eps).__name__}; expected a number >= 0")
     eps = float(eps)
     if not (math.isfinite(eps) and eps >= 0):
         raise ValueError(f"{name}={eps} must be a finite number >= 0")
     return eps
+
+
+def _check_input_shape(model_fn, x: np.ndarray) -> None:
+    """Images of another shape than a Keras model's input are refused by name."""
+    inputs = getattr(model_fn, "inputs", None)
+    if not inputs or len(inputs) != 1:
+        return
+    expected = tuple(inputs[0].shape[1:])
+    if len(expected) != x.ndim - 1 or any(
+        e is not None and e != got for e, got in zip(expected, x.shape[1:])
+    ):
+        shown = ", ".join("?" if e is None else str(e) for e in expected)
+        raise ValueError(
+            f"x has shape {x.shape}; the model {getattr(model_fn, 'name', '')!r} expects "
+            f"[N, {shown}] (add the channel axis with x[..., None] if it is missing)"
+        )
 
 
 def _check_images(x: Any, clip_min: float, clip_max: float) -> np.ndarray:
@@ -113,6 +131,7 @@ def _check_attack(model_fn, x, eps, y, targeted, least_likely, clip_min, clip_ma
         raise ValueError(f"model_fn={model_fn!r} is not callable; expected a Keras classifier")
     _check_eps(eps)
     x = _check_images(x, clip_min, clip_max)
+    _check_input_shape(model_fn, x)
     batch_size = _check_batch_size(batch_size)
     mode = _label_mode(y, targeted, least_likely)
     if y is not None:

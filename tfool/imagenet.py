@@ -339,10 +339,14 @@ def load_image(path: str | os.PathLike, size: int | Sequence[int]) -> np.ndarray
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a readable image.
+        ValueError: ``path`` is a folder or not a path, or the file is not a readable image.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"image is a {type(path).__name__}; expected the path of a PNG/JPEG file")
     path = Path(path)
     height, width = _size(size)
+    if path.is_dir():
+        raise ValueError(f"image {str(path)!r} is a folder; expected a PNG/JPEG file")
     if not path.is_file():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist")
     try:
