@@ -118,6 +118,9 @@ def common_config(flag_values: flags.FlagValues = flags.FLAGS) -> CommonConfig:
 def write_flags_file(flag_values: flags.FlagValues, output_dir: str, modules=None) -> str:
     """Writes the effective flags to ``<output_dir>/flags.cfg`` (replayable with ``--flagfile``).
 
+    ``--output_dir`` is written as a comment: a replay that does not name its own folder
+    writes to the script's default folder instead of overwriting this run.
+
     Args:
         flag_values: The parsed flags.
         output_dir: The run's output folder.
@@ -134,6 +137,9 @@ def write_flags_file(flag_values: flags.FlagValues, output_dir: str, modules=Non
         if modules is None and not (module.startswith("flags.") or "run_" in module):
             continue
         for flag in sorted(module_flags, key=lambda f: f.name):
+            if flag.name == "output_dir":  # a replay must not overwrite this run
+                lines.append(f"# {flag.serialize()}  (this run; a replay writes where told)")
+                continue
             lines.append(flag.serialize())
     lines = [ln for ln in lines if ln]
     path = os.path.join(output_dir, "flags.cfg")

@@ -195,12 +195,16 @@ def test_flagfile_round_trip(tmp_path):
     assert "--seed=11" in text and "--learning_rate=0.00025" in text
     assert "--logtostderr" not in text and "--flagfile" not in text  # only our flags
 
+    assert f"# --output_dir={tmp_path / 'run one'}" in text  # recorded, not replayed
+
     again = _parse([f"--flagfile={path}"])
-    names = [name for name in fv if name not in ("flagfile", "undefok")]
-    assert len(names) == 11
+    names = [name for name in fv if name not in ("flagfile", "undefok", "output_dir")]
+    assert len(names) == 10
     for name in names:
         assert again[name].value == fv[name].value, name
-    assert common_flags.common_config(again) == common_flags.common_config(fv)
+    assert again.output_dir == "out"  # a replay never overwrites the run it replays
+    moved = _parse([f"--flagfile={path}", f"--output_dir={tmp_path / 'run one'}"])
+    assert common_flags.common_config(moved) == common_flags.common_config(fv)
     assert model_flags.train_config(again) == model_flags.train_config(fv)
 
 

@@ -157,7 +157,8 @@ def test_run_writes_every_output(tmp_path, model_path):
     # flags.cfg replays the same configuration
     replay = fresh_flags([f"--flagfile={out / 'flags.cfg'}"])
     assert backwork_flags.backwork_config(replay).labels == (0, 7)
-    assert replay.output_dir == str(out)
+    assert replay.output_dir == "out/backwork"  # never this run's folder unless told
+    assert f"# --output_dir={out}" in (out / "flags.cfg").read_text()
 
 
 def test_stray_arguments_and_bad_model_file(tmp_path):
