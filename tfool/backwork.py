@@ -944,7 +944,10 @@ class _Engine:
             )
             return cost, terms, grouped[-1], tf.reduce_sum(cost * weights_r)
 
-        if self.replicas == 1:  # the reference tensors are captured, never copied
+        if self.replicas == 1:
+            # The reference tensors are arguments, never copied nor captured: TensorFlow
+            # keeps a traced function's captures alive after the function is gone, which
+            # held every run's reference set (GBs on full MNIST) until the process ended.
             consts = (
                 list(references.activations),
                 list(references.sq_norms),
@@ -953,15 +956,21 @@ class _Engine:
             )
 
             @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
-            def compute():
+            def compute(refs_r, norms_r, labels_r, weights_r):
                 with tf.GradientTape() as tape:
                     tape.watch(self.x)
                     cost, terms, probs, total = cost_of(
-                        self.x, *consts, self.num_labels, references.transposed
+                        self.x,
+                        refs_r,
+                        norms_r,
+                        labels_r,
+                        weights_r,
+                        self.num_labels,
+                        references.transposed,
                     )
                 return tape.gradient(total, self.x), cost, terms, probs
 
-            self._compute = compute
+            self._compute = lambda: compute(*consts)
         else:
             self._compute = self._distributed_compute(cost_of, references, labels, weights)
         self._apply = tf.function(
