@@ -325,7 +325,7 @@ def test_narrow_references_stay_close_to_float32(small_cnn, small_data, dtype):
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b"not an archive", "is not a readable backworking result"),
+        (b"not an archive", "is not a readable backworking result: not an npz archive"),
         (b"PK\x03\x04 truncated zip", "is not a readable backworking result"),
     ],
 )
@@ -334,7 +334,7 @@ def test_load_result_names_a_damaged_file(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(ValueError, match=message) as err:
         bw.load_result(path)
-    assert str(path) in str(err.value)
+    assert str(path) in str(err.value) and "allow_pickle" not in str(err.value)
     with pytest.raises(FileNotFoundError, match="no backworking result at"):
         bw.load_result(tmp_path / "missing.npz")
     with pytest.raises(ValueError, match="is a folder"):

@@ -458,3 +458,12 @@ def test_head_takes_the_first_rows_and_keeps_the_rest():
     np.testing.assert_array_equal(small.x_test, ds.x_test[:3])
     assert (small.class_names, small.source, small.name) == (ds.class_names, ds.source, ds.name)
     assert len(ds.head(5).x_test) == len(ds.x_test)  # None keeps every test image
+
+
+def test_idx_labels_where_images_belong_are_named(tmp_path):
+    arrays = _arrays()
+    paths = _write_idx_dir(tmp_path, arrays)
+    paths["x_test"].write_bytes(_idx_bytes(arrays["y_test"]))  # a labels file in its place
+    with pytest.raises(ValueError, match="holds labels .* where images .* belong") as err:
+        data.load_mnist(source="idx", data_dir=tmp_path)
+    assert str(paths["x_test"]) in str(err.value)

@@ -394,3 +394,11 @@ def test_two_workers_match_one_device(runs, case):
         for name, d in distributed_worker.compare(reference, got).items():
             assert d["max_abs_diff"] is not None, (index, name, d)
             assert close_enough(d["max_abs_diff"], d["max_abs"], case, name), (index, name, d)
+
+
+def test_an_unreachable_tpu_address_fails_fast_in_one_line():
+    with pytest.raises(
+        RuntimeError, match="no TPU answers at tpu_address='grpc://127.0.0.1:1'"
+    ) as e:
+        distribute.get_strategy("tpu", tpu_address="grpc://127.0.0.1:1")
+    assert "\n" not in str(e.value)

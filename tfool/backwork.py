@@ -871,7 +871,8 @@ def load_result(path) -> BackworkResult:
         if not missing:
             steps, wall, interrupted = arrays["meta"]
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not a readable backworking result: {err}") from err
+        reason = "not an npz archive of arrays" if "pickle" in str(err) else str(err)
+        raise ValueError(f"{path} is not a readable backworking result: {reason}") from err
     if missing:
         raise ValueError(f"{path} is not a backworking result: missing arrays {missing}")
     images, labels = arrays["images"], arrays["labels"]

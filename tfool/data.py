@@ -158,13 +158,18 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return arrays
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
+def read_idx(path: str | os.PathLike, ndim: int | None = None) -> np.ndarray:
     """Reads one IDX file (``*-ubyte`` or ``*-ubyte.gz``) of unsigned bytes.
 
+    Args:
+        path: The file.
+        ndim: What the file must hold: 1 (labels) or 3 (images); ``None``: either.
+
     Raises:
-        ValueError: wrong magic number, a truncated file or a file that is not gzip.
+        ValueError: wrong magic number (or labels where images were expected, and the
+            reverse), a truncated file or a file that is not gzip.
     """
-    path = Path(path)
+    path, expected_ndim = Path(path), ndim
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as fh:
@@ -178,6 +183,12 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(
             f"{path}: wrong magic number 0x{raw[:4].hex()}, expected 0x00000801 (labels) "
             "or 0x00000803 (images) of unsigned bytes"
+        )
+    if expected_ndim is not None and ndim != expected_ndim:
+        kinds = {1: "labels (magic 0x00000801)", 3: "images (magic 0x00000803)"}
+        raise ValueError(
+            f"{path}: holds {kinds[ndim]} where {kinds[expected_ndim]} belong; are two IDX "
+            "files swapped or misnamed?"
         )
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -288,7 +299,7 @@ def _load(name: str, source: str, data_dir, class_names) -> Dataset:
             raise ValueError(
                 f"source='idx': no IDX files ({list(IDX_NAMES.values())}) in {data_dir}"
             )
-        arrays = {k: read_idx(p) for k, p in paths.items()}
+        arrays = {k: read_idx(p, 3 if k.startswith("x_") else 1) for k, p in paths.items()}
         where = {s: f"{paths['x_' + s]} and {paths['y_' + s]}" for s in ("train", "test")}
         return _make(arrays, where, "idx", name, class_names)
     if source == "keras":

@@ -228,6 +228,11 @@ def _multi_worker(num_gpus: int | None) -> tf.distribute.Strategy:
 
 def _tpu(tpu_address: str | None) -> tf.distribute.Strategy:
     address = tpu_address or os.environ.get("TPU_NAME") or "local"
+    if address.startswith("grpc://") and not _probe(address, TPU_PROBE_SECONDS):
+        raise RuntimeError(
+            f"no TPU answers at tpu_address={address!r} within {TPU_PROBE_SECONDS:g} s; "
+            f"devices found: {describe_devices()}"
+        )
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
         if address != "local":
@@ -235,8 +240,9 @@ def _tpu(tpu_address: str | None) -> tf.distribute.Strategy:
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     except Exception as err:  # the resolver raises many types when there is no TPU
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise RuntimeError(
-            f"no TPU at tpu_address={address!r} ({type(err).__name__}: {err}); "
+            f"no TPU at tpu_address={address!r} ({type(err).__name__}: {first[:200]}); "
             f"devices found: {describe_devices()}"
         ) from err
 
