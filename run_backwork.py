@@ -212,7 +212,7 @@ def _retrain(model, dataset, config, initial, output_dir, cbs, strategy) -> int:
         if result.interrupted:
             break
     with interrupts.protected():
-        report.write_retrain_comparison(folder, results)
+        report.write_retrain_comparison(folder, results, dataset.class_names)
     return 130 if results[-1].interrupted else 0
 
 

@@ -137,7 +137,12 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
     assert [r["round"] for r in summary["records"]] == [0, 1]
     assert summary["records"][1]["backwork_max_num_steps"] == 5
     assert summary["records"][1]["num_negatives"] == 6
-    for name in ("backworked.png", "flags.cfg", "retrain/retrain_modes.png"):
+    for name in (
+        "backworked.png",
+        "flags.cfg",
+        "retrain/retrain_modes.png",
+        "retrain/retrain_images.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     for mode in ("extra_class", "control"):
         assert (out / "retrain" / mode / "retrain.png").stat().st_size > 0

@@ -478,6 +478,7 @@ def test_compare_modes_and_its_figure_reload(uniform_run, small_cnn, tiny_data, 
     reloaded = json.loads((tmp_path / "retrain_modes.json").read_text())
     assert reloaded == json.loads(json.dumps(table))
     assert (tmp_path / "retrain_modes.png").stat().st_size > 0
+    assert (tmp_path / "retrain_images.png").stat().st_size > 0
     fig = plots.retrain_comparison(reloaded)
     assert len(fig.axes) == 4 and len(fig.axes[0].lines) == 2  # one fooling line per mode
     plots.close(fig)

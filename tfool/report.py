@@ -227,21 +227,45 @@ def write_retrain_outputs(
     return summary
 
 
-def write_retrain_comparison(output_dir: str | os.PathLike, results: Sequence) -> dict:
-    """Writes ``retrain_modes.json`` (``tfool.retrain.compare_modes``) and
-    ``retrain_modes.png`` (``plots.retrain_comparison``) for one or more modes' results.
+def write_retrain_comparison(
+    output_dir: str | os.PathLike, results: Sequence, class_names: Sequence[str] | None = None
+) -> dict:
+    """Writes ``retrain_modes.json`` (``tfool.retrain.compare_modes``),
+    ``retrain_modes.png`` (``plots.retrain_comparison``) and ``retrain_images.png`` (the
+    images backworked against each mode's round-1 and last model) for one or more modes.
 
     Returns:
         The table written.
     """
     from tfool import plots, retrain
 
+    out = os.fspath(output_dir)
     table = retrain.compare_modes(results)
-    io.write_json(os.path.join(os.fspath(output_dir), "retrain_modes.json"), table)
-    if all(r.records for r in results):
-        fig = plots.retrain_comparison(table, title="retraining with backworked negatives")
-        io.save_figure(fig, os.path.join(os.fspath(output_dir), "retrain_modes.png"))
-        plots.close(fig)
+    io.write_json(os.path.join(out, "retrain_modes.json"), table)
+    if not all(r.records for r in results):
+        return table
+    fig = plots.retrain_comparison(table, title="retraining with backworked negatives")
+    io.save_figure(fig, os.path.join(out, "retrain_modes.png"))
+    plots.close(fig)
+    rows, probs, names = [], [], []
+    for result in results:
+        last = result.records[-1].round
+        for r in sorted({min(1, last), last}):
+            fresh = result.backworked[r]
+            rows.append(fresh.images[:, 0])
+            probs.append(fresh.target_probs[:, 0])
+            names.append(f"{result.mode}, round {r}")
+    labels = results[0].backworked[0].labels
+    fig = plots.probability_grid(
+        np.stack(rows),
+        np.stack(probs),
+        names,
+        suptitle="backworked against the retrained models: one image per label ("
+        + ", ".join(str(class_names[int(k)]) if class_names else str(int(k)) for k in labels)
+        + "), its target probability above it",
+    )
+    io.save_figure(fig, os.path.join(out, "retrain_images.png"))
+    plots.close(fig)
     return table
 
 
