@@ -9,7 +9,7 @@ from absl import flags
 import run_backwork
 import run_fgsm
 from flags import distribution as distribution_flags
-from tfool import distribute
+from tfool import distribute, experiments
 
 
 def _parse(*args):
@@ -100,7 +100,7 @@ def test_both_run_scripts_define_the_distribution_flags(script, monkeypatch):
 
 def test_run_fgsm_passes_the_strategy_to_training_and_attacks(tmp_path, monkeypatch):
     seen = {}
-    real_train, real_sweep = run_fgsm.models.get_or_train, run_fgsm.attacks.sweep
+    real_train, real_sweep = run_fgsm.models.get_or_train, experiments.attacks.sweep
 
     def get_or_train(path, data, config, strategy=None, **kwargs):
         seen["train"] = strategy
@@ -112,7 +112,7 @@ def test_run_fgsm_passes_the_strategy_to_training_and_attacks(tmp_path, monkeypa
         return real_sweep(*args, strategy=strategy, **kwargs)
 
     monkeypatch.setattr(run_fgsm.models, "get_or_train", get_or_train)
-    monkeypatch.setattr(run_fgsm.attacks, "sweep", sweep)
+    monkeypatch.setattr(experiments.attacks, "sweep", sweep)
     out = tmp_path / "fgsm"
     fv = flags.FlagValues()
     run_fgsm.define_flags(fv)
