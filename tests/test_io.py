@@ -162,9 +162,11 @@ def test_json_file_is_plain_json(tmp_path):
     assert path.read_text(encoding="utf-8").endswith("\n")
 
 
-def test_check_writable_folder_creates_and_probes(tmp_path):
+def test_check_writable_folder_probes_without_creating(tmp_path):
     folder = io.check_writable_folder(tmp_path / "a" / "b", "out")
-    assert folder.is_dir() and list(folder.iterdir()) == []  # the probe is gone
+    assert folder == tmp_path / "a" / "b" and not folder.exists()  # nothing created
+    assert list(tmp_path.iterdir()) == []  # the probe is gone
+    io.check_writable_folder(tmp_path, "out")
 
 
 @pytest.mark.parametrize("kind", ["empty", "file", "under_a_file"])
@@ -175,7 +177,7 @@ def test_check_writable_folder_names_what_is_wrong(tmp_path, kind):
     message = {
         "empty": "out is empty",
         "file": "existing file",
-        "under_a_file": "cannot be written",
+        "under_a_file": "is under",
     }
     with pytest.raises(ValueError, match=message[kind]):
         io.check_writable_folder(path, "out")

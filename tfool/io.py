@@ -141,8 +141,10 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
 
 
 def check_writable_folder(path: str | os.PathLike, what: str = "folder") -> Path:
-    """Creates ``path`` if needed and proves a file can be written there (a temporary one,
-    removed), so a run can refuse an unusable folder before it spends any work.
+    """Proves, without creating anything, that ``path`` is (or can become) a folder that
+    files can be written to, so a run can refuse an unusable folder before any work: a
+    temporary file is written and removed in ``path``, or in its nearest existing parent
+    when it does not exist yet.
 
     Args:
         path: The folder.
@@ -152,17 +154,21 @@ def check_writable_folder(path: str | os.PathLike, what: str = "folder") -> Path
         The folder as a ``Path``.
 
     Raises:
-        ValueError: ``path`` is empty, an existing file, or not writable (read-only or full
-            file system, no permission); the message names ``what`` and the path.
+        ValueError: ``path`` is empty, an existing file (or under one), or not writable
+            (read-only or full file system, no permission); the message names ``what``
+            and the path.
     """
     if not str(path).strip():
         raise ValueError(f"{what} is empty; expected a folder path")
     folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{what}={str(path)!r} is an existing file; expected a folder")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is" if existing == folder else f"is under {str(existing)!r}, which is"
+        raise ValueError(f"{what}={str(path)!r} {where} an existing file; expected a folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".tfool-write-check-")
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".tfool-write-check-")
         os.close(fd)
         os.remove(probe)
     except OSError as err:
