@@ -21,6 +21,7 @@ from flags import fgsm as fgsm_flags
 from flags import imagenet as imagenet_flags
 from flags import model as model_flags
 from tfool import (
+    _tf,
     data,
     distribute,
     experiments,
@@ -71,6 +72,11 @@ def sweep_mode(common, cfg, flag_values, strategy=None) -> str:
             row.seconds,
         )
 
+    _tf.check_memory(
+        _tf.batch_memory(model, cfg.batch_size),
+        f"--fgsm_batch_size={cfg.batch_size}",
+        "lower --fgsm_batch_size",
+    )
     found = experiments.attack_sweep(
         model,
         dataset,
@@ -110,6 +116,12 @@ def survey_mode(common, cfg, flag_values, strategy=None) -> str:
         imagenet.load_imagenet_model(name, weights, icfg.input_size, strategy)
         for name, weights in icfg.survey_models
     ]
+    need = max(_tf.batch_memory(m.model, icfg.survey.batch_size, False) for m in surveyed)
+    _tf.check_memory(
+        need + 4 * icfg.survey.batch_size * 3 * max(max(m.input_size) for m in surveyed) ** 2,
+        f"--fgsm_survey_batch_size={icfg.survey.batch_size}",
+        "lower --fgsm_survey_batch_size",
+    )
     result = survey.noise_survey(
         surveyed,
         icfg.survey,

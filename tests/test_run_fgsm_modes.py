@@ -251,3 +251,22 @@ def test_errors_become_one_line_and_exit_code_2(tmp_path, caplog):
     message = record.getMessage()
     assert message.startswith("error: ") and "great_white_shark (2)" in message
     assert "\n" not in message and record.exc_info is None
+
+
+def test_a_batch_too_large_for_the_memory_is_refused(tmp_path, caplog, monkeypatch):
+    from tfool import _tf
+
+    monkeypatch.setattr(_tf, "available_memory", lambda: 10**6)
+    fv = _flags(
+        tmp_path / "out",
+        "--fgsm_mode=survey",
+        f"--fgsm_imagenet_image_size={SIZE}",
+        "--fgsm_survey_models=mobilenet_v2",
+        "--fgsm_survey_weights=none",
+        "--fgsm_survey_batch_size=64",
+    )
+    with caplog.at_level(logging.ERROR):
+        assert run_fgsm._main_with_clear_errors(["run_fgsm"], fv) == 2
+    (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "--fgsm_survey_batch_size=64 needs about" in record.getMessage()
+    assert not (tmp_path / "out" / "survey.json").exists()

@@ -85,3 +85,23 @@ def test_input_gradient_matches_the_formula_and_returns_the_score():
     grad, (first, extra) = _tf.input_gradient(lambda p: (3.0 * p[:, 0], p * 0 + 7), x)
     np.testing.assert_allclose(grad.numpy(), [[3, 0, 0], [3, 0, 0]])  # the first output only
     assert float(extra.numpy().max()) == 7
+
+
+def test_batch_memory_adds_every_layer_output():
+    model = keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)], name="tiny"
+    )
+    per_image = (16 + 3) * 4  # the flattened input and the logits, float32
+    assert _tf.batch_memory(model, 10, gradients=False) == 10 * per_image
+    assert _tf.batch_memory(model, 10) == 2 * 10 * per_image
+
+
+def test_check_memory_refuses_what_does_not_fit(monkeypatch):
+    monkeypatch.setattr(_tf, "available_memory", lambda: 2_000_000_000)
+    _tf.check_memory(1_000_000_000, "--x=1", "lower --x")
+    with pytest.raises(
+        ValueError, match=r"--x=9 needs about 9.0 GB but .* 2.0 GB available; lower"
+    ):
+        _tf.check_memory(9_000_000_000, "--x=9", "lower --x")
+    monkeypatch.setattr(_tf, "available_memory", lambda: None)  # unknown: no refusal
+    _tf.check_memory(9_000_000_000, "--x=9", "lower --x")

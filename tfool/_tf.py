@@ -76,6 +76,43 @@ def available_memory() -> int | None:
     return None
 
 
+def batch_memory(model, batch_size: int, gradients: bool = True) -> int:
+    """Bytes one batch through ``model`` holds at its peak, roughly: every layer's float32
+    output for ``batch_size`` images, twice when input gradients flow back through them.
+
+    Args:
+        model: A Keras model (its layers' output shapes are read, nothing is computed).
+        batch_size: Images per batch.
+        gradients: Whether the batch also takes a gradient (an attack, an attribution).
+    """
+    elements = 0
+    for layer in model.layers:
+        try:
+            outputs = tf.nest.flatten(layer.output)
+        except (AttributeError, ValueError):  # a layer never called, or called twice
+            continue
+        for out in outputs:
+            shape = getattr(out, "shape", None)
+            if shape is not None and all(d is not None for d in shape[1:]):
+                elements += int(np.prod(shape[1:]))
+    return int(batch_size) * elements * 4 * (2 if gradients else 1)
+
+
+def check_memory(need: int, what: str, advice: str) -> None:
+    """Refuses work that needs more memory than the system has available.
+
+    Raises:
+        ValueError: ``need`` bytes exceed ``available_memory()``; the message names
+            ``what`` and gives ``advice``.
+    """
+    have = available_memory()
+    if have is not None and need > have:
+        raise ValueError(
+            f"{what} needs about {need / 1e9:.1f} GB but the machine has {have / 1e9:.1f} GB "
+            f"available; {advice}"
+        )
+
+
 def release_free_memory() -> bool:
     """Hands memory freed by the process back to the system (glibc's ``malloc_trim``).
 
