@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from absl import flags
 
@@ -192,6 +193,14 @@ def define_imagenet_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         ),
         flag_values=flag_values,
     )
+
+    @flags.validator(
+        "fgsm_project_eps",
+        message="--fgsm_project_eps must be a finite number of pixels >= 0 (0: no budget)",
+        flag_values=flag_values,
+    )
+    def _finite_eps(value):
+        return math.isfinite(value) and value >= 0
 
     @flags.validator(
         "fgsm_project_step_size",
