@@ -117,7 +117,7 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
         "--retrain_rounds=1",
         "--retrain_mode=extra_class,control",
         "--retrain_epochs=1",
-        "--retrain_fooling_budget=4",
+        "--retrain_fooling_budget=2",
         "--retrain_fooling_examples=2",
         "--retrain_num_zero=10",
         "--retrain_num_noise=10",

@@ -64,9 +64,9 @@ class SignalAt(bw.BackworkCallback):
             os.kill(os.getpid(), self.signum)
 
 
-#: Interrupted runs of the loop test: 20 in the suite (about 20 s here);
+#: Interrupted runs of the loop test: 10 in the suite (about 8 s here);
 #: ``TFOOL_INTERRUPT_RUNS=50 pytest -k interrupt`` for the long check.
-RUNS = int(os.environ.get("TFOOL_INTERRUPT_RUNS", "20"))
+RUNS = int(os.environ.get("TFOOL_INTERRUPT_RUNS", "10"))
 
 
 def test_interrupt_many_times_at_every_point(small_cnn, small_data, tmp_path):

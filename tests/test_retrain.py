@@ -334,21 +334,6 @@ def test_interrupted_run_resumes_like_an_uninterrupted_one(
     assert again.resumed_rounds == 3 and again.records == resumed.records  # nothing to do
 
 
-def test_resume_in_an_empty_folder_starts_at_round_0(small_cnn, tiny_data, uniform_run, tmp_path):
-    initial = uniform_run[0].backworked[0]
-    result = retrain.retrain_rounds(
-        small_cnn,
-        tiny_data,
-        TINY_BACKWORK,
-        rc(1, resume=True),
-        TINY_TRAIN,
-        initial=initial,
-        output_dir=tmp_path / "new",
-    )
-    assert result.rounds == 1 and result.resumed_rounds == 0 and not result.interrupted
-    assert (tmp_path / "new" / "round_1" / "model.keras").is_file()
-
-
 def test_resume_refuses_other_settings(uniform_run, small_cnn, tiny_data):
     _, out, _ = uniform_run
     with pytest.raises(ValueError, match="mode"):
@@ -419,11 +404,30 @@ def test_retrain_rounds_rejects_an_interrupted_initial_run(small_cnn, tiny_data,
         retrain.retrain_rounds(small_cnn, tiny_data, TINY_BACKWORK, rc(1), initial=cut)
 
 
-def test_control_rounds_add_nothing_and_train_like_the_others(small_cnn, tiny_data, uniform_run):
-    initial = uniform_run[0].backworked[0]
+@pytest.fixture(scope="module")
+def control_run(small_cnn, tiny_data, uniform_run, tmp_path_factory):
+    """One control round, resumed in an empty folder (which starts at round 0)."""
+    out = tmp_path_factory.mktemp("retrain") / "control"
     result = retrain.retrain_rounds(
-        small_cnn, tiny_data, TINY_BACKWORK, rc(1, "control"), TINY_TRAIN, initial=initial
+        small_cnn,
+        tiny_data,
+        TINY_BACKWORK,
+        rc(1, "control", resume=True),
+        TINY_TRAIN,
+        initial=uniform_run[0].backworked[0],
+        output_dir=out,
     )
+    return result, out
+
+
+def test_resume_in_an_empty_folder_starts_at_round_0(control_run):
+    result, out = control_run
+    assert result.rounds == 1 and result.resumed_rounds == 0 and not result.interrupted
+    assert (out / "round_1" / "model.keras").is_file()
+
+
+def test_control_rounds_add_nothing_and_train_like_the_others(control_run, tiny_data, uniform_run):
+    result = control_run[0]
     assert result.mode == "control" and result.rounds == 1
     assert [r.train_size for r in result.records] == [len(tiny_data.x_train)] * 2
     assert result.records[1].num_negatives == 2 * 3  # measured on the old negatives, not added
@@ -460,17 +464,10 @@ def test_measure_fooling_counts_the_first_step_at_the_threshold(small_cnn, tiny_
     assert easy.rate == 1.0 and easy.median_steps == 0  # every row starts above it
 
 
-def test_compare_modes_and_its_figure_reload(uniform_run, small_cnn, tiny_data, tmp_path):
+def test_compare_modes_and_its_figure_reload(uniform_run, control_run, tmp_path):
     from tfool import plots, report
 
-    control = retrain.retrain_rounds(
-        small_cnn,
-        tiny_data,
-        TINY_BACKWORK,
-        rc(1, "control"),
-        TINY_TRAIN,
-        initial=uniform_run[0].backworked[0],
-    )
+    control = control_run[0]
     table = report.write_retrain_comparison(tmp_path, [uniform_run[0], control])
     assert set(table) == {"uniform", "control", "settings"}
     assert [r["round"] for r in table["uniform"]] == [0, 1, 2]

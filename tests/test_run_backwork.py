@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import signal
@@ -300,41 +301,26 @@ def test_init_from_resumes_a_saved_result(tmp_path, model_path):
     np.testing.assert_allclose(resumed.history_images[0], saved.images, atol=1e-6)
 
 
-def test_init_from_is_checked_before_training(tmp_path, model_path):
+def test_init_from_is_checked_before_training(tmp_path, monkeypatch, caplog):
     untrained = tmp_path / "never.keras"  # would be trained (minutes) if the check came late
     bad = tmp_path / "images.npz"
     bad.write_bytes(b"garbage")
+    res = bw.backwork(*_tiny_run())
+    saved = tmp_path / "saved.npz"
+    from tfool import io
+
+    io.write_npz(saved, **bw.result_arrays(res))
     for init_from, message in [
         (tmp_path / "missing.npz", "no such file"),
         (bad, "is not a readable backworking result"),
+        (saved, "holds labels [4], but --backwork_labels asks for [0, 7]"),
     ]:
-        proc = _run(
-            [
-                f"--output_dir={tmp_path / 'o'}",
-                f"--model_path={untrained}",
-                f"--backwork_init_from={init_from}",
-                *SMALL,
-            ]
-        )
-        assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
-        assert "Traceback" not in proc.stderr and not untrained.exists()
-    res = bw.backwork(*_tiny_run())
-    bw_path = tmp_path / "saved.npz"
-    from tfool import io
-
-    io.write_npz(bw_path, **bw.result_arrays(res))
-    proc = _run(
-        [
-            f"--output_dir={tmp_path / 'o2'}",
-            f"--model_path={untrained}",
-            f"--backwork_init_from={bw_path}",
-            *SMALL,
-        ]
-    )
-    assert proc.returncode == 2 and "holds labels [4], but --backwork_labels asks for [0, 7]" in (
-        proc.stderr
-    )
-    assert not untrained.exists()
+        caplog.clear()
+        argv = [f"--output_dir={tmp_path / 'o'}", f"--model_path={untrained}", *SMALL]
+        with caplog.at_level(logging.ERROR):
+            status = _in_process(monkeypatch, [*argv, f"--backwork_init_from={init_from}"])
+        assert status == 2 and message in _one_error(caplog)
+        assert not untrained.exists() and not (tmp_path / "o").exists()
 
 
 def _tiny_run():
@@ -400,6 +386,18 @@ def _blocker(tmp_path):
     return path
 
 
+def _in_process(monkeypatch, argv):
+    """run_backwork.py's main on ``argv`` in this process (its module flags replaced)."""
+    monkeypatch.setattr(run_backwork, "FLAGS", fresh_flags(argv))
+    return run_backwork._main_with_clear_errors(["run_backwork"])
+
+
+def _one_error(caplog) -> str:
+    (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.exc_info is None
+    return record.getMessage()
+
+
 @pytest.mark.parametrize(
     "make_args, message",
     [
@@ -435,30 +433,30 @@ def _blocker(tmp_path):
         "tensorboard_is_a_file",
     ],
 )
-def test_unusable_settings_fail_before_any_work(tmp_path, model_path, make_args, message):
-    proc = _run(["--data_source=sample", *make_args(tmp_path, model_path)])
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    errors = [ln for ln in proc.stderr.splitlines() if re.match(r"\d\d:\d\d:\d\d error: ", ln)]
-    assert len(errors) == 1 and re.search(message, errors[0]), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr and "Epoch" not in proc.stderr  # nothing trained
-    assert not (tmp_path / "o" / "flags.cfg").exists()
+def test_unusable_settings_fail_before_any_work(
+    tmp_path, model_path, monkeypatch, caplog, make_args, message
+):
+    with caplog.at_level(logging.INFO):
+        status = _in_process(
+            monkeypatch, ["--data_source=sample", *make_args(tmp_path, model_path)]
+        )
+    assert status == 2
+    assert re.search(message, _one_error(caplog))
+    assert not any("trained" in r.getMessage() for r in caplog.records)  # nothing trained
+    assert not (tmp_path / "o").exists()  # nothing written, not even flags.cfg
 
 
-def test_damaged_resume_state_fails_before_any_work(tmp_path, model_path):
+def test_damaged_resume_state_fails_before_any_work(tmp_path, model_path, monkeypatch, caplog):
     out = tmp_path / "o"
     (out / "retrain" / "uniform").mkdir(parents=True)
     (out / "retrain" / "uniform" / "state.json").write_text("{not json")
-    proc = _run(
-        [
-            f"--output_dir={out}",
-            f"--model_path={model_path}",
-            *SMALL,
-            "--retrain_rounds=1",
-            "--retrain_resume",
-        ]
-    )
-    assert proc.returncode == 2 and "--retrain_resume:" in proc.stderr, proc.stderr[-2000:]
-    assert "state.json is damaged" in proc.stderr and "backworking" not in proc.stderr
+    argv = [f"--output_dir={out}", f"--model_path={model_path}", *SMALL]
+    with caplog.at_level(logging.INFO):
+        status = _in_process(monkeypatch, [*argv, "--retrain_rounds=1", "--retrain_resume"])
+    assert status == 2
+    message = _one_error(caplog)
+    assert "--retrain_resume:" in message and "state.json is damaged" in message
+    assert not any("backworking" in r.getMessage() for r in caplog.records)
     assert not (out / "images.npz").exists()
 
 
