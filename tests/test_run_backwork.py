@@ -246,30 +246,36 @@ def test_imagenet_rubbish_images_by_class_name(tmp_path):
     assert (out / "backworked.png").exists() and not (out / "worst_train.png").exists()
 
 
-def test_imagenet_bad_input_is_a_clear_error(tmp_path):
-    proc = _run([f"--output_dir={tmp_path / 'a'}", "--backwork_model=mobilenet_v2"])
-    assert proc.returncode != 0 and "needs --backwork_rubbish" in proc.stderr
-    proc = _run(
-        [
-            f"--output_dir={tmp_path / 'b'}",
-            "--backwork_model=mobilenet_v2",
-            "--backwork_weights=none",
-            "--backwork_image_size=32",
-            "--backwork_rubbish",
-            "--backwork_labels=envelop",
-        ]
-    )
-    assert proc.returncode == 2 and "envelop" in proc.stderr and "envelope" in proc.stderr
-    proc = _run(
-        [
-            f"--output_dir={tmp_path / 'c'}",
-            "--backwork_model=inception_v3",
-            "--backwork_rubbish",
-            "--backwork_labels=envelope",
-        ]
-    )
-    assert proc.returncode == 2 and "weights=FILE" in proc.stderr
-    assert "(flags: --backwork_weights)" in proc.stderr  # the library's argument, as a flag
+def test_imagenet_bad_input_is_a_clear_error(tmp_path, monkeypatch, caplog):
+    from tfool import imagenet
+
+    with pytest.raises(flags.IllegalFlagValueError, match="needs --backwork_rubbish"):
+        fresh_flags([f"--output_dir={tmp_path / 'a'}", "--backwork_model=mobilenet_v2"])
+    argv = [
+        f"--output_dir={tmp_path / 'b'}",
+        "--backwork_model=mobilenet_v2",
+        "--backwork_weights=none",
+        "--backwork_image_size=32",
+        "--backwork_rubbish",
+        "--backwork_labels=envelop",
+    ]
+    with caplog.at_level(logging.ERROR):
+        assert _in_process(monkeypatch, argv) == 2
+    assert "envelop" in _one_error(caplog) and "envelope" in _one_error(caplog)
+    caplog.clear()
+    monkeypatch.setenv("TFOOL_OFFLINE", "1")
+    monkeypatch.setattr(imagenet, "cached_weights", lambda name: None)  # never downloaded
+    argv = [
+        f"--output_dir={tmp_path / 'c'}",
+        "--backwork_model=inception_v3",
+        "--backwork_rubbish",
+        "--backwork_labels=envelope",
+    ]
+    with caplog.at_level(logging.ERROR):
+        assert _in_process(monkeypatch, argv) == 2
+    message = _one_error(caplog)
+    assert "weights=FILE" in message
+    assert "(flags: --backwork_weights)" in message  # the library's argument, as a flag
     assert not (tmp_path / "c").exists()
 
 
