@@ -84,16 +84,15 @@ def _check_memory(model, dataset, config) -> None:
     from tfool import _tf, backwork
 
     need = backwork.estimate_memory(model, dataset, config)
-    have = _tf.available_memory()
     log.info("memory estimate: %s", need.describe())
-    if have is not None and need.total > have:
-        raise ValueError(
-            f"this run needs about {need.describe()} but the machine has "
-            f"{have / 1e9:.1f} GB available; lower --backwork_num_examples, "
-            "--backwork_reference_size, --backwork_max_history (or raise "
-            "--backwork_history_every), or store references in --backwork_reference_dtype="
-            "float16"
-        )
+    _tf.check_memory(
+        need.total,
+        "this run",
+        "lower --backwork_num_examples, --backwork_reference_size, --backwork_max_history "
+        "(or raise --backwork_history_every), or store references in "
+        "--backwork_reference_dtype=float16",
+        detail=f" ({need.parts()})",
+    )
 
 
 def _check_resume_state(output_dir: str) -> None:

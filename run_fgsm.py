@@ -37,11 +37,11 @@ FLAGS = flags.FLAGS
 log = logging.getLogger("tfool")
 
 
-def _mnist_model(common: common_flags.CommonConfig, flag_values: flags.FlagValues, strategy):
+def _mnist_model(common: common_flags.CommonConfig, cfg, flag_values: flags.FlagValues, strategy):
     """Loads the data and the cached reference CNN (training and caching it when missing)."""
     dataset = data.load_dataset(common.dataset, common.data_source, common.data_dir)
     try:
-        fgsm_flags.fgsm_config(flag_values).check_data(dataset)  # before any training
+        cfg.check_data(dataset)  # before any training
     except ValueError as err:
         raise fgsm_flags.flag_error(err) from err
     log.info("data: %s from %s, %d test images", dataset.name, dataset.source, len(dataset.x_test))
@@ -55,7 +55,7 @@ def _mnist_model(common: common_flags.CommonConfig, flag_values: flags.FlagValue
 
 def sweep_mode(common, cfg, flag_values, strategy=None) -> str:
     """The eps sweep: robustness.json/.csv, accuracy_vs_eps.png, examples.png; a summary."""
-    dataset, model = _mnist_model(common, flag_values, strategy)
+    dataset, model = _mnist_model(common, cfg, flag_values, strategy)
     cells = len(cfg.methods) * len(cfg.eps_values)
     done = []
 
@@ -135,7 +135,7 @@ def survey_mode(common, cfg, flag_values, strategy=None) -> str:
 
 def attribute_mode(common, cfg, flag_values, strategy=None) -> str:
     """Every attribution method on test images and their FGSM images: attribution.png/.json."""
-    dataset, model = _mnist_model(common, flag_values, strategy)
+    dataset, model = _mnist_model(common, cfg, flag_values, strategy)
     found = experiments.attribute_test_and_fgsm(
         model, dataset, cfg, strategy=strategy, model_path=flag_values.model_path
     )

@@ -98,18 +98,18 @@ def batch_memory(model, batch_size: int, gradients: bool = True) -> int:
     return int(batch_size) * elements * 4 * (2 if gradients else 1)
 
 
-def check_memory(need: int, what: str, advice: str) -> None:
+def check_memory(need: int, what: str, advice: str, detail: str = "") -> None:
     """Refuses work that needs more memory than the system has available.
 
     Raises:
         ValueError: ``need`` bytes exceed ``available_memory()``; the message names
-            ``what`` and gives ``advice``.
+            ``what``, the need (with ``detail``, e.g. its parts) and gives ``advice``.
     """
     have = available_memory()
     if have is not None and need > have:
         raise ValueError(
-            f"{what} needs about {need / 1e9:.1f} GB but the machine has {have / 1e9:.1f} GB "
-            f"available; {advice}"
+            f"{what} needs about {need / 1e9:.1f} GB{detail} but the machine has "
+            f"{have / 1e9:.1f} GB available; {advice}"
         )
 
 
@@ -128,6 +128,16 @@ def release_free_memory() -> bool:
         return bool(libc.malloc_trim(0))
     except (OSError, AttributeError):
         return False
+
+
+def is_finite_number(value) -> bool:
+    """Whether ``value`` is a finite int or float (NumPy scalars too; not a bool, a string
+    or ``None``): the check behind every numeric argument of the configs and attacks."""
+    return (
+        isinstance(value, (int, float, np.number))
+        and not isinstance(value, bool)
+        and bool(np.isfinite(value))
+    )
 
 
 def batch_slices(num_rows: int, batch_size: int) -> Iterator[slice]:

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfool import _tf
-from tfool._tf import SplitBatch, batch_slices, input_gradient, map_batches
+from tfool._tf import SplitBatch, batch_slices, input_gradient, is_finite_number, map_batches
 
 #: The methods ``sweep`` runs by default (the post's two single steps, BIM and the control).
 DEFAULT_METHODS = ("fgsm", "normalized_gradient", "bim", "random")
@@ -34,7 +34,7 @@ def _check_eps(eps: float, name: str = "eps") -> float:
     if isinstance(eps, bool) or not isinstance(eps, (int, float, np.number)):
         raise ValueError(f"{name}={eps!r} is a {type(eps).__name__}; expected a number >= 0")
     eps = float(eps)
-    if not (math.isfinite(eps) and eps >= 0):
+    if not (is_finite_number(eps) and eps >= 0):
         raise ValueError(f"{name}={eps} must be a finite number >= 0")
     return eps
 

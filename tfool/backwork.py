@@ -390,13 +390,16 @@ class MemoryEstimate:
         """The sum of the parts."""
         return self.references + self.batch + self.distances + self.history
 
-    def describe(self) -> str:
-        """``"12.3 GB (references 2.7, batch 0.1, distances 0.4, history 9.1)"``."""
-        parts = ", ".join(
+    def parts(self) -> str:
+        """``"references 2.7, batch 0.1, distances 0.4, history 9.1"`` (GB)."""
+        return ", ".join(
             f"{name} {getattr(self, name) / 1e9:.1f}"
             for name in ("references", "batch", "distances", "history")
         )
-        return f"{self.total / 1e9:.1f} GB ({parts})"
+
+    def describe(self) -> str:
+        """``"12.3 GB (references 2.7, batch 0.1, distances 0.4, history 9.1)"``."""
+        return f"{self.total / 1e9:.1f} GB ({self.parts()})"
 
 
 def estimate_memory(

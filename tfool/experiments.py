@@ -5,7 +5,6 @@ with its example images, and the attributions of test images beside their FGSM i
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 
 import keras
@@ -13,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfool import attacks, attribution
+from tfool._tf import is_finite_number
 from tfool.data import Dataset
 
 #: Goodfellow et al. (2015), MNIST error rates under FGSM at eps 0.25.
@@ -62,13 +62,14 @@ class AttackExperimentConfig:
         _distinct("methods", self.methods, attacks.METHODS)
         _distinct("attribute_methods", self.attribute_methods, attribution.ALL_METHODS)
         eps = tuple(self.eps_values)
-        if not eps or not all(_number(e) and e >= 0 for e in eps):
+        if not eps or not all(is_finite_number(e) and e >= 0 for e in eps):
             raise ValueError(f"eps_values={self.eps_values} must be one or more numbers >= 0")
         object.__setattr__(self, "eps_values", tuple(float(e) for e in eps))
-        for name in ("example_eps",):
-            if not (_number(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f"{name}={getattr(self, name)} must be a number >= 0")
-        if self.step_size is not None and not (_number(self.step_size) and self.step_size > 0):
+        if not (is_finite_number(self.example_eps) and self.example_eps >= 0):
+            raise ValueError(f"example_eps={self.example_eps} must be a number >= 0")
+        if self.step_size is not None and not (
+            is_finite_number(self.step_size) and self.step_size > 0
+        ):
             raise ValueError(f"step_size={self.step_size} must be a number > 0 or None")
         for name in ("steps", "num_images", "target_class"):
             value = getattr(self, name)
@@ -99,10 +100,6 @@ class AttackExperimentConfig:
         least_likely = self.targeted and self.target_class is None
         y = None if least_likely else (self.target_class if self.targeted else labels)
         return dict(y=y, targeted=self.targeted and not least_likely, least_likely=least_likely)
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float, np.number)) and math.isfinite(value)
 
 
 def _distinct(name: str, values: Sequence[str], known: Sequence[str]) -> None:

@@ -31,7 +31,6 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class _State:
     active = False  # inside safe_points()
     requested = False  # a signal waits for the next safe point
-    delivered = 0  # KeyboardInterrupts raised by check()
     signals = 0  # signals received
 
 
@@ -58,7 +57,7 @@ def safe_points() -> Iterator[None]:
         yield
         return
     previous = {s: signal.getsignal(s) for s in SIGNALS}
-    _state.active, _state.requested, _state.delivered, _state.signals = True, False, 0, 0
+    _state.active, _state.requested, _state.signals = True, False, 0
     for s in SIGNALS:
         signal.signal(s, _handler)
     try:
@@ -77,7 +76,6 @@ def check() -> None:
     """
     if _state.requested:
         _state.requested = False
-        _state.delivered += 1
         raise KeyboardInterrupt("stopped at a safe point")
 
 

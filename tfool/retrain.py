@@ -80,10 +80,10 @@ class RetrainConfig:
         if int(self.rounds) != self.rounds or self.rounds < 0:
             raise ValueError(f"rounds={self.rounds} must be an integer >= 0")
         eps = (self.fgsm_eps,) if np.isscalar(self.fgsm_eps) else tuple(self.fgsm_eps)
-        if not eps or not all(_is_number(e) and 0 <= e <= 1 for e in eps):
+        if not eps or not all(_tf.is_finite_number(e) and 0 <= e <= 1 for e in eps):
             raise ValueError(f"fgsm_eps={self.fgsm_eps} must be one or more numbers in [0, 1]")
         object.__setattr__(self, "fgsm_eps", tuple(float(e) for e in eps))
-        if not (_is_number(self.fooling_threshold) and 0 < self.fooling_threshold < 1):
+        if not (_tf.is_finite_number(self.fooling_threshold) and 0 < self.fooling_threshold < 1):
             raise ValueError(
                 f"fooling_threshold={self.fooling_threshold} must be a number in (0, 1)"
             )
@@ -159,10 +159,6 @@ class AugmentedData(ImageClassSet):
         """int64 ``[N]``: the class of one-hot rows, -1 for uniform (soft) rows."""
         one_hot = self.y_train.max(axis=1) == 1.0
         return np.where(one_hot, self.y_train.argmax(axis=1), -1).astype(np.int64)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.number)) and bool(np.isfinite(value))
 
 
 def _check_mode(mode: str) -> None:
@@ -703,16 +699,17 @@ def _measure_round(
     strategy,
     backwork_callbacks,
     given: bool = False,
-) -> tuple[BackworkResult, FoolingStats, dict]:
-    """The round's fresh backwork run (unless ``fresh`` is given), its fooling measurement
-    and the rest of its record's fields, with one reference set for both runs."""
+) -> tuple[BackworkResult, dict]:
+    """The round's fresh backwork run (unless ``fresh`` is given) and its record's fields
+    (the fooling measurement among them; empty when interrupted), with one reference set
+    for both backwork runs."""
     refs = reference_set(model, data, backwork_config)
     if fresh is None:
         fresh = backwork(
             model, data, backwork_config, strategy, backwork_callbacks, references=refs
         )
     if fresh.interrupted:
-        return fresh, None, {}
+        return fresh, {}
     fooling = measure_fooling(
         model, data, backwork_config, config, references=refs, strategy=strategy
     )
@@ -720,7 +717,7 @@ def _measure_round(
     gc.collect()
     _tf.release_free_memory()
     if fooling.interrupted:
-        return fresh, fooling, {}
+        return fresh, {}
     cap = backwork_config.prob_cap_min
     old, targets = [], []
     for k, result in enumerate(earlier):
@@ -753,7 +750,7 @@ def _measure_round(
         confidence_on_noise=top_digit_confidence(model, noise, data.num_classes, strategy),
         confidence_on_zeros=top_digit_confidence(model, zeros, data.num_classes, strategy),
     )
-    return fresh, fooling, fields
+    return fresh, fields
 
 
 def _settings(model, data, backwork_config, train_config, mode, from_scratch, extra) -> dict:
@@ -968,7 +965,7 @@ def retrain_rounds(
             interrupts.check()
             train = (len(augmented.x_train), float(trained.train_seconds))
             round_config = dataclasses.replace(backwork_config, seed=backwork_config.seed + r)
-        fresh, fooling, fields = _measure_round(
+        fresh, fields = _measure_round(
             r,
             round_model,
             data,
@@ -1001,10 +998,10 @@ def retrain_rounds(
             r,
             config.rounds,
             100 * record.test_accuracy,
-            100 * fooling.rate,
-            fooling.rows,
-            fooling.budget,
-            "-" if fooling.median_steps is None else f"{fooling.median_steps:.0f}",
+            100 * record.fooling.rate,
+            record.fooling.rows,
+            record.fooling.budget,
+            "-" if record.fooling.median_steps is None else f"{record.fooling.median_steps:.0f}",
             record.seconds,
         )
         for cb in callbacks:
