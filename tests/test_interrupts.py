@@ -12,6 +12,26 @@ from tfool import interrupts, io
 SIGNALS = [signal.SIGINT, signal.SIGTERM]
 
 
+@pytest.fixture(autouse=True)
+def terminal_sigint():
+    """Python's own SIGINT handler, as in a terminal (a shell's background job, such as a
+    CI runner may start, inherits SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_ignored_signal_stays_ignored():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with interrupts.safe_points():
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)
+        assert not interrupts.requested()
+        with interrupts.protected():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
 @pytest.mark.parametrize("signum", SIGNALS, ids=["sigint", "sigterm"])
 def test_a_signal_waits_for_the_next_safe_point(signum):
     with interrupts.safe_points():

@@ -52,13 +52,16 @@ def safe_points() -> Iterator[None]:
     """Within this block SIGINT and SIGTERM are delivered at ``check()`` calls.
 
     Only the main thread can install signal handlers; elsewhere the block changes nothing.
+    A signal the process ignores when the block starts stays ignored.
     """
     if threading.current_thread() is not threading.main_thread() or _state.active:
         yield
         return
-    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    # A signal the process ignores (SIGINT in a shell's background job, under nohup) stays
+    # ignored.
+    previous = {s: h for s in SIGNALS if (h := signal.getsignal(s)) is not signal.SIG_IGN}
     _state.active, _state.requested, _state.signals = True, False, 0
-    for s in SIGNALS:
+    for s in previous:
         signal.signal(s, _handler)
     try:
         yield
@@ -101,8 +104,8 @@ def protected() -> Iterator[None]:
         yield
         return
     held: list[int] = []
-    previous = {s: signal.getsignal(s) for s in SIGNALS}
-    for s in SIGNALS:
+    previous = {s: h for s in SIGNALS if (h := signal.getsignal(s)) is not signal.SIG_IGN}
+    for s in previous:
         signal.signal(s, lambda signum, frame: held.append(signum))
     try:
         yield
