@@ -5,6 +5,7 @@ python run_fgsm.py --fgsm_methods=fgsm,bim --fgsm_eps=0.1,0.3 --fgsm_num_images=
 python run_fgsm.py --fgsm_mode=project --fgsm_project_targets=envelope   # VGG16 projection
 python run_fgsm.py --fgsm_mode=survey     # ImageNet classifiers on random noise
 python run_fgsm.py --fgsm_mode=attribute  # attributions of test and FGSM images
+python run_fgsm.py --fgsm_mode=photos --fgsm_imagenet_model=efficientnet_lite0  # photos
 """
 
 from __future__ import annotations
@@ -143,6 +144,23 @@ def attribute_mode(common, cfg, flag_values, strategy=None) -> str:
         return report.write_attribution_outputs(common.output_dir, found)
 
 
+def photos_mode(common, cfg, flag_values, strategy=None) -> str:
+    """FGSM and attributions on ImageNet photos: photo_fgsm.png, photo_attribution.png,
+    photos.json/.npz; a summary."""
+    icfg = imagenet_flags.imagenet_config(flag_values)
+    for path in icfg.photos:
+        imagenet.load_image(path, 8)  # a missing or unreadable file fails before the model
+    model = imagenet.load_imagenet_model(icfg.model, icfg.weights, icfg.input_size, strategy)
+    names = [os.path.basename(path) for path in icfg.photos]
+    photos = {
+        name if names.count(name) == 1 else path: imagenet.load_image(path, model.input_size)
+        for name, path in zip(names, icfg.photos)
+    }
+    found = experiments.photo_attacks(model, photos, icfg.photo, strategy=strategy)
+    with interrupts.protected():
+        return report.write_photo_outputs(common.output_dir, found)
+
+
 #: run_fgsm.py's modes: ``--fgsm_mode`` -> function(common, config, flag_values, strategy)
 #: that writes its outputs and returns a console summary.
 MODES = {
@@ -150,6 +168,7 @@ MODES = {
     "project": project_mode,
     "survey": survey_mode,
     "attribute": attribute_mode,
+    "photos": photos_mode,
 }
 
 

@@ -11,11 +11,12 @@ from tfool import attacks, attribution
 from tfool.experiments import AttackExperimentConfig
 
 #: The modes of run_fgsm.py (``run_fgsm.MODES`` maps each to its function).
-MODES = ("sweep", "project", "survey", "attribute")
+MODES = ("sweep", "project", "survey", "attribute", "photos")
 _D = AttackExperimentConfig()
 
 
-def _parse_eps(values) -> list[float] | None:
+def parse_eps(values) -> list[float] | None:
+    """Numbers >= 0 from a list flag's strings, or ``None`` when any is not one."""
     try:
         eps = [float(v) for v in values]
     except (TypeError, ValueError):
@@ -33,8 +34,9 @@ def define_fgsm_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             "What run_fgsm.py does: sweep (accuracy of the MNIST CNN under each attack and "
             "eps), project (gradient projection of ImageNet classes onto an image, see "
             "--fgsm_project_*), survey (ImageNet classifiers on random noise, see "
-            "--fgsm_survey_*) or attribute (every attribution method on test images and "
-            "their FGSM counterparts)."
+            "--fgsm_survey_*), attribute (every attribution method on test images and "
+            "their FGSM counterparts) or photos (FGSM and attributions on ImageNet photos "
+            "with --fgsm_imagenet_model, see --fgsm_photo*)."
         ),
         flag_values=flag_values,
     )
@@ -163,7 +165,7 @@ def define_fgsm_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         flag_values=flag_values,
     )
     def _valid_eps(values):
-        return _parse_eps(values) is not None
+        return parse_eps(values) is not None
 
     @flags.multi_flags_validator(
         ["fgsm_targeted", "fgsm_target_class"],
@@ -197,7 +199,7 @@ def fgsm_config(flag_values: flags.FlagValues = flags.FLAGS) -> AttackExperiment
 def _fgsm_config(flag_values: flags.FlagValues) -> AttackExperimentConfig:
     return AttackExperimentConfig(
         methods=tuple(flag_values.fgsm_methods),
-        eps_values=tuple(_parse_eps(flag_values.fgsm_eps)),
+        eps_values=tuple(parse_eps(flag_values.fgsm_eps)),
         targeted=flag_values.fgsm_targeted,
         target_class=flag_values.fgsm_target_class,
         steps=flag_values.fgsm_steps or None,

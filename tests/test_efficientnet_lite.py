@@ -204,3 +204,13 @@ def test_a_damaged_cache_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(imagenet, "keras_cache_paths", lambda name: (cache,))
     with pytest.raises(ValueError, match=f"{cache.name}.*could not be loaded"):
         imagenet.load_imagenet_model("efficientnet_lite0", "imagenet")
+
+
+def test_image_arguments_resolve_to_files_or_sample_photos(tmp_path):
+    pytest.importorskip("skimage", reason="scikit-image (the test extra) carries the photos")
+    assert imagenet.resolve_image("chelsea").endswith("chelsea.png")
+    assert imagenet.resolve_image("rocket") == str(imagenet.sample_photo("rocket.jpg"))
+    mine = tmp_path / "chelsea"
+    mine.write_bytes(b"")
+    assert imagenet.resolve_image(str(mine)) == str(mine)  # a file of that name wins
+    assert imagenet.resolve_image("no_such_photo") == "no_such_photo"  # load_image names it

@@ -89,3 +89,54 @@ def test_attribution_needs_a_correct_answer(small_cnn, small_data):
     config = dataclasses.replace(SMALL, num_images=5)
     with pytest.raises(ValueError, match="none of the first 5 test images"):
         experiments.attribute_test_and_fgsm(small_cnn, wrong, config)
+
+
+def test_photo_attacks_move_away_from_the_top_class(rng):
+    from tiny_imagenet import tiny_imagenet_model
+
+    model = tiny_imagenet_model(size=16)
+    photos = {f"p{i}": rng.uniform(0, 255, (16, 16, 3)).astype(np.float32) for i in range(2)}
+    config = experiments.PhotoConfig(eps=(4.0, 32.0), ig_steps=4, batch_size=3)
+    found = experiments.photo_attacks(model, photos, config)
+    assert found.names == ("p0", "p1")
+    clean = found.probabilities[0.0]
+    top = clean.argmax(-1)
+    for eps in config.eps:
+        delta = found.adversarial[eps] - found.pixels
+        assert np.abs(delta).max() <= eps + 1e-3
+        assert found.adversarial[eps].min() >= 0 and found.adversarial[eps].max() <= 255 + 1e-3
+        # FGSM lowers the probability of the class it moves away from
+        after = found.probabilities[eps][np.arange(2), top]
+        assert np.all(after < clean[np.arange(2), top])
+    assert found.attribution_images.shape == (4, 16, 16, 3)
+    assert list(found.attributions) == list(experiments.PHOTO_METHODS)
+    assert all(np.abs(a).sum() > 0 for a in found.attributions.values())
+    assert found.titles[0].startswith("p0\n") and found.titles[1].startswith("FGSM, eps 32/255")
+    row = found.report["photos"][1]
+    assert row["photo"] == "p1" and len(row["fgsm"]) == 2
+    assert row["fgsm"][1]["changed"] == bool(found.probabilities[32.0][1].argmax() != top[1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(eps=()), "eps=\\(\\)"),
+        (dict(eps=(0.0,)), "pixel sizes in \\(0, 255\\]"),
+        (dict(eps=(float("nan"),)), "pixel sizes"),
+        (dict(methods=("shap",)), "methods"),
+        (dict(ig_steps=0), "ig_steps=0"),
+    ],
+)
+def test_photo_config_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        experiments.PhotoConfig(**kwargs)
+
+
+def test_photo_attacks_check_the_photos():
+    from tiny_imagenet import tiny_imagenet_model
+
+    model = tiny_imagenet_model(size=16)
+    with pytest.raises(ValueError, match="photos is empty"):
+        experiments.photo_attacks(model, {})
+    with pytest.raises(ValueError, match="expected \\(16, 16, 3\\)"):
+        experiments.photo_attacks(model, {"a": np.zeros((8, 8, 3), np.float32)})

@@ -29,9 +29,11 @@ def test_defaults():
 def test_every_flag_is_prefixed_and_documented():
     fv = parse()
     names = [f.name for f in fv.get_flags_for_module(imagenet_flags.__name__)]
-    assert len(names) == 16
+    assert len(names) == 19
     for name in names:
-        assert name.startswith(("fgsm_imagenet_", "fgsm_project_", "fgsm_survey_")), name
+        assert name.startswith(("fgsm_imagenet_", "fgsm_project_", "fgsm_survey_", "fgsm_photo")), (
+            name
+        )
         assert fv[name].help.endswith("."), name
 
 

@@ -92,10 +92,19 @@ def test_project_from_grey_with_random_vgg16(tmp_path):
         assert len(row["target_probs"]) == 4  # the start image and after each step
         assert row["target_probs"][-1] == pytest.approx(row["final_probability"], rel=1e-5)
         assert row["max_abs_change"] > 0
+        assert (
+            row["max_abs_change"]
+            <= row["l2_change"]
+            <= row["max_abs_change"] * (3 * SIZE**2) ** 0.5
+        )
     start = np.mean([r["target_probs"][0] for r in rows])
     assert np.mean([r["final_probability"] for r in rows]) > start
 
     arrays = np.load(out / "projection.npz")
+    for k, row in enumerate(rows):
+        assert row["l2_change"] == pytest.approx(
+            np.linalg.norm(arrays["perturbations"][k]), rel=1e-5
+        )
     assert np.all(arrays["original"] == imagenet.grey_image(SIZE))
     assert arrays["images"].shape == (2, SIZE, SIZE, 3)
     assert np.allclose(arrays["perturbations"], arrays["images"] - arrays["original"])
@@ -270,3 +279,63 @@ def test_a_batch_too_large_for_the_memory_is_refused(tmp_path, caplog, monkeypat
     (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert "--fgsm_survey_batch_size=64 needs about" in record.getMessage()
     assert not (tmp_path / "out" / "survey.json").exists()
+
+
+PHOTOS = ("--fgsm_mode=photos", f"--fgsm_imagenet_image_size={SIZE}", "--fgsm_photo_ig_steps=3")
+
+
+def test_photos_mode_writes_fgsm_and_attributions(tmp_path, png, tiny_keras):
+    out = tmp_path / "photos"
+    _run(
+        out,
+        *PHOTOS,
+        f"--fgsm_imagenet_weights={tiny_keras}",
+        f"--fgsm_photos={png}",
+        "--fgsm_photo_eps=2,16",
+    )
+    report = json.loads((out / "photos.json").read_text())
+    assert report["eps_pixels"] == [2.0, 16.0]
+    assert report["attribution_methods"] == ["saliency", "gradient_x_input", "integrated_gradients"]
+    (row,) = report["photos"]
+    assert row["photo"] == "start.png"
+    _check_top5(row["top5"])
+    for attacked, eps in zip(row["fgsm"], (2.0, 16.0)):
+        _check_top5(attacked["top5"])
+        assert attacked["eps_pixels"] == eps
+        assert eps - 0.01 <= attacked["linf_pixels"] <= eps + 1e-3  # the sign step, clipped
+        assert attacked["clean_class_probability"] <= row["top5"][0]["probability"] + 1e-6
+    arrays = np.load(out / "photos.npz")
+    assert np.array_equal(arrays["photos"][0], imagenet.load_image(png, SIZE))
+    assert arrays["adversarial"].shape == (1, 2, SIZE, SIZE, 3)
+    assert arrays["attribution_integrated_gradients"].shape == (2, SIZE, SIZE, 3)
+    _check_png(out / "photo_fgsm.png")
+    _check_png(out / "photo_attribution.png")
+
+
+@pytest.mark.parametrize(
+    "args, error, match",
+    [
+        (["--fgsm_photos={missing}"], FileNotFoundError, "does not exist"),
+        (["--fgsm_photos={bad}"], ValueError, "not a readable PNG/JPEG image"),
+        (["--fgsm_photos=no_such_sample_photo"], FileNotFoundError, "does not exist"),
+    ],
+)
+def test_bad_photos_are_a_clear_error_before_the_model(tmp_path, monkeypatch, args, error, match):
+    def no_model(*a, **k):
+        raise AssertionError("the model must not load before the photos are checked")
+
+    monkeypatch.setattr(imagenet, "load_imagenet_model", no_model)
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    args = [a.format(missing=tmp_path / "missing.png", bad=bad) for a in args]
+    out = tmp_path / "out"
+    fv = _flags(out, "--fgsm_mode=photos", *args)
+    with pytest.raises(error, match=match):
+        run_fgsm.main(["run_fgsm"], fv)
+    assert not (out / "photos.json").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "300", "nan", "two", ""])
+def test_bad_photo_eps_is_refused_at_parse_time(tmp_path, value):
+    with pytest.raises(flags.IllegalFlagValueError, match="fgsm_photo_eps"):
+        _flags(tmp_path, "--fgsm_mode=photos", f"--fgsm_photo_eps={value}")

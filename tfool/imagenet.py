@@ -373,6 +373,20 @@ def sample_photo(name: str) -> Path:
     return found
 
 
+def resolve_image(value: str) -> str:
+    """An image argument as a path: an existing file, else a scikit-image sample photo.
+
+    ``value`` is returned unchanged when it is a file, has a folder part, or scikit-image
+    has no photo of that name, so that ``load_image`` reports the missing file.
+    """
+    if Path(value).exists() or os.sep in value or "/" in value:
+        return value
+    try:
+        return str(sample_photo(value))
+    except FileNotFoundError:
+        return value
+
+
 def load_image(path: str | os.PathLike, size: int | Sequence[int]) -> np.ndarray:
     """Reads a PNG/JPEG (any format Pillow reads) as RGB, resized to ``size`` (bilinear).
 

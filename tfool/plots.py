@@ -230,7 +230,11 @@ def projection_grid(result, magnify: float | None = None, cell_size: float = 2.4
         delta = np.clip(128.0 + magnify * result.perturbations[r], 0, 255)
         panels = (
             (result.original, "original", before),
-            (delta, f"perturbation x{magnify:.3g}\nmax |change| {result.linf[r]:.2f}", ""),
+            (
+                delta,
+                f"perturbation x{magnify:.3g}\nL-inf {result.linf[r]:.2f}, L2 {result.l2[r]:.1f}",
+                "",
+            ),
             (
                 result.images[r],
                 f"-> {result.target_names[r]}\np = {result.final_probs[r]:.3g}",
@@ -758,3 +762,41 @@ def save_gif(frames: Sequence[np.ndarray], path, duration_ms: int = 200):
         )
 
     return io.write_with(path, _write)
+
+
+def photo_fgsm_grid(found, magnify: float | None = None, cell_size: float = 2.0) -> plt.Figure:
+    """FGSM on photos: each photo, its FGSM image at every eps and the largest perturbation.
+
+    Args:
+        found: A ``tfool.experiments.PhotoReport``.
+        magnify: Gain of the perturbation column (default ``127 / eps``: +-eps to the
+            full range around mid-grey).
+        cell_size: Inches per image.
+
+    Returns:
+        The matplotlib figure.
+    """
+    eps_values = list(found.adversarial)
+    top = max(eps_values)
+    gain = magnify if magnify is not None else 127.0 / top
+    rows, titles = [], []
+    for k, photo in enumerate(found.names):
+        row = [found.pixels[k] / 255.0]
+        head = found.report["photos"][k]["top5"][0]
+        row_titles = [f"{photo}\n{head['name']} ({100 * head['probability']:.0f}%)"]
+        for eps, attacked in zip(eps_values, found.report["photos"][k]["fgsm"]):
+            row.append(found.adversarial[eps][k] / 255.0)
+            row_titles.append(
+                f"eps {eps:g}/255\n{attacked['top1']} ({100 * attacked['top1_probability']:.0f}%)"
+            )
+        delta = found.adversarial[top][k] - found.pixels[k]
+        row.append(np.clip((128.0 + gain * delta) / 255.0, 0, 1))
+        row_titles.append(f"perturbation at {top:g}/255\nx{gain:.0f}")
+        rows.append(row)
+        titles.append(row_titles)
+    return image_grid(
+        np.asarray(rows, np.float32),
+        titles=titles,
+        suptitle=f"FGSM on {found.model_name}: away from each photo's own top-1 class",
+        cell_size=cell_size,
+    )

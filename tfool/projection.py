@@ -106,6 +106,12 @@ class ProjectionResult:
         """The largest absolute pixel change of every projected image, ``[T]``."""
         return np.abs(self.perturbations).reshape(len(self.targets), -1).max(axis=1)
 
+    @property
+    def l2(self) -> np.ndarray:
+        """The L2 length of every perturbation in pixels (0-255 units), ``[T]``."""
+        flat = self.perturbations.reshape(len(self.targets), -1).astype(np.float64)
+        return np.sqrt((flat**2).sum(axis=1))
+
 
 def _start_image(model: ImagenetModel, image) -> np.ndarray:
     if image is None:

@@ -15,6 +15,14 @@ from tfool.data import Dataset
 from tfool.references import ReferenceSet
 
 
+def _save(fig, path: str) -> None:
+    """Saves a figure atomically and frees it."""
+    from tfool import plots
+
+    io.save_figure(fig, path)
+    plots.close(fig)
+
+
 def write_backwork_outputs(
     output_dir: str | os.PathLike,
     result: BackworkResult,
@@ -81,8 +89,7 @@ def write_backwork_outputs(
         vmin=config.input_min,
         vmax=config.input_max,
     )
-    io.save_figure(fig, os.path.join(out, "backworked.png"))
-    plots.close(fig)
+    _save(fig, os.path.join(out, "backworked.png"))
 
     if data is not None:
         worst, worst_p = worst_classified(
@@ -91,8 +98,7 @@ def write_backwork_outputs(
         fig = plots.probability_grid(
             worst, worst_p, names, suptitle="training images the model classifies worst"
         )
-        io.save_figure(fig, os.path.join(out, "worst_train.png"))
-        plots.close(fig)
+        _save(fig, os.path.join(out, "worst_train.png"))
 
     targets = np.repeat(result.labels, result.images.shape[1])
     keep = min(salient_keep, int(np.prod(flat.shape[1:])))
@@ -104,8 +110,7 @@ def write_backwork_outputs(
         row_labels=names,
         suptitle=f"salient features: top {keep} pixels of d p[label] / d input (positive part)",
     )
-    io.save_figure(fig, os.path.join(out, "salient.png"))
-    plots.close(fig)
+    _save(fig, os.path.join(out, "salient.png"))
 
     if attribution_images and data is not None:
         # one backworked image per label (the first ones), every attribution method
@@ -119,8 +124,7 @@ def write_backwork_outputs(
         fig = plots.attribution_comparison_figure(
             picks, attrs, titles, suptitle="what the CNN's decision rests on, backworked images"
         )
-        io.save_figure(fig, os.path.join(out, "attribution.png"))
-        plots.close(fig)
+        _save(fig, os.path.join(out, "attribution.png"))
     return summary
 
 
@@ -211,8 +215,7 @@ def write_retrain_outputs(
     fig = plots.retrain_comparison(
         retrain.compare_modes([result]), title=f"retraining, {result.mode} mode"
     )
-    io.save_figure(fig, os.path.join(out, "retrain.png"))
-    plots.close(fig)
+    _save(fig, os.path.join(out, "retrain.png"))
     for record, fresh in zip(result.records, result.backworked):
         names = [str(class_names[int(lbl)]) for lbl in fresh.labels]
         fig = plots.probability_grid(
@@ -222,8 +225,7 @@ def write_retrain_outputs(
             suptitle=f"{result.mode} round {record.round}: backworked against the round's "
             f"model ({fresh.steps} steps)",
         )
-        io.save_figure(fig, os.path.join(out, f"round_{record.round}", "backworked.png"))
-        plots.close(fig)
+        _save(fig, os.path.join(out, f"round_{record.round}", "backworked.png"))
     return summary
 
 
@@ -245,8 +247,7 @@ def write_retrain_comparison(
     if not all(r.records for r in results):
         return table
     fig = plots.retrain_comparison(table, title="retraining with backworked negatives")
-    io.save_figure(fig, os.path.join(out, "retrain_modes.png"))
-    plots.close(fig)
+    _save(fig, os.path.join(out, "retrain_modes.png"))
     rows, probs, names = [], [], []
     for result in results:
         last = result.records[-1].round
@@ -264,8 +265,7 @@ def write_retrain_comparison(
         + ", ".join(str(class_names[int(k)]) if class_names else str(int(k)) for k in labels)
         + "), its target probability above it",
     )
-    io.save_figure(fig, os.path.join(out, "retrain_images.png"))
-    plots.close(fig)
+    _save(fig, os.path.join(out, "retrain_images.png"))
     return table
 
 
@@ -346,8 +346,7 @@ def write_sweep_outputs(output_dir: str | os.PathLike, sweep) -> str:
         suptitle=f"eps = {ex.eps:g}: original, perturbation (x 1/eps), adversarial",
     )
     for name, fig in (("accuracy_vs_eps.png", curves), ("examples.png", examples)):
-        io.save_figure(fig, os.path.join(out, name))
-        plots.close(fig)
+        _save(fig, os.path.join(out, name))
     return format_sweep_summary(report)
 
 
@@ -384,6 +383,7 @@ def write_projection_outputs(output_dir: str | os.PathLike, result, model, image
             steps=int(result.steps_taken[k]),
             final_probability=float(result.final_probs[k]),
             max_abs_change=float(result.linf[k]),
+            l2_change=float(result.l2[k]),
             top5_after=_top5(result.top5_after[k]),
             target_probs=result.target_probs[:, k],
         )
@@ -405,8 +405,7 @@ def write_projection_outputs(output_dir: str | os.PathLike, result, model, image
         os.path.join(out, "projection.npz"), **{k: np.asarray(getattr(result, k)) for k in arrays}
     )
     fig = plots.projection_grid(result)
-    io.save_figure(fig, os.path.join(out, "projection.png"))
-    plots.close(fig)
+    _save(fig, os.path.join(out, "projection.png"))
     top = result.top5_before[0]
     lines = [
         f"{model.name} ({model.weights} weights), start: {image_name}, "
@@ -417,7 +416,7 @@ def write_projection_outputs(output_dir: str | os.PathLike, result, model, image
         lines.append(
             f"-> {row['name'][:24]:<24} p = {row['final_probability']:.4f} after "
             f"{row['steps']:4d} steps ({state} {result.config.threshold:g}), "
-            f"max |change| {row['max_abs_change']:.2f} of 255"
+            f"max |change| {row['max_abs_change']:.2f} of 255, L2 {row['l2_change']:.1f}"
         )
     return "\n".join(lines)
 
@@ -438,8 +437,7 @@ def write_survey_outputs(output_dir: str | os.PathLike, result, models: Sequence
     io.write_csv(os.path.join(out, "survey.csv"), header, rows)
     for model_survey in result.models:
         fig = plots.survey_histogram(model_survey)
-        io.save_figure(fig, os.path.join(out, f"survey_{model_survey.name}.png"))
-        plots.close(fig)
+        _save(fig, os.path.join(out, f"survey_{model_survey.name}.png"))
     lines = [
         f"top-1 confidence on {result.config.num_images} {result.config.noise} noise images:",
         f"{'':<10}" + "".join(f"{name[:15]:>16}" for name in header[1:]),
@@ -456,19 +454,66 @@ def write_attribution_outputs(output_dir: str | os.PathLike, found) -> str:
     ``tfool.experiments.AttributionReport``; returns the console summary."""
     from tfool import plots
 
-    fig = plots.attribution_comparison_figure(
-        found.images,
-        found.attributions,
-        found.titles,
-        suptitle=f"what the CNN's answer rests on: {found.dataset_name} test images and their "
-        f"FGSM images\n(eps {found.eps:g}); attributions of the predicted class",
-    )
     out = os.fspath(output_dir)
-    io.save_figure(fig, os.path.join(out, "attribution.png"))
-    plots.close(fig)
+    _save(
+        plots.attribution_comparison_figure(
+            found.images,
+            found.attributions,
+            found.titles,
+            suptitle=f"what the CNN's answer rests on: {found.dataset_name} test images and "
+            f"their FGSM images\n(eps {found.eps:g}); attributions of the predicted class",
+        ),
+        os.path.join(out, "attribution.png"),
+    )
     io.write_json(os.path.join(out, "attribution.json"), found.report)
     return (
         f"attribution.png: {found.num_test_images} test images and their FGSM images (eps "
         f"{found.eps:g}; the answer changed on {found.changed}), methods: "
         f"{', '.join(found.attributions)}"
     )
+
+
+def write_photo_outputs(output_dir: str | os.PathLike, found) -> str:
+    """Writes ``photo_fgsm.png``, ``photo_attribution.png``, ``photos.json`` and
+    ``photos.npz`` of a ``tfool.experiments.PhotoReport``; returns the console summary."""
+    from tfool import plots
+
+    out = os.fspath(output_dir)
+    fig = plots.photo_fgsm_grid(found)
+    _save(fig, os.path.join(out, "photo_fgsm.png"))
+    top = max(found.adversarial)
+    _save(
+        plots.attribution_comparison_figure(
+            found.attribution_images,
+            found.attributions,
+            found.titles,
+            suptitle=f"what {found.model_name}'s answer rests on: photos and their FGSM "
+            f"images (eps {top:g}/255); attributions of each image's top class",
+            cell_size=2.0,
+        ),
+        os.path.join(out, "photo_attribution.png"),
+    )
+    io.write_json(os.path.join(out, "photos.json"), found.report)
+    io.write_npz(
+        os.path.join(out, "photos.npz"),
+        names=np.asarray(found.names),
+        photos=found.pixels,
+        eps_pixels=np.asarray(list(found.adversarial), np.float32),
+        adversarial=np.stack(list(found.adversarial.values()), axis=1),
+        **{f"attribution_{k}": v for k, v in found.attributions.items()},
+    )
+    lines = [
+        f"{'photo':22s} {'clean top-1':28s} " + "  ".join(f"eps {e:g}" for e in found.adversarial)
+    ]
+    for row in found.report["photos"]:
+        head = row["top5"][0]
+        cells = [
+            f"{a['top1'][:18]} {a['top1_probability']:.2f}{'*' if a['changed'] else ''}"
+            for a in row["fgsm"]
+        ]
+        lines.append(
+            f"{row['photo'][:22]:22s} {head['name'][:20]:20s} {head['probability']:.3f}   "
+            + "  ".join(cells)
+        )
+    lines.append("(* the answer changed)  photo_fgsm.png, photo_attribution.png, photos.json/.npz")
+    return "\n".join(lines)
