@@ -215,17 +215,17 @@ def define_imagenet_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         ),
         flag_values=flag_values,
     )
-    flags.DEFINE_list(
-        name="fgsm_photo_eps",
-        default=[f"{e:g}" for e in PHOTO_EPS],
-        help="FGSM sizes of --fgsm_mode=photos in pixels of 0-255 (each in (0, 255]).",
-        flag_values=flag_values,
-    )
     flags.DEFINE_integer(
         name="fgsm_photo_ig_steps",
         default=PhotoConfig().ig_steps,
         lower_bound=1,
         help="Integrated-gradients path points of --fgsm_mode=photos (black baseline).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        name="fgsm_photo_eps",
+        default=[f"{e:g}" for e in PHOTO_EPS],
+        help="FGSM sizes of --fgsm_mode=photos in pixels of 0-255 (each in (0, 255]).",
         flag_values=flag_values,
     )
 
