@@ -281,18 +281,11 @@ def test_a_batch_too_large_for_the_memory_is_refused(tmp_path, caplog, monkeypat
     assert not (tmp_path / "out" / "survey.json").exists()
 
 
-PHOTOS = ("--fgsm_mode=photos", f"--fgsm_imagenet_image_size={SIZE}", "--fgsm_photo_ig_steps=3")
-
-
 def test_photos_mode_writes_fgsm_and_attributions(tmp_path, png, tiny_keras):
     out = tmp_path / "photos"
-    _run(
-        out,
-        *PHOTOS,
-        f"--fgsm_imagenet_weights={tiny_keras}",
-        f"--fgsm_photos={png}",
-        "--fgsm_photo_eps=2,16",
-    )
+    settings = f"--fgsm_imagenet_image_size={SIZE} --fgsm_photo_ig_steps=3 --fgsm_photo_eps=2,16"
+    files = [f"--fgsm_imagenet_weights={tiny_keras}", f"--fgsm_photos={png}"]
+    _run(out, "--fgsm_mode=photos", *settings.split(), *files)
     report = json.loads((out / "photos.json").read_text())
     assert report["eps_pixels"] == [2.0, 16.0]
     assert report["attribution_methods"] == ["saliency", "gradient_x_input", "integrated_gradients"]
