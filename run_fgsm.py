@@ -94,8 +94,6 @@ def sweep_mode(common, cfg, flag_values, strategy=None) -> str:
 def project_mode(common, cfg, flag_values, strategy=None) -> str:
     """Gradient projection on an ImageNet model: projection.png/.json/.npz; a summary."""
     icfg = imagenet_flags.imagenet_config(flag_values)
-    if icfg.image is not None:
-        imagenet.load_image(icfg.image, 8)  # a missing or unreadable file fails before the model
     model = imagenet.load_imagenet_model(icfg.model, icfg.weights, icfg.input_size, strategy)
     result = projection.project(
         model,
@@ -148,8 +146,6 @@ def photos_mode(common, cfg, flag_values, strategy=None) -> str:
     """FGSM and attributions on ImageNet photos: photo_fgsm.png, photo_attribution.png,
     photos.json/.npz; a summary."""
     icfg = imagenet_flags.imagenet_config(flag_values)
-    for path in icfg.photos:
-        imagenet.load_image(path, 8)  # a missing or unreadable file fails before the model
     model = imagenet.load_imagenet_model(icfg.model, icfg.weights, icfg.input_size, strategy)
     names = [os.path.basename(path) for path in icfg.photos]
     photos = {
@@ -159,6 +155,17 @@ def photos_mode(common, cfg, flag_values, strategy=None) -> str:
     found = experiments.photo_attacks(model, photos, icfg.photo, strategy=strategy)
     with interrupts.protected():
         return report.write_photo_outputs(common.output_dir, found)
+
+
+def _check_images(mode: str, flag_values: flags.FlagValues) -> None:
+    """Unknown classes and missing or unreadable images of the ImageNet modes fail here,
+    before any folder is made or model loaded."""
+    if mode not in ("project", "photos"):
+        return
+    icfg = imagenet_flags.imagenet_config(flag_values)
+    paths = icfg.photos if mode == "photos" else [icfg.image] if icfg.image else []
+    for path in paths:
+        imagenet.load_image(path, 8)
 
 
 #: run_fgsm.py's modes: ``--fgsm_mode`` -> function(common, config, flag_values, strategy)
@@ -192,6 +199,7 @@ def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
     cfg = fgsm_flags.fgsm_config(flag_values)
     dist = distribution_flags.distribution_config(flag_values)
     common_flags.check_folders(flag_values)  # before any work
+    _check_images(mode, flag_values)  # before the output folder is made
     strategy = distribute.get_strategy(dist.name, dist.num_gpus, dist.tpu_address)  # first
     log.info("distribution: %s", distribute.describe(strategy))
     os.makedirs(common.output_dir, exist_ok=True)
