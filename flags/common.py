@@ -1,4 +1,4 @@
-"""Common flags: output folder, seed, data source, verbosity; and the effective-flags file."""
+"""Common flags: output folder, seed, dataset, verbosity; and the effective-flags file."""
 
 from __future__ import annotations
 
@@ -9,15 +9,27 @@ from collections.abc import Callable, Mapping
 
 from absl import flags
 
-from tfool import io
+from tfool import data, io
 
-DATA_SOURCES = ("auto", "npz", "idx", "keras", "sample")
-DATASETS = ("mnist", "fashion_mnist")
+DATA_SOURCES = data.SOURCES
+DATASETS = data.DATASETS
 
 
 @dataclasses.dataclass(frozen=True)
 class CommonConfig:
-    """The common settings of every run script."""
+    """The common settings of every run script.
+
+    Attributes:
+        output_dir: Folder that receives every output file of the run.
+        seed: Seed of every random choice; an integer >= 0.
+        dataset: A ``tfool.data.DATASETS`` name.
+        data_source: Where MNIST / Fashion-MNIST come from (``tfool.data.SOURCES``).
+        data_dir: Local MNIST files, the ``.npz`` file of ``arrays`` or the image folder of
+            ``folder``; ``None``: none.
+        verbosity: Console output: 0 quiet, 1 progress and summary, 2 also per-batch bars.
+        image_size: ``(height, width)`` in pixels the images of ``dataset="folder"`` are
+            resized to, both >= 1; ``None`` keeps the images' own size.
+    """
 
     output_dir: str
     seed: int
@@ -25,6 +37,12 @@ class CommonConfig:
     data_source: str
     data_dir: str | None
     verbosity: int
+    image_size: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        size = self.image_size
+        if size is not None and (len(size) != 2 or not all(v >= 1 for v in size)):
+            raise ValueError(f"image_size={size!r} is not (height, width) with both >= 1")
 
 
 def define_common_flags(
@@ -33,7 +51,9 @@ def define_common_flags(
     """Defines the common flags: output folder, seed, dataset, data source and verbosity.
 
     ``--output_dir``, ``--seed``, ``--dataset``, ``--data_source``, ``--data_dir``,
-    ``--verbose``; ``--data_source=idx`` requires ``--data_dir``.
+    ``--data_image_size``, ``--verbose``; ``--data_source=idx``, ``--dataset=arrays`` and
+    ``--dataset=folder`` require ``--data_dir``; ``--data_image_size`` is only for
+    ``--dataset=folder``.
 
     Args:
         flag_values: Where to define them (a fresh ``FlagValues`` in tests).
@@ -56,7 +76,13 @@ def define_common_flags(
         name="dataset",
         default="mnist",
         enum_values=list(DATASETS),
-        help="Which dataset to load.",
+        help=(
+            "Which dataset to load: mnist or fashion_mnist (from --data_source), arrays (the "
+            ".npz file given by --data_dir, holding x_train, y_train, x_test, y_test and "
+            "optionally class_names; uint8 0..255 or float [0, 1] images [N, H, W(, C)]) or "
+            "folder (--data_dir holds one subfolder of .png/.jpg/.jpeg/.bmp/.gif images per "
+            "class, named after it; 20% of each class becomes the test split)."
+        ),
         flag_values=flag_values,
     )
     flags.DEFINE_enum(
@@ -67,14 +93,28 @@ def define_common_flags(
             "Where the data comes from: auto (a local copy, else the keras download, else "
             "the embedded sample), npz (mnist.npz in --data_dir or the keras cache), idx (the "
             "four IDX files in --data_dir), keras (download) or sample (embedded 4,000/1,000 "
-            "MNIST sample)."
+            "MNIST sample). Ignored by --dataset=arrays and --dataset=folder."
         ),
         flag_values=flag_values,
     )
     flags.DEFINE_string(
         name="data_dir",
         default=None,
-        help="Folder holding mnist.npz or the IDX files (optional).",
+        help=(
+            "Folder holding mnist.npz or the IDX files (optional for mnist and "
+            "fashion_mnist); the .npz file of --dataset=arrays; the image folder of "
+            "--dataset=folder."
+        ),
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        name="data_image_size",
+        default=None,
+        help=(
+            "Only for --dataset=folder: HEIGHT,WIDTH in pixels (two integers >= 1) every "
+            "image is resized to, bilinear; empty keeps the images' own size, which must then "
+            "be the same for all."
+        ),
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
@@ -102,6 +142,47 @@ def define_common_flags(
     def _idx_needs_dir(values):
         return values["data_source"] != "idx" or bool(values["data_dir"])
 
+    @flags.multi_flags_validator(["dataset", "data_dir"], flag_values=flag_values)
+    def _own_data_needs_dir(values):
+        dataset = values["dataset"]
+        if dataset in data.DATA_DIR_NEEDED and not values["data_dir"]:
+            raise flags.ValidationError(
+                f"--dataset={dataset} needs --data_dir, {data.DATA_DIR_NEEDED[dataset]}"
+            )
+        return True
+
+    @flags.validator(
+        "data_image_size",
+        message=(
+            "--data_image_size must be HEIGHT,WIDTH: two integers >= 1 (e.g. 64,64), or "
+            "empty to keep the images' own size"
+        ),
+        flag_values=flag_values,
+    )
+    def _image_size_positive(value):
+        return not value or _image_size(value) is not None
+
+    @flags.multi_flags_validator(["dataset", "data_image_size"], flag_values=flag_values)
+    def _image_size_only_for_folder(values):
+        if values["data_image_size"] and values["dataset"] != "folder":
+            raise flags.ValidationError(
+                f"--data_image_size applies only to --dataset=folder, not "
+                f"--dataset={values['dataset']}"
+            )
+        return True
+
+
+def _image_size(value: list[str] | None) -> tuple[int, int] | None:
+    """``--data_image_size`` as ``(height, width)``; ``None`` when empty or not two
+    integers >= 1."""
+    if not value or len(value) != 2:
+        return None
+    try:
+        size = tuple(int(v) for v in value)
+    except ValueError:
+        return None
+    return size if all(v >= 1 for v in size) else None
+
 
 def common_config(flag_values: flags.FlagValues = flags.FLAGS) -> CommonConfig:
     """Converts the parsed common flags into a ``CommonConfig``."""
@@ -112,6 +193,7 @@ def common_config(flag_values: flags.FlagValues = flags.FLAGS) -> CommonConfig:
         data_source=flag_values.data_source,
         data_dir=flag_values.data_dir or None,
         verbosity=flag_values.verbose,
+        image_size=_image_size(flag_values.data_image_size),
     )
 
 

@@ -233,7 +233,7 @@ NPZ_DAMAGE = {
     "labels_2d": (lambda a: a.update(y_train=a["y_train"][:, None]), "labels have shape"),
     "negative_pixels": (
         lambda a: a.update(x_train=a["x_train"] / 255.0 - 0.5),
-        r"pixels range over .*expected 0\.\.255",
+        r"train pixels range over -0\.5\.\.0\.5 \(float64\), expected uint8 0\.\.255 or floats in",
     ),
 }
 
@@ -475,3 +475,493 @@ def test_idx_labels_where_images_belong_are_named(tmp_path):
     with pytest.raises(ValueError, match="holds labels .* where images .* belong") as err:
         data.load_mnist(source="idx", data_dir=tmp_path)
     assert str(paths["x_test"]) in str(err.value)
+
+
+# --------------------------------------------------------------------------- data of your own
+
+
+def _own(n_train=6, n_test=3, shape=(8, 6), classes=3, seed=0):
+    """Random uint8 arrays of any image shape, every class present in both splits."""
+    rng = np.random.default_rng(seed)
+    return {
+        "x_train": rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
+        "y_train": (np.arange(n_train) % classes).astype(np.int64),
+        "x_test": rng.integers(0, 256, (n_test, *shape), dtype=np.uint8),
+        "y_test": (np.arange(n_test) % classes).astype(np.int64),
+    }
+
+
+@pytest.mark.parametrize("shape, image_shape", [((8, 6), (8, 6, 1)), ((8, 6, 3), (8, 6, 3))])
+def test_from_arrays_any_shape_uint8_scaled(shape, image_shape):
+    arrays = _own(shape=shape)
+    ds = data.from_arrays(**arrays)
+    assert (ds.source, ds.name, ds.image_shape) == ("arrays", "arrays", image_shape)
+    assert ds.class_names == ("0", "1", "2")  # the largest label is 2
+    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
+    expected = arrays["x_train"].reshape(ds.x_train.shape).astype(np.float32) / 255.0
+    np.testing.assert_array_equal(ds.x_train, expected)
+    np.testing.assert_array_equal(ds.y_test, arrays["y_test"])
+
+
+def test_from_arrays_integer_pixels_are_always_divided():
+    # A uint8 image of 0s and 1s is dark, not white: integers are never read as [0, 1].
+    arrays = _own()
+    arrays["x_train"] = (arrays["x_train"] % 2).astype(np.uint8)
+    assert data.from_arrays(**arrays).x_train.max() == pytest.approx(1 / 255)
+
+
+def test_from_arrays_unit_floats_kept_and_names_given():
+    arrays = _own()
+    arrays = {
+        k: v / 255.0 if k.startswith("x") else v.astype(np.float64) for k, v in arrays.items()
+    }
+    names = ("cat", "dog", "bird", "fish")  # more names than labels used is fine
+    ds = data.from_arrays(**arrays, class_names=names, name="pets")
+    assert ds.class_names == names and ds.name == "pets" and ds.num_classes == 4
+    np.testing.assert_array_equal(ds.x_test[..., 0], arrays["x_test"].astype(np.float32))
+    assert ds.y_train.dtype == np.int64  # whole float labels become integers
+
+
+def _set(key, value):
+    return lambda a: a.update({key: value(a) if callable(value) else value})
+
+
+FROM_ARRAYS_ERRORS = {
+    "float_1.001": (
+        _set("x_train", lambda a: np.full((6, 8, 6), 1.001, np.float32)),
+        r"from_arrays: train pixels range over 1\.001\.\.1\.001 \(float32\), "
+        r"expected uint8 0\.\.255 or floats in \[0, 1\]",
+    ),
+    "float_0_255": (
+        _set("x_test", lambda a: a["x_test"].astype(np.float64)),
+        r"test pixels range over \d+\.0\.\.25\d\.0 \(float64\), expected uint8 0\.\.255",
+    ),
+    "int_300": (
+        _set("x_train", lambda a: a["x_train"].astype(np.int16) + 100),
+        r"train pixels range over \d+\.\.3\d\d \(int16\)",
+    ),
+    "int_negative": (
+        _set("x_test", lambda a: a["x_test"].astype(np.int32) - 1),
+        r"test pixels range over -1\.\.",
+    ),
+    "bool": (_set("x_train", lambda a: a["x_train"] > 100), "train pixels are bool, expected"),
+    "nan": (
+        _set("x_test", lambda a: np.full((3, 8, 6), np.nan)),
+        "test pixels include NaN or infinity",
+    ),
+    "inf": (
+        _set("x_train", lambda a: np.full((6, 8, 6), np.inf, np.float32)),
+        "train pixels include NaN or infinity",
+    ),
+    "empty_test": (
+        lambda a: a.update(x_test=a["x_test"][:0], y_test=a["y_test"][:0]),
+        "^from_arrays: the test split is empty$",
+    ),
+    "empty_train": (
+        lambda a: a.update(x_train=a["x_train"][:0], y_train=a["y_train"][:0]),
+        "^from_arrays: the train split is empty$",
+    ),
+    "count": (_set("y_train", lambda a: a["y_train"][:4]), "6 images but 4 labels"),
+    "fraction_label": (
+        _set("y_test", lambda a: a["y_test"] + 0.5),
+        "test labels are float64, expected integers",
+    ),
+    "negative_label": (
+        _set("y_train", lambda a: a["y_train"] - 1),
+        r"train labels range over -1\.\.1, expected class indices 0 or more",
+    ),
+    "one_class": (
+        lambda a: a.update(y_train=a["y_train"] * 0, y_test=a["y_test"] * 0),
+        "every label is 0, .*at least 2 classes",
+    ),
+    "shapes_differ": (
+        _set("x_test", lambda a: np.zeros((3, 6, 6), np.uint8)),
+        r"train images have shape \(8, 6, 1\) but test images have shape \(6, 6, 1\)",
+    ),
+    "five_dims": (
+        _set("x_train", lambda a: a["x_train"][..., None, None]),
+        r"train images have shape \(6, 8, 6, 1, 1\), expected \[N, H, W\] or \[N, H, W, C\]",
+    ),
+    "no_channels": (
+        _set("x_test", lambda a: np.zeros((3, 8, 6, 0), np.uint8)),
+        r"test images have shape \(3, 8, 6, 0\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FROM_ARRAYS_ERRORS))
+def test_from_arrays_refuses(case):
+    arrays = _own()
+    change, problem = FROM_ARRAYS_ERRORS[case]
+    change(arrays)
+    with pytest.raises(ValueError, match=problem):
+        data.from_arrays(**arrays)
+
+
+@pytest.mark.parametrize(
+    "names, problem",
+    [
+        (("a", "b", "a"), "class_names has 'a' twice"),
+        (("a", "", "c"), r"class_names\[1\]='' is empty"),
+        ((1, 2, 3), r"class_names\[0\]=1 is not a string"),
+        ("abc", "class_names='abc' is one string"),
+        (("a", "b"), r"labels go up to 2 but class_names has 2 names \(classes 0\.\.1\)"),
+        (("only",), r"class_names=\['only'\] has 1 name, expected at least 2"),
+        ((), r"class_names=\[\] has 0 names, expected at least 2"),
+    ],
+    ids=["duplicate", "empty", "not_str", "one_string", "too_few", "single", "none"],
+)
+def test_from_arrays_checks_class_names(names, problem):
+    with pytest.raises(ValueError, match=problem):
+        data.from_arrays(**_own(), class_names=names)
+
+
+def test_load_arrays_keeps_class_names_and_names_the_stem(tmp_path):
+    arrays = _own(shape=(5, 7, 3))
+    path = _write_npz(tmp_path / "my_pets.npz", **arrays, class_names=np.array(["a", "b", "c"]))
+    ds = data.load_arrays(path)
+    assert (ds.name, ds.source, ds.class_names) == ("my_pets", "arrays", ("a", "b", "c"))
+    assert all(type(n) is str for n in ds.class_names)
+    assert ds.image_shape == (5, 7, 3)
+    np.testing.assert_array_equal(ds.x_test, arrays["x_test"].astype(np.float32) / 255.0)
+    # Without class_names the names are the label numbers.
+    plain = data.load_arrays(_write_npz(tmp_path / "plain.npz", **arrays))
+    assert plain.class_names == ("0", "1", "2")
+
+
+def test_load_arrays_lists_missing_keys_with_the_file(tmp_path):
+    arrays = _own()
+    del arrays["y_train"], arrays["x_test"]
+    path = _write_npz(tmp_path / "half.npz", **arrays)
+    with pytest.raises(ValueError, match=r"missing arrays \['y_train', 'x_test'\]") as err:
+        data.load_arrays(path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def _write_npy(path):
+    with open(path, "wb") as fh:  # np.save(path) would add ".npy" to the name
+        np.save(fh, np.zeros(3))
+
+
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (lambda p: p.write_bytes(b"plain text, no zip"), r"\(not a zip archive\)"),
+        (_write_npy, r"\(a single \.npy array\)"),
+        (lambda p: None, r"\(does not exist\)"),
+        (lambda p: p.mkdir(), r"\(is a folder\)"),
+    ],
+    ids=["not_zip", "npy", "missing", "folder"],
+)
+def test_load_arrays_unreadable_file_is_named(tmp_path, make, problem):
+    path = tmp_path / "data.npz"
+    make(path)
+    with pytest.raises(ValueError, match=problem) as err:
+        data.load_arrays(path)
+    assert str(err.value).startswith(f"{path}: not a readable .npz file")
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (
+            _set("x_train", lambda a: np.full((6, 8, 6), 1.001)),
+            r"train pixels range over 1\.001\.\.1\.001 \(float64\), expected uint8 0\.\.255 "
+            r"or floats in \[0, 1\]",
+        ),
+        (
+            _set("x_test", lambda a: a["x_test"].astype(np.float32)),
+            r"test pixels range over .*\(float32\), expected uint8 0\.\.255",
+        ),
+        (
+            lambda a: a.update(x_test=a["x_test"][:0], y_test=a["y_test"][:0]),
+            "the test split is empty",
+        ),
+        (_set("class_names", np.arange(3)), "class_names is an array of int64"),
+    ],
+    ids=["float_1.001", "float_0_255", "empty_test", "numeric_names"],
+)
+def test_load_arrays_refuses_and_names_the_file(tmp_path, change, problem):
+    arrays = _own()
+    change(arrays)
+    path = _write_npz(tmp_path / "own.npz", **arrays)
+    with pytest.raises(ValueError, match=problem) as err:
+        data.load_arrays(path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+# --------------------------------------------------------------------------- image folders
+
+
+def _save(path, array, mode=None, **kwargs):
+    """Writes one image file with Pillow; returns its path."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(np.asarray(array))
+    if mode is not None:
+        image = image.convert(mode)
+    image.save(path, **kwargs)
+    return path
+
+
+def _grey_folder(root, per_class=5, size=(4, 3)):
+    """Classes b and a (written in that order) of flat grey images, each a unique value."""
+    values = {}
+    for c, name in enumerate(["b", "a"]):
+        for i in range(per_class):
+            value = 10 * c * per_class + 10 * i + 5
+            _save(root / name / f"img{i}.png", np.full(size, value, np.uint8))
+            values[value] = name
+    return values
+
+
+def _by_value(ds, split):
+    """{pixel value: class name} of a split of flat images."""
+    x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+    return {int(round(img.max() * 255)): ds.class_names[label] for img, label in zip(x, y)}
+
+
+def test_image_folder_grey_classes_split_and_values(tmp_path):
+    values = _grey_folder(tmp_path / "shapes")
+    ds = data.load_image_folder(tmp_path / "shapes")
+    assert (ds.name, ds.source, ds.class_names) == ("shapes", "folder", ("a", "b"))
+    assert ds.image_shape == (4, 3, 1) and ds.x_train.dtype == np.float32
+    assert len(ds.x_train) == 8 and len(ds.x_test) == 2  # 20% of 5 per class
+    np.testing.assert_array_equal(np.bincount(ds.y_test), [1, 1])
+    train, test = _by_value(ds, "train"), _by_value(ds, "test")
+    assert not train.keys() & test.keys()
+    assert {**train, **test} == values  # every image once, with its folder's class
+    for x in (ds.x_train, ds.x_test):  # flat images stay flat, exact values
+        assert np.all(x == x[:, :1, :1])
+    # Seeded: the same seed gives the same split, another seed another one.
+    again = data.load_image_folder(tmp_path / "shapes", seed=0)
+    np.testing.assert_array_equal(again.x_test, ds.x_test)
+    other = data.load_image_folder(tmp_path / "shapes", seed=3)
+    assert set(_by_value(other, "test")) != set(test)
+
+
+def test_image_folder_test_fraction(tmp_path):
+    _grey_folder(tmp_path / "f", per_class=4)
+    ds = data.load_image_folder(tmp_path / "f", test_fraction=0.5)
+    np.testing.assert_array_equal(np.bincount(ds.y_test), [2, 2])
+    np.testing.assert_array_equal(np.bincount(ds.y_train), [2, 2])
+    tiny = data.load_image_folder(tmp_path / "f", test_fraction=0.01)  # still one each
+    np.testing.assert_array_equal(np.bincount(tiny.y_test), [1, 1])
+
+
+def test_image_folder_keras_conventions(tmp_path):
+    root = tmp_path / "conv"
+    _save(root / "cat" / "x.PNG", np.full((3, 3), 50, np.uint8))  # any case
+    _save(root / "cat" / "deeper" / "y.jpeg", np.full((3, 3), 100, np.uint8))  # nested
+    (root / "cat" / "notes.txt").write_text("not an image")
+    _save(root / "dog" / "z.bmp", np.full((3, 3), 150, np.uint8))
+    _save(root / "dog" / "w.gif", np.full((3, 3), 200, np.uint8))
+    _save(root / ".hidden" / "h.png", np.full((3, 3), 250, np.uint8))  # skipped
+    _save(root / "loose.png", np.full((3, 3), 250, np.uint8))  # not in a class folder
+    ds = data.load_image_folder(root)
+    assert ds.class_names == ("cat", "dog")
+    assert len(ds.x_train) + len(ds.x_test) == 4
+    # The GIF is a palette image, so every image becomes RGB.
+    assert ds.image_shape == (3, 3, 3)
+    seen = {round(float(v) * 255) for v in np.concatenate([ds.x_train, ds.x_test]).max((1, 2, 3))}
+    assert 250 not in seen and {50, 150, 200} <= seen
+
+
+def test_image_folder_all_grey_modes_give_one_channel(tmp_path):
+    root = tmp_path / "grey"
+    _save(root / "a" / "l.png", np.full((2, 2), 51, np.uint8))
+    _save(root / "a" / "one.png", np.full((2, 2), 255, np.uint8), mode="1")
+    _save(root / "b" / "la.png", np.full((2, 2, 2), [102, 0], np.uint8))  # alpha 0 dropped
+    _save(root / "b" / "l.jpg", np.full((2, 2), 204, np.uint8), quality=100)
+    ds = data.load_image_folder(root, test_fraction=0.5)
+    assert ds.image_shape == (2, 2, 1)
+    got = sorted(
+        round(float(v) * 255) for v in np.concatenate([ds.x_train, ds.x_test]).mean((1, 2, 3))
+    )
+    assert got[:2] == [51, 102] and got[3] == 255 and abs(got[2] - 204) <= 2
+
+
+def test_image_folder_16_bit_scaled_not_clipped(tmp_path):
+    root = tmp_path / "deep"
+    for i, value in enumerate([0, 1000, 32768, 65535]):
+        _save(root / "ab"[i % 2] / f"{i}.png", np.full((2, 2), value, np.uint16))
+    from PIL import Image
+
+    with Image.open(root / "b" / "1.png") as written:
+        assert written.mode == "I;16"
+    ds = data.load_image_folder(root, test_fraction=0.5)
+    assert ds.image_shape == (2, 2, 1)
+    got = sorted(
+        round(float(v) * 255) for v in np.concatenate([ds.x_train, ds.x_test]).max((1, 2, 3))
+    )
+    assert got == [0, 4, 128, 255]  # 1000 * 255 / 65535 = 3.9, not clipped to 255
+
+
+def test_image_folder_32_bit_grey_mode_i(tmp_path):
+    # Pillow reads some 16-bit files as mode I (32-bit integers); the content decides
+    # the format, so a TIFF named .png stands in for them.
+    from PIL import Image
+
+    root = tmp_path / "mode_i"
+    for i, value in enumerate([0, 1000, 65535, 65535]):
+        path = root / "ab"[i % 2] / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((2, 2), value, np.int32)).save(path, format="TIFF")
+    with Image.open(root / "a" / "0.png") as written:
+        assert written.mode == "I"
+    ds = data.load_image_folder(root, test_fraction=0.5)
+    assert ds.image_shape == (2, 2, 1)
+    got = sorted(
+        round(float(v) * 255) for v in np.concatenate([ds.x_train, ds.x_test]).max((1, 2, 3))
+    )
+    assert got == [0, 4, 255, 255]
+    bad = root / "b" / "1.png"
+    Image.fromarray(np.full((2, 2), 70000, np.int32)).save(bad, format="TIFF")
+    with pytest.raises(
+        ValueError, match=r"I pixels range over 70000\.\.70000, expected 16-bit"
+    ) as err:
+        data.load_image_folder(root)
+    assert str(err.value).startswith(f"{bad}: ")
+
+
+def test_image_folder_colour_converts_every_image_to_rgb(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "colour"
+    _save(root / "a" / "grey.png", np.full((2, 2), 60, np.uint8))
+    _save(root / "a" / "rgb.png", np.full((2, 2, 3), [10, 20, 30], np.uint8))
+    _save(root / "b" / "rgba.png", np.full((2, 2, 4), [40, 50, 60, 0], np.uint8))
+    palette = Image.fromarray(np.ones((2, 2), np.uint8), mode="P")
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)  # index 1 is red
+    palette.save(root / "b" / "palette.png")
+    with Image.open(root / "b" / "palette.png") as written:
+        assert written.mode == "P"
+    ds = data.load_image_folder(root, test_fraction=0.5)
+    assert ds.image_shape == (2, 2, 3)
+    pixels = {
+        tuple(int(round(c * 255)) for c in img[0, 0])
+        for img in np.concatenate([ds.x_train, ds.x_test])
+    }
+    assert pixels == {(60, 60, 60), (10, 20, 30), (40, 50, 60), (255, 0, 0)}
+
+
+def test_image_folder_rgb_jpeg(tmp_path):
+    root = tmp_path / "jpg"
+    for name, colour in (("a", [200, 30, 30]), ("b", [30, 30, 200])):
+        for i in range(2):
+            _save(root / name / f"{i}.JPG", np.full((8, 8, 3), colour, np.uint8), quality=95)
+    ds = data.load_image_folder(root, test_fraction=0.5)
+    assert ds.image_shape == (8, 8, 3)
+    red = ds.x_train[ds.y_train == 0].mean((0, 1, 2)) * 255
+    np.testing.assert_allclose(red, [200, 30, 30], atol=6)
+
+
+def test_image_folder_sizes_must_match_or_be_resized(tmp_path):
+    root = tmp_path / "sizes"
+    _save(root / "a" / "0.png", np.full((4, 6), 90, np.uint8))
+    _save(root / "a" / "1.png", np.full((4, 6), 90, np.uint8))
+    _save(root / "b" / "0.png", np.full((5, 3), 90, np.uint8))
+    _save(root / "b" / "1.png", np.full((4, 6), 90, np.uint8))
+    with pytest.raises(ValueError, match=r"pass image_size=\(H, W\)") as err:
+        data.load_image_folder(root)
+    message = str(err.value)
+    assert f"{root / 'a' / '0.png'} is 4x6" in message
+    assert f"{root / 'b' / '0.png'} is 5x3" in message
+    ds = data.load_image_folder(root, image_size=(7, 2), test_fraction=0.5)
+    assert ds.image_shape == (7, 2, 1)
+    np.testing.assert_allclose(ds.x_train, 90 / 255, atol=1e-6)  # bilinear keeps flat images
+
+
+def _folder_case(root, case):
+    root.mkdir()
+    if case == "no_subfolders":
+        _save(root / "x.png", np.zeros((2, 2), np.uint8))
+    elif case == "one_class":
+        for i in range(2):
+            _save(root / "only" / f"{i}.png", np.zeros((2, 2), np.uint8))
+    elif case in ("no_images", "one_image", "unreadable"):
+        for i in range(2):
+            _save(root / "a" / f"{i}.png", np.zeros((2, 2), np.uint8))
+        (root / "b").mkdir()
+        (root / "b" / "readme.txt").write_text("no images here")
+        if case != "no_images":
+            _save(root / "b" / "0.png", np.zeros((2, 2), np.uint8))
+        if case == "unreadable":
+            (root / "b" / "1.png").write_bytes(b"not a png")
+    return root
+
+
+@pytest.mark.parametrize(
+    "case, where, problem",
+    [
+        ("empty", "", "the folder is empty; expected a folder with one subfolder"),
+        ("no_subfolders", "", "no class subfolders, only 1 file"),
+        ("one_class", "", r"one class subfolder \('only'\); expected at least 2 classes"),
+        ("no_images", "b", r"class 'b' has 0 images \(\.bmp, \.gif, \.jpeg, \.jpg, \.png"),
+        ("one_image", "b", "class 'b' has 1 image .*each class needs at least 2"),
+        ("unreadable", "b/1.png", "not a readable image"),
+    ],
+)
+def test_image_folder_errors_name_the_folder(tmp_path, case, where, problem):
+    root = _folder_case(tmp_path / "data", case)
+    with pytest.raises(ValueError, match=problem) as err:
+        data.load_image_folder(root)
+    assert str(err.value).startswith(f"{root / where if where else root}: ")
+
+
+@pytest.mark.parametrize(
+    "kwargs, problem",
+    [
+        ({"image_size": (0, 5)}, r"image_size=\(0, 5\) is not \(height, width\)"),
+        ({"image_size": (5,)}, r"image_size=\(5,\)"),
+        ({"image_size": (5.0, 5)}, r"image_size=\(5\.0, 5\)"),
+        ({"test_fraction": 0}, r"test_fraction=0 is not a fraction in \(0, 1\)"),
+        ({"test_fraction": 1.0}, r"test_fraction=1\.0"),
+        ({"seed": -1}, r"seed=-1 is not an integer >= 0"),
+    ],
+)
+def test_image_folder_bad_arguments(tmp_path, kwargs, problem):
+    _grey_folder(tmp_path)
+    with pytest.raises(ValueError, match=problem):
+        data.load_image_folder(tmp_path, **kwargs)
+
+
+def test_image_folder_missing_or_file(tmp_path):
+    with pytest.raises(ValueError, match="does not exist; expected a folder"):
+        data.load_image_folder(tmp_path / "nowhere")
+    path = _save(tmp_path / "x.png", np.zeros((2, 2), np.uint8))
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: is a file"):
+        data.load_image_folder(path)
+
+
+# --------------------------------------------------------------------------- load_dataset
+
+
+@pytest.mark.parametrize(
+    "name, needed",
+    [
+        ("arrays", "the path of an .npz file"),
+        ("folder", "the folder with one subfolder of images per class"),
+    ],
+)
+@pytest.mark.parametrize("data_dir", [None, ""])
+def test_load_dataset_own_data_needs_data_dir(name, needed, data_dir):
+    with pytest.raises(ValueError) as err:
+        data.load_dataset(name, data_dir=data_dir)
+    assert str(err.value) == f"dataset={name!r} needs data_dir, {needed} (--data_dir)"
+
+
+def test_load_dataset_own_data_ignores_source(tmp_path):
+    path = _write_npz(tmp_path / "mine.npz", **_own())
+    ds = data.load_dataset("arrays", source="idx", data_dir=str(path))
+    assert (ds.name, ds.source) == ("mine", "arrays")
+    root = tmp_path / "pics"
+    _grey_folder(root)
+    ds = data.load_dataset("folder", source="keras", data_dir=root, image_size=(2, 2))
+    assert (ds.name, ds.source, ds.image_shape) == ("pics", "folder", (2, 2, 1))
+
+
+def test_load_dataset_image_size_only_for_folder():
+    with pytest.raises(ValueError, match="applies only to dataset='folder', not dataset='mnist'"):
+        data.load_dataset("mnist", source="sample", image_size=(32, 32))

@@ -199,7 +199,7 @@ def test_flagfile_round_trip(tmp_path):
 
     again = _parse([f"--flagfile={path}"])
     names = [name for name in fv if name not in ("flagfile", "undefok", "output_dir")]
-    assert len(names) == 10
+    assert len(names) == 11
     for name in names:
         assert again[name].value == fv[name].value, name
     assert again.output_dir == "out"  # a replay never overwrites the run it replays
@@ -221,3 +221,59 @@ def test_flags_file_of_defaults_replays_to_defaults(tmp_path):
     again = _parse([f"--flagfile={path}"])
     assert common_flags.common_config(again) == common_flags.common_config(fv)
     assert model_flags.train_config(again) == model_flags.train_config(fv)
+
+
+@pytest.mark.parametrize(
+    "dataset, needed",
+    [("arrays", "the path of an .npz file"), ("folder", "the folder with one subfolder")],
+)
+def test_own_dataset_needs_data_dir(dataset, needed):
+    with pytest.raises(
+        flags.IllegalFlagValueError, match=f"--dataset={dataset} needs --data_dir, {needed}"
+    ):
+        _parse([f"--dataset={dataset}"])
+    with pytest.raises(flags.IllegalFlagValueError, match="needs --data_dir"):
+        _parse([f"--dataset={dataset}", "--data_dir="])
+    fv = _parse([f"--dataset={dataset}", "--data_dir=/nowhere/mine"])  # never checks the disk
+    config = common_flags.common_config(fv)
+    assert (config.dataset, config.data_dir, config.image_size) == (dataset, "/nowhere/mine", None)
+
+
+def test_dataset_help_says_what_own_data_needs():
+    text = _fresh()["dataset"].help
+    assert "arrays" in text and ".npz" in text and "folder" in text and "subfolder" in text
+
+
+def test_data_image_size_for_folder():
+    fv = _parse(["--dataset=folder", "--data_dir=/pics", "--data_image_size=32,24"])
+    assert fv.data_image_size == ["32", "24"]
+    assert common_flags.common_config(fv).image_size == (32, 24)
+    empty = _parse(["--dataset=folder", "--data_dir=/pics", "--data_image_size="])
+    assert common_flags.common_config(empty).image_size is None
+
+
+@pytest.mark.parametrize("value", ["0,5", "5,-1", "32", "1,2,3", "a,b", "1.5,2"])
+def test_data_image_size_must_be_two_positive_integers(value):
+    with pytest.raises(flags.IllegalFlagValueError, match="HEIGHT,WIDTH: two integers >= 1"):
+        _parse(["--dataset=folder", "--data_dir=/pics", f"--data_image_size={value}"])
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "arrays"])
+def test_data_image_size_only_for_folder(dataset):
+    with pytest.raises(flags.IllegalFlagValueError, match=f"not --dataset={dataset}"):
+        _parse([f"--dataset={dataset}", "--data_dir=/d", "--data_image_size=8,8"])
+
+
+def test_common_config_refuses_a_bad_image_size():
+    fields = dict(output_dir="o", seed=0, dataset="folder", data_source="auto", data_dir="d")
+    with pytest.raises(ValueError, match=r"image_size=\(0, 3\)"):
+        common_flags.CommonConfig(**fields, verbosity=1, image_size=(0, 3))
+
+
+def test_flagfile_round_trip_of_a_folder_run(tmp_path):
+    fv = _parse(["--dataset=folder", f"--data_dir={tmp_path}", "--data_image_size=16,12"])
+    path = common_flags.write_flags_file(fv, str(tmp_path))
+    assert "--data_image_size=16,12" in (tmp_path / "flags.cfg").read_text(encoding="utf-8")
+    again = _parse([f"--flagfile={path}"])
+    assert common_flags.common_config(again) == common_flags.common_config(fv)
+    assert common_flags.common_config(again).image_size == (16, 12)
