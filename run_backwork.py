@@ -29,15 +29,23 @@ def _classifier(common, strategy):
             )
         log.info("model: %s (%s weights), input %s", im.name, im.weights, im.image_shape)
         return imagenet.unit_pixel_model(im), None, None, im.class_names, im.class_index
-    ds = data.load_dataset(common.dataset, common.data_source, common.data_dir)
+    ds = data.load_dataset(
+        common.dataset, common.data_source, common.data_dir, image_size=common.image_size
+    )
     log.info(
-        "data: %s (%s), %d train / %d test", ds.name, ds.source, len(ds.x_train), len(ds.x_test)
+        "data: %s (%s), %d train / %d test, images %s, %d classes",
+        ds.name,
+        ds.source,
+        len(ds.x_train),
+        len(ds.x_test),
+        "x".join(str(d) for d in ds.image_shape),
+        ds.num_classes,
     )
-    model, trained = models.get_or_train(
-        FLAGS.model_path, ds, model_flags.train_config(FLAGS), strategy
-    )
+    path = model_flags.model_path(FLAGS, ds.name)
+    model, trained = models.get_or_train(path, ds, model_flags.train_config(FLAGS), strategy)
     accuracy = trained.test_accuracy if trained else models.evaluate(model, ds.x_test, ds.y_test)
-    log.info("model: %s, test accuracy %.2f%%", FLAGS.model_path, 100 * accuracy)
+    log.info("model: %s, test accuracy %.2f%% on %s", path, 100 * accuracy, ds.name)
+    models.warn_if_chance(accuracy, ds, path)
     return model, ds, accuracy, ds.class_names, lambda name: _named(ds.class_names, name)
 
 
@@ -132,7 +140,9 @@ def main(argv: list[str]) -> int:
     strategy = distribute.get_strategy(dist.name, dist.num_gpus, dist.tpu_address)  # first
     start = _initial_result(FLAGS.backwork_init_from)  # checked before any training
     model, dataset, accuracy, class_names, lookup = _classifier(common, strategy)
-    config = backwork_flags.backwork_config(FLAGS, resolve_label=lookup)
+    config = backwork_flags.backwork_config(
+        FLAGS, num_layers=len(backwork.default_layer_names(model)), resolve_label=lookup
+    )
     initial_images = _initial_images(start, config.labels)
     cbs = [callbacks.ProgressLogger(every=25 if common.verbosity else 10**9)]
     if FLAGS.tensorboard_dir:
@@ -163,7 +173,11 @@ def main(argv: list[str]) -> int:
     extra = {
         "model": FLAGS.backwork_model,
         "model_accuracy": accuracy,
-        "model_path": FLAGS.model_path if dataset is not None else FLAGS.backwork_weights,
+        "model_path": (
+            model_flags.model_path(FLAGS, dataset.name)
+            if dataset is not None
+            else FLAGS.backwork_weights
+        ),
     }
     with interrupts.protected():  # every file written, whatever signal comes meanwhile
         summary = report.write_backwork_outputs(

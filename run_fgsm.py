@@ -40,17 +40,24 @@ log = logging.getLogger("tfool")
 
 def _mnist_model(common: common_flags.CommonConfig, cfg, flag_values: flags.FlagValues, strategy):
     """Loads the data and the cached reference CNN (training and caching it when missing)."""
-    dataset = data.load_dataset(common.dataset, common.data_source, common.data_dir)
+    dataset = data.load_dataset(
+        common.dataset, common.data_source, common.data_dir, image_size=common.image_size
+    )
     try:
         cfg.check_data(dataset)  # before any training
     except ValueError as err:
         raise fgsm_flags.flag_error(err) from err
     log.info("data: %s from %s, %d test images", dataset.name, dataset.source, len(dataset.x_test))
+    path = model_flags.model_path(flag_values, dataset.name)
     model, trained = models.get_or_train(
-        flag_values.model_path, dataset, model_flags.train_config(flag_values), strategy
+        path, dataset, model_flags.train_config(flag_values), strategy
     )
     if trained is not None:
         log.info("trained the CNN in %.0f s", trained.train_seconds)
+    else:
+        accuracy = models.evaluate(model, dataset.x_test, dataset.y_test)
+        log.info("model: %s, test accuracy %.2f%% on %s", path, 100 * accuracy, dataset.name)
+        models.warn_if_chance(accuracy, dataset, path)
     return dataset, model
 
 
@@ -85,7 +92,7 @@ def sweep_mode(common, cfg, flag_values, strategy=None) -> str:
         seed=common.seed,
         strategy=strategy,
         callback=progress,
-        model_path=flag_values.model_path,
+        model_path=model_flags.model_path(flag_values, dataset.name),
     )
     with interrupts.protected():
         return report.write_sweep_outputs(common.output_dir, found)
@@ -136,7 +143,11 @@ def attribute_mode(common, cfg, flag_values, strategy=None) -> str:
     """Every attribution method on test images and their FGSM images: attribution.png/.json."""
     dataset, model = _mnist_model(common, cfg, flag_values, strategy)
     found = experiments.attribute_test_and_fgsm(
-        model, dataset, cfg, strategy=strategy, model_path=flag_values.model_path
+        model,
+        dataset,
+        cfg,
+        strategy=strategy,
+        model_path=model_flags.model_path(flag_values, dataset.name),
     )
     with interrupts.protected():
         return report.write_attribution_outputs(common.output_dir, found)

@@ -221,7 +221,7 @@ def main(argv):
         FLOOR: (_floor(model, x, y, bs), None),
         "tfool": (
             lambda: attacks.fgsm(model, x, eps, y=y, batch_size=bs),
-            lambda: attacks.bim(model, x, eps, step, steps, y=y, batch_size=bs),
+            lambda: attacks.bim(model, x, eps, y=y, step_size=step, steps=steps, batch_size=bs),
         ),
     }
     skipped = {}

@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tfool import backwork as bw  # noqa: E402
-from tfool import costs, models  # noqa: E402
+from tfool import classifier, costs  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -45,7 +45,7 @@ def measure(model, ds, images: np.ndarray, labels) -> dict:
     per_unit = bw.reference_set(
         model, ds, bw.BackworkConfig.original(labels=config.labels, layer_names=("fc", "softmax"))
     )
-    act = models.activation_model(model, ("fc", "softmax"))
+    act = classifier.activation_model(model, ("fc", "softmax"))
     num_labels, per = images.shape[:2]
     gen = tf.reshape(act(images.reshape(-1, *images.shape[2:]))["fc"], (num_labels, per, -1))
     d_example = (

@@ -102,8 +102,19 @@ def _define_cost_flags(fv: dict) -> None:
     flags.DEFINE_list(
         name="backwork_layer_names",
         default=[],
-        help="Exposed layers of the model, softmax last; empty = the reference CNN's "
-        "inputs,conv0,conv1,fc,softmax.",
+        help="Exposed layers of the model, the class probabilities last ('probabilities' or "
+        "the output layer's name); empty = the rule of tfool.backwork.default_layer_names: "
+        "the input, every convolution and hidden dense layer after its activation, then "
+        "the probabilities (the reference CNN: inputs,conv0,conv1,fc,softmax).",
+        **fv,
+    )
+    flags.DEFINE_enum(
+        name="backwork_from_logits",
+        default="auto",
+        enum_values=["auto", "true", "false"],
+        help="What the model returns: auto (read its graph: a final softmax is stripped so "
+        "the model's own probabilities are reported), true (logits; refused for a model "
+        "ending in a softmax) or false (probabilities).",
         **fv,
     )
     flags.DEFINE_integer(
@@ -405,6 +416,7 @@ def backwork_config(
         seed=seed,
         softmax_cost=softmax_cost,
         layer_names=names,
+        from_logits={"auto": None, "true": True, "false": False}[f.backwork_from_logits],
         reference_size=f.backwork_reference_size,
         reference_dtype=f.backwork_reference_dtype,
         chunk_size=f.backwork_chunk_size,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from absl import flags
 
 from tfool.models import AUTO_EPOCHS, SCHEDULES, TrainConfig
@@ -16,8 +18,11 @@ def define_model_flags(
         name="model_path",
         default=model_path,
         help=(
-            "Path of the cached classifier (.keras). Loaded when it exists; otherwise the "
-            "reference CNN is trained and saved there. A damaged file there is an error."
+            "Path of the classifier (.keras): your own model, or the cached reference CNN. "
+            "Loaded when it exists; otherwise the reference CNN is trained on the data and "
+            "saved there with a record of that data (<path>.json); a model recorded for "
+            "other data, or a damaged file, is an error. Unset: out/models/<dataset>_cnn.keras "
+            "(out/models/mnist_cnn.keras for MNIST)."
         ),
         flag_values=flag_values,
     )
@@ -65,6 +70,14 @@ def define_model_flags(
     )
     def _positive_lr(value):
         return value > 0
+
+
+def model_path(flag_values: flags.FlagValues, dataset_name: str) -> str:
+    """``--model_path`` when given, else the default cache path of ``dataset_name``'s CNN."""
+    if flag_values["model_path"].present or dataset_name == "mnist":
+        return flag_values.model_path
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset_name)
+    return os.path.join(os.path.dirname(flag_values.model_path) or ".", f"{safe}_cnn.keras")
 
 
 def train_config(flag_values: flags.FlagValues = flags.FLAGS) -> TrainConfig:

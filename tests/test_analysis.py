@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfool import analysis, models
+from tfool import analysis, classifier
 from tfool import backwork as bw
 
 FAST = dict(num_examples=3, reference_size=40, jit_compile=False, max_num_steps=12, min_num_steps=0)
@@ -60,7 +60,7 @@ def test_original_runs_report_the_per_unit_fc_distance(small_cnn, small_data):
     example = analysis.layer_distances(small_cnn, small_data, res, reference_size=c.reference_size)[
         "fc"
     ]
-    act = models.activation_model(small_cnn)
+    act = classifier.activation_model(small_cnn)
     g = act(res.images[0], training=False)["fc"].numpy().astype(np.float64)
     r = act(small_data.train_of_class(4)[:40], training=False)["fc"].numpy().astype(np.float64)
     sq = (g[None] - r[:, None]) ** 2  # [N, B, D]

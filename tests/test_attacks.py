@@ -392,3 +392,89 @@ def test_misshapen_images_and_non_numeric_eps_are_named(linear, x_shape, eps, me
     model = linear[0]
     with pytest.raises(ValueError, match=message):
         attacks.fgsm(model, np.zeros(x_shape, np.float32), eps, y=np.zeros(4, np.int64))
+
+
+# ---------------------------------------------------------------------------------------
+# One signature: (model_fn, x, eps, y=None, *, ...) for every attack
+# ---------------------------------------------------------------------------------------
+
+MODEL_ATTACKS = {
+    "fgsm": {},
+    "fgm_l2": {},
+    "normalized_gradient": {},
+    "bim": {"steps": 2},
+    "pgd": {"steps": 2, "seed": 3},
+}
+
+
+@pytest.mark.parametrize("method", sorted(MODEL_ATTACKS))
+def test_y_is_the_fourth_positional_argument_of_every_attack(linear, linear_x, method):
+    model, *_ = linear
+    fn, options = getattr(attacks, method), MODEL_ATTACKS[method]
+    y = (_predict(model, linear_x) + 1) % 3  # not the predictions, so y=None differs
+    by_position = fn(model, linear_x, 0.2, y, **options)
+    np.testing.assert_array_equal(by_position, fn(model, linear_x, 0.2, y=y, **options))
+    by_registry = attacks.attack(method, model, linear_x, 0.2, y, **options)
+    np.testing.assert_array_equal(by_position, by_registry)
+    assert not np.array_equal(by_position, fn(model, linear_x, 0.2, **options))
+    # one integer is broadcast to every image, the same for every attack
+    np.testing.assert_array_equal(
+        fn(model, linear_x, 0.2, 2, **options),
+        fn(model, linear_x, 0.2, np.full(len(linear_x), 2), **options),
+    )
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m, y: attacks.fgsm(m, X, 0.1, y, True),  # targeted
+        lambda m, y: attacks.fgm_l2(m, X, 0.1, y, False),
+        lambda m, y: attacks.normalized_gradient(m, X, 0.1, y, False),
+        lambda m, y: attacks.fgm(m, X, 0.1, y, 2),  # norm
+        lambda m, y: attacks.bim(m, X, 0.1, y, 0.01),  # step_size
+        lambda m, y: attacks.bim(m, X, 0.1, 0.01, 5, y),  # the old order
+        lambda m, y: attacks.pgd(m, X, 0.1, y, 0.01, 5),
+        lambda m, y: attacks.random_sign_noise(X, 0.1, 4),  # seed
+        lambda m, y: attacks.loss_gradient(m, X, y, True),  # least_likely
+        lambda m, y: attacks.sweep(m, X, y, [0.1], ("fgsm",), y),
+    ],
+)
+def test_arguments_after_y_are_keyword_only(call):
+    with pytest.raises(TypeError, match="positional argument"):
+        call(_Forbidden(), np.zeros(4, np.int64))
+
+
+@pytest.mark.parametrize("method", sorted(MODEL_ATTACKS))
+@pytest.mark.parametrize(
+    "y, match",
+    [
+        (3.0, r"y=3\.0 has dtype float64; expected integer class indices of shape \(4,\)"),
+        (1.5, r"y=1\.5 has dtype float64"),
+        (np.float32(2), r"y=2\.0 has dtype float32"),
+        (np.array([0.0, 1.0, 2.0, 1.5]), r"y has dtype float64 \(first entry 0\.0\)"),
+        ([0.0, 1, 2, 0], "y has dtype float64"),
+        (True, r"y=True; expected integer class indices .*a bool is not a class index"),
+        (np.bool_(False), "y=False; expected"),
+        ([True, 1, 0, 2], "y holds bools; expected"),
+        (np.ones(4, bool), "y holds bools"),
+        ("1", "y='1' has dtype <U1"),
+        (np.zeros(3, np.int64), r"y has shape \(3,\), expected \(4,\)"),
+        ([0, 1, 2, 0, 1], r"y has shape \(5,\), expected \(4,\)"),
+        (np.eye(4, 3, dtype=np.int64), r"y has shape \(4, 3\).*one-hot labels"),
+    ],
+)
+def test_non_integer_or_misshapen_y_is_refused_by_name_before_any_work(method, y, match):
+    fn = getattr(attacks, method)
+    with pytest.raises(ValueError, match=match):
+        fn(_Forbidden(), X, 0.1, y, **MODEL_ATTACKS[method])
+
+
+def test_y_outside_the_models_classes_is_refused_by_every_attack(linear):
+    model, *_ = linear
+    for method, options in MODEL_ATTACKS.items():
+        with pytest.raises(ValueError, match=r"y has class indices in \[0, 3\], expected 0..2"):
+            getattr(attacks, method)(model, X, 0.1, np.array([0, 1, 2, 3]), **options)
+    with pytest.raises(ValueError, match=r"y=2\.0 has dtype float64"):
+        attacks.loss_gradient(model, X, 2.0)
+    with pytest.raises(ValueError, match=r"labels has dtype float64"):
+        attacks.sweep(model, X, [0.0, 1.0, 2.0, 0.0], [0.1])

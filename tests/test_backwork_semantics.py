@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tfool import backwork as bw
-from tfool import models
+from tfool import classifier
 
 FAST = dict(num_examples=3, reference_size=30, min_num_steps=0)
 
@@ -69,7 +69,7 @@ def test_adam_step_is_tf1_adam_on_hand_made_gradients():
 
 
 def _acts(model, images):
-    act = models.activation_model(model)
+    act = classifier.activation_model(model)
     out = act(images.reshape(-1, 28, 28, 1), training=False)
     return act.layer_names, {k: np.asarray(v, np.float64) for k, v in out.items()}
 

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfool import costs, models
+from tfool import classifier, costs
 from tfool.references import build_reference_set
 
 
 @pytest.fixture(scope="module")
 def act(small_cnn):
-    return models.activation_model(small_cnn)
+    return classifier.activation_model(small_cnn)
 
 
 def test_reference_set_holds_every_image_of_each_label(act, small_data):

@@ -12,8 +12,9 @@ import tensorflow as tf
 
 from tfool import costs
 from tfool._tf import batch_slices
+from tfool.classifier import activation_model
 from tfool.data import Dataset
-from tfool.models import activation_model, predict_logits
+from tfool.models import predict_probabilities
 from tfool.references import ReferenceSet, build_reference_set
 
 if TYPE_CHECKING:  # tfool.backwork re-exports this module's functions
@@ -105,15 +106,14 @@ def worst_classified(
     data: Dataset,
     labels: Sequence[int],
     num_examples: int,
-    from_logits: bool = True,
+    from_logits: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The training images of each label that the model gives the lowest true-label probability.
 
     Returns:
         ``(images [L, E, H, W, C], probs [L, E])``, the worst first.
     """
-    logits = predict_logits(model, data.x_train)  # batches of the array, no tf.data copy
-    probs = tf.nn.softmax(logits).numpy() if from_logits else np.asarray(logits)
+    probs = predict_probabilities(model, data.x_train, from_logits)  # batches of the array
     images, chosen = [], []
     for lbl in labels:
         idx = np.flatnonzero(data.y_train == lbl)
@@ -129,7 +129,7 @@ def layer_distances(
     data: Dataset,
     result: BackworkResult,
     layer_names: Sequence[str] | None = None,
-    from_logits: bool = True,
+    from_logits: bool | None = None,
     reference_size: int | None = None,
     references: ReferenceSet | None = None,
 ) -> dict[str, dict[str, float]]:

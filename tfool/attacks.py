@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfool import _tf
+from tfool import _tf, classifier
 from tfool._tf import SplitBatch, batch_slices, input_gradient, is_finite_number, map_batches
 
 #: The methods ``sweep`` runs by default (the post's two single steps, BIM and the control).
@@ -89,21 +89,61 @@ def _check_batch_size(batch_size: int) -> int:
     return int(batch_size)
 
 
-def _check_labels(y: Any, n: int, num_classes: int, name: str = "y") -> np.ndarray:
-    y = np.asarray(y)
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{name} has dtype {y.dtype}, expected integer class indices")
-    if y.ndim == 0:
-        y = np.full(n, int(y), dtype=np.int64)
-    if y.shape != (n,):
-        raise ValueError(
-            f"{name} has shape {y.shape}, expected ({n},) (one class index per image) or a scalar"
+_LABELS_EXPECTED = "integer class indices of shape ({n},), or one integer for every image"
+
+
+def _contains_bool(y: Any) -> bool:
+    """Whether ``y`` is a bool or a (nested) list or tuple holding one: NumPy would read
+    ``[True, 2]`` as the integers ``[1, 2]``."""
+    if isinstance(y, (bool, np.bool_)):
+        return True
+    return isinstance(y, (list, tuple)) and any(_contains_bool(v) for v in y)
+
+
+def _label_array(y: Any, n: int, name: str = "y") -> np.ndarray:
+    """``y`` as int64 class indices ``[n]``; a scalar is broadcast to every image.
+
+    Only the type and shape are checked here (no model call); ``_check_label_range`` checks
+    the values against the model's classes.
+    """
+    expected = _LABELS_EXPECTED.format(n=n)
+    try:
+        arr = np.asarray(y)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={y!r} is not an array; expected {expected}") from None
+    if _contains_bool(y) or arr.dtype == bool:
+        shown = f"{name}={arr.item()!r}" if arr.ndim == 0 else f"{name} holds bools"
+        raise ValueError(f"{shown}; expected {expected} (a bool is not a class index)")
+    if not np.issubdtype(arr.dtype, np.integer):
+        shown = f"{name}={arr.item()!r}" if arr.ndim == 0 else name
+        first = "" if arr.ndim == 0 or arr.size == 0 else f" (first entry {arr.flat[0].item()!r})"
+        cast = (
+            f" (cast with {name}.astype(int) if the values are whole numbers)"
+            if np.issubdtype(arr.dtype, np.floating)
+            else ""
         )
+        raise ValueError(f"{shown} has dtype {arr.dtype}{first}; expected {expected}{cast}")
+    if arr.ndim == 0:
+        arr = np.full(n, arr.item(), dtype=np.int64)
+    if arr.shape != (n,):
+        hint = f" (one-hot labels: pass {name}.argmax(-1))" if arr.ndim == 2 else ""
+        raise ValueError(
+            f"{name} has shape {arr.shape}, expected ({n},) (one class index per image) "
+            f"or a scalar{hint}"
+        )
+    return arr.astype(np.int64)
+
+
+def _check_label_range(y: np.ndarray, num_classes: int, name: str = "y") -> np.ndarray:
     if y.min() < 0 or y.max() >= num_classes:
         raise ValueError(
             f"{name} has class indices in [{y.min()}, {y.max()}], expected 0..{num_classes - 1}"
         )
-    return y.astype(np.int64)
+    return y
+
+
+def _check_labels(y: Any, n: int, num_classes: int, name: str = "y") -> np.ndarray:
+    return _check_label_range(_label_array(y, n, name), num_classes, name)
 
 
 def _label_mode(y: Any, targeted: bool, least_likely: bool) -> str:
@@ -134,14 +174,28 @@ def _check_attack(model_fn, x, eps, y, targeted, least_likely, clip_min, clip_ma
     _check_input_shape(model_fn, x)
     batch_size = _check_batch_size(batch_size)
     mode = _label_mode(y, targeted, least_likely)
-    if y is not None:
-        y = _check_labels(y, len(x), _tf.num_classes(model_fn, x))
+    if y is not None:  # type and shape first: a bad y is refused before the model runs
+        y = _check_label_range(_label_array(y, len(x)), _tf.num_classes(model_fn, x))
     return _Checked(x, y, mode, bool(targeted or least_likely), batch_size)
 
 
 # ----------------------------------------------------------------------------------------
 # Graph pieces: loss gradient, step directions, projection
 # ----------------------------------------------------------------------------------------
+
+
+def _resolve(model_fn, from_logits, x: np.ndarray) -> tuple[Any, bool]:
+    """The model to attack and whether it returns logits: a Keras model's final softmax is
+    stripped (``tfool.classifier.logits_model``); outputs are checked once per model
+    against what they are taken for (``tfool.classifier.probe``)."""
+    fn, is_logits = classifier.score_fn(model_fn, from_logits)
+    if len(x):
+        _tf.cached(
+            model_fn,
+            ("probed", from_logits),
+            lambda: classifier.probe(model_fn, x, from_logits) or True,
+        )
+    return fn, is_logits
 
 
 def _log_probs(outputs: tf.Tensor, from_logits: bool) -> tf.Tensor:
@@ -284,62 +338,30 @@ def _dummy_labels(y: np.ndarray | None, n: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------
 
 
-def _single_step(kind: str, name: str, doc: str) -> Callable[..., np.ndarray]:
-    """A public single-step attack in direction ``kind`` (``_direction``): one signature,
-    one implementation, three names."""
+_SINGLE_STEP_DOC = """{summary}
 
-    def attack_fn(
-        model_fn: ModelFn,
-        x: np.ndarray,
-        eps: float,
-        y: np.ndarray | int | None = None,
-        targeted: bool = False,
-        clip_min: float = 0.0,
-        clip_max: float = 1.0,
-        *,
-        least_likely: bool = False,
-        from_logits: bool = True,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        strategy: tf.distribute.Strategy | None = None,
-    ) -> np.ndarray:
-        c = _check_attack(
-            model_fn, x, eps, y, targeted, least_likely, clip_min, clip_max, batch_size
-        )
-        if eps == 0:
-            return c.x.copy()
-        fn = _fgm_fn(model_fn, kind, c.mode, c.targeted, bool(from_logits))
-        scalars = [tf.constant(v, tf.float32) for v in (eps, clip_min, clip_max)]
-        arrays = [c.x, _dummy_labels(c.y, len(c.x)), *scalars]
-        return map_batches(fn, arrays, c.batch_size, strategy, replicated=(2, 3, 4))
+    {details}
 
-    attack_fn.__name__ = attack_fn.__qualname__ = name
-    attack_fn.__doc__ = doc
-    return attack_fn
-
-
-fgsm = _single_step(
-    "sign",
-    "fgsm",
-    """The fast gradient sign method (Goodfellow et al. 2015): ``x + eps * sign(grad)``.
-
-    ``grad`` is the gradient of the cross-entropy loss with respect to the input. Untargeted,
-    the step increases the loss of ``y``; targeted, it decreases the loss of the target ``y``
-    (``x - eps * sign(grad)``). The result is clipped to ``[clip_min, clip_max]``.
+    ``y`` is the only optional argument that may be given by position (the fourth, as in
+    every attack of this module); everything after it is keyword-only.
 
     Args:
         model_fn: A callable from a batch of images to logits (or probabilities, see
             ``from_logits``), e.g. a Keras classifier.
         x: Images ``[N, ...]`` inside ``[clip_min, clip_max]`` (excursions of float rounding,
             up to 1e-6 of the range, are clipped).
-        eps: Size of the step (L-infinity), >= 0.
-        y: Class indices ``[N]`` (or one for all images). ``None``: the model's own
+        eps: {eps}
+        y: Integer class indices ``[N]`` in ``0..num_classes - 1``, or one integer used for
+            every image: the labels to move away from, or the targets when ``targeted``.
+            Floats and bools are refused, not truncated. ``None``: the model's own
             predictions on ``x``, which avoids label leaking.
-        targeted: Move toward ``y`` instead of away from it.
-        clip_min: Lowest allowed pixel value.
-        clip_max: Highest allowed pixel value.
+        targeted: Move toward ``y`` instead of away from it (keyword-only).
+        clip_min: Lowest allowed pixel value (keyword-only).
+        clip_max: Highest allowed pixel value (keyword-only).
         least_likely: Target each image's least likely class (Kurakin et al.'s "step l.l.");
             implies ``targeted`` and needs ``y=None``.
-        from_logits: Whether ``model_fn`` returns logits (``False``: probabilities).
+        from_logits: Whether ``model_fn`` returns logits (``False``: probabilities;
+            ``None``: read from a Keras model's graph, whose final softmax is stripped).
         batch_size: Images per compiled step (the global batch under a strategy).
         strategy: Optional ``tf.distribute`` strategy; every batch is split over its replicas.
 
@@ -348,37 +370,73 @@ fgsm = _single_step(
 
     Raises:
         ValueError: ``eps < 0``, ``clip_min > clip_max``, ``x`` outside the clip range,
-            ``y`` of the wrong shape, type or range, ``targeted`` without ``y``.
-    """,
+            ``y`` not integer, of the wrong shape or outside the model's classes,
+            ``targeted`` without ``y``.
+        TypeError: more than four positional arguments.
+    """
+
+
+def _single_step(
+    kind: str, name: str, summary: str, details: str, eps_doc: str
+) -> Callable[..., np.ndarray]:
+    """A public single-step attack in direction ``kind`` (``_direction``): one signature,
+    one implementation, one docstring template, three names."""
+
+    def attack_fn(
+        model_fn: ModelFn,
+        x: np.ndarray,
+        eps: float,
+        y: np.ndarray | int | None = None,
+        *,
+        targeted: bool = False,
+        clip_min: float = 0.0,
+        clip_max: float = 1.0,
+        least_likely: bool = False,
+        from_logits: bool | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        strategy: tf.distribute.Strategy | None = None,
+    ) -> np.ndarray:
+        c = _check_attack(
+            model_fn, x, eps, y, targeted, least_likely, clip_min, clip_max, batch_size
+        )
+        if eps == 0:
+            return c.x.copy()
+        model_fn, from_logits = _resolve(model_fn, from_logits, c.x)
+        fn = _fgm_fn(model_fn, kind, c.mode, c.targeted, bool(from_logits))
+        scalars = [tf.constant(v, tf.float32) for v in (eps, clip_min, clip_max)]
+        arrays = [c.x, _dummy_labels(c.y, len(c.x)), *scalars]
+        return map_batches(fn, arrays, c.batch_size, strategy, replicated=(2, 3, 4))
+
+    attack_fn.__name__ = attack_fn.__qualname__ = name
+    attack_fn.__doc__ = _SINGLE_STEP_DOC.format(summary=summary, details=details, eps=eps_doc)
+    return attack_fn
+
+
+fgsm = _single_step(
+    "sign",
+    "fgsm",
+    "The fast gradient sign method (Goodfellow et al. 2015): ``x + eps * sign(grad)``.",
+    """``grad`` is the gradient of the cross-entropy loss with respect to the input. Untargeted,
+    the step increases the loss of ``y``; targeted, it decreases the loss of the target ``y``
+    (``x - eps * sign(grad)``). The result is clipped to ``[clip_min, clip_max]``.""",
+    "Size of the step (L-infinity), >= 0.",
 )
 fgm_l2 = _single_step(
     "l2",
     "fgm_l2",
-    """The fast gradient method under the L2 norm: ``x + eps * grad / |grad|_2``, clipped.
-
-    ``eps`` is the L2 length of the step per image. Arguments as in ``fgsm``.
-
-    Returns:
-        The adversarial images, float32, the shape of ``x``.
-
-    Raises:
-        ValueError: as ``fgsm``.
-    """,
+    "The fast gradient method under the L2 norm: ``x + eps * grad / |grad|_2``, clipped.",
+    """``grad`` is the gradient of the cross-entropy loss with respect to the input; the step
+    is taken against it when ``targeted``, as in ``fgsm``.""",
+    "The L2 length of the step per image, >= 0.",
 )
 normalized_gradient = _single_step(
     "max",
     "normalized_gradient",
-    """The post's max-normalised gradient step: ``x + eps * grad / max|grad|``, clipped.
-
-    The maximum is taken per image, so the largest pixel change is exactly ``eps`` (before
-    clipping) and the rest move in proportion to their gradient. Arguments as in ``fgsm``.
-
-    Returns:
-        The adversarial images, float32, the shape of ``x``.
-
-    Raises:
-        ValueError: as ``fgsm``.
-    """,
+    "The post's max-normalised gradient step: ``x + eps * grad / max|grad|``, clipped.",
+    """The maximum is taken per image, so the largest pixel change is exactly ``eps`` (before
+    clipping) and the rest move in proportion to their gradient; the step is taken against
+    the gradient when ``targeted``, as in ``fgsm``.""",
+    "The largest pixel change per image (before clipping), >= 0.",
 )
 
 
@@ -386,8 +444,9 @@ def fgm(
     model_fn: ModelFn,
     x: np.ndarray,
     eps: float,
-    norm: Any = "inf",
     y: np.ndarray | int | None = None,
+    *,
+    norm: Any = "inf",
     targeted: bool = False,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
@@ -395,11 +454,30 @@ def fgm(
 ) -> np.ndarray:
     """The fast gradient method under a chosen norm: ``fgsm`` (``inf``) or ``fgm_l2`` (``2``).
 
+    Args:
+        model_fn: A callable from images to logits (or probabilities, see ``from_logits``).
+        x: Images ``[N, ...]`` inside ``[clip_min, clip_max]``.
+        eps: Size of the step under ``norm``, >= 0.
+        y: Integer class indices ``[N]``, or one integer for every image, as in ``fgsm``;
+            ``None``: the model's predictions. The last argument that may be positional.
+        norm: ``'inf'`` (or ``np.inf``) or ``2`` (or ``'l2'``); keyword-only, like the rest.
+        targeted: Move toward ``y``.
+        clip_min: Lowest allowed pixel value.
+        clip_max: Highest allowed pixel value.
+        **kwargs: ``least_likely``, ``from_logits``, ``batch_size``, ``strategy`` as in
+            ``fgsm``.
+
+    Returns:
+        The adversarial images, float32, the shape of ``x``.
+
     Raises:
         ValueError: an unknown ``norm``, or as ``fgsm``.
+        TypeError: more than four positional arguments.
     """
     fn = fgsm if _check_norm(norm) == "inf" else fgm_l2
-    return fn(model_fn, x, eps, y, targeted, clip_min, clip_max, **kwargs)
+    return fn(
+        model_fn, x, eps, y, targeted=targeted, clip_min=clip_min, clip_max=clip_max, **kwargs
+    )
 
 
 def kurakin_steps(eps: float, clip_min: float = 0.0, clip_max: float = 1.0) -> int:
@@ -436,18 +514,18 @@ def bim(
     model_fn: ModelFn,
     x: np.ndarray,
     eps: float,
+    y: np.ndarray | int | None = None,
+    *,
     step_size: float | None = None,
     steps: int | None = None,
-    y: np.ndarray | int | None = None,
     targeted: bool = False,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
-    *,
     least_likely: bool = False,
     norm: Any = "inf",
     random_start: bool = False,
     seed: int = 0,
-    from_logits: bool = True,
+    from_logits: bool | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     strategy: tf.distribute.Strategy | None = None,
 ) -> np.ndarray:
@@ -458,14 +536,19 @@ def bim(
     the clip range. The labels (``y=None``: the model's predictions on ``x``, or the least
     likely classes) are fixed once at the start.
 
+    ``y`` is the only optional argument that may be given by position (the fourth, as in
+    ``fgsm``); ``step_size``, ``steps`` and everything else are keyword-only.
+
     Args:
         model_fn: A callable from images to logits (or probabilities, see ``from_logits``).
         x: Images ``[N, ...]`` inside ``[clip_min, clip_max]``.
         eps: Radius of the ball (L-infinity or L2), >= 0.
-        step_size: Size of one step. ``None``: Kurakin's 1/255 of the range when ``steps``
-            is ``None``, else ``2.5 * eps / steps`` (Madry et al.'s rule of thumb).
-        steps: Number of steps, >= 0. ``None``: ``kurakin_steps(eps)``.
-        y: Class indices ``[N]`` or a scalar; ``None``: the model's predictions.
+        y: Integer class indices ``[N]`` in ``0..num_classes - 1``, or one integer used for
+            every image (labels, or targets when ``targeted``). Floats and bools are
+            refused, not truncated. ``None``: the model's predictions on ``x``.
+        step_size: Size of one step (keyword-only). ``None``: Kurakin's 1/255 of the range
+            when ``steps`` is ``None``, else ``2.5 * eps / steps`` (Madry et al.'s rule).
+        steps: Number of steps, >= 0 (keyword-only). ``None``: ``kurakin_steps(eps)``.
         targeted: Move toward ``y``.
         clip_min: Lowest allowed pixel value.
         clip_max: Highest allowed pixel value.
@@ -474,7 +557,8 @@ def bim(
         norm: ``'inf'`` (or ``np.inf``) or ``2`` (or ``'l2'``).
         random_start: Start from a uniform random point in the ball (``pgd``).
         seed: Seed of the random start.
-        from_logits: Whether ``model_fn`` returns logits (``False``: probabilities).
+        from_logits: Whether ``model_fn`` returns logits (``False``: probabilities;
+            ``None``: read from a Keras model's graph, whose final softmax is stripped).
         batch_size: Images per compiled step (the global batch under a strategy).
         strategy: Optional ``tf.distribute`` strategy; every batch is split over its replicas.
 
@@ -484,6 +568,7 @@ def bim(
     Raises:
         ValueError: bad ``eps``, ``step_size``, ``steps``, ``norm``, clip range, ``x`` or
             ``y``, as in ``fgsm``.
+        TypeError: more than four positional arguments.
     """
     norm = _check_norm(norm)
     if steps is not None and (int(steps) != steps or steps < 0):
@@ -502,6 +587,7 @@ def bim(
     start = _random_start(x0, eps, norm, seed, clip_min, clip_max) if random_start else x0
     if eps == 0 or steps == 0:
         return start.copy()
+    model_fn, from_logits = _resolve(model_fn, from_logits, x0)
     step = _iter_fn(model_fn, norm, c.targeted, bool(from_logits))
     pick = _labels_fn(model_fn, c.mode) if c.y is None else None
     scalars = [tf.constant(v, tf.float32) for v in (eps, step_size, clip_min, clip_max)]
@@ -521,36 +607,50 @@ def pgd(
     model_fn: ModelFn,
     x: np.ndarray,
     eps: float,
+    y: np.ndarray | int | None = None,
+    *,
     step_size: float | None = None,
     steps: int | None = None,
-    y: np.ndarray | int | None = None,
     targeted: bool = False,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
-    *,
     seed: int = 0,
     **kwargs: Any,
 ) -> np.ndarray:
     """Projected gradient descent (Madry et al. 2018): ``bim`` from a random point in the ball.
 
-    Arguments as in ``bim``; ``seed`` seeds the random start.
+    Args:
+        model_fn: A callable from images to logits (or probabilities, see ``from_logits``).
+        x: Images ``[N, ...]`` inside ``[clip_min, clip_max]``.
+        eps: Radius of the ball (L-infinity or L2), >= 0.
+        y: Integer class indices ``[N]``, or one integer for every image, as in ``bim``;
+            ``None``: the model's predictions. The last argument that may be positional.
+        step_size: Size of one step, as in ``bim`` (keyword-only, like all that follow).
+        steps: Number of steps, as in ``bim``.
+        targeted: Move toward ``y``.
+        clip_min: Lowest allowed pixel value.
+        clip_max: Highest allowed pixel value.
+        seed: Seed of the random start.
+        **kwargs: ``least_likely``, ``norm``, ``from_logits``, ``batch_size``, ``strategy``
+            as in ``bim``.
 
     Returns:
         The adversarial images, float32, the shape of ``x``.
 
     Raises:
         ValueError: as ``bim``.
+        TypeError: more than four positional arguments.
     """
     return bim(
         model_fn,
         x,
         eps,
-        step_size,
-        steps,
         y,
-        targeted,
-        clip_min,
-        clip_max,
+        step_size=step_size,
+        steps=steps,
+        targeted=targeted,
+        clip_min=clip_min,
+        clip_max=clip_max,
         random_start=True,
         seed=seed,
         **kwargs,
@@ -558,11 +658,12 @@ def pgd(
 
 
 def random_sign_noise(
-    x: np.ndarray, eps: float, seed: int = 0, clip_min: float = 0.0, clip_max: float = 1.0
+    x: np.ndarray, eps: float, *, seed: int = 0, clip_min: float = 0.0, clip_max: float = 1.0
 ) -> np.ndarray:
     """The control: ``x + eps * s`` with random signs ``s`` in {-1, +1}, clipped.
 
-    The same L-infinity size as an FGSM step, but in a direction that ignores the model.
+    The same L-infinity size as an FGSM step, but in a direction that ignores the model (so
+    it takes neither ``model_fn`` nor ``y``); everything after ``eps`` is keyword-only.
 
     Args:
         x: Images ``[N, ...]`` inside ``[clip_min, clip_max]``.
@@ -589,18 +690,23 @@ def loss_gradient(
     y: np.ndarray | int | None = None,
     *,
     least_likely: bool = False,
-    from_logits: bool = True,
+    from_logits: bool | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     strategy: tf.distribute.Strategy | None = None,
 ) -> np.ndarray:
     """The gradient of the cross-entropy loss of ``y`` with respect to the input.
 
+    It takes no ``eps``, so ``y`` is its third and last positional argument; the rest are
+    keyword-only.
+
     Args:
         model_fn: A callable from images to logits (or probabilities, see ``from_logits``).
         x: Images ``[N, ...]``.
-        y: Class indices ``[N]`` or a scalar; ``None``: the model's predictions.
+        y: Integer class indices ``[N]``, or one integer for every image, as in ``fgsm``
+            (floats and bools are refused); ``None``: the model's predictions.
         least_likely: Use each image's least likely class as ``y``.
-        from_logits: Whether ``model_fn`` returns logits.
+        from_logits: Whether ``model_fn`` returns logits (``False``: probabilities;
+            ``None``: read from a Keras model's graph, whose final softmax is stripped).
         batch_size: Images per compiled step.
         strategy: Optional ``tf.distribute`` strategy.
 
@@ -613,6 +719,7 @@ def loss_gradient(
     x = np.asarray(x, np.float32)
     lo, hi = (float(np.min(x)), float(np.max(x))) if x.size else (0.0, 0.0)
     c = _check_attack(model_fn, x, 0.0, y, False, least_likely, lo, hi, batch_size)
+    model_fn, from_logits = _resolve(model_fn, from_logits, c.x)
     return _gradients(model_fn, c, from_logits, strategy)[0]
 
 
@@ -628,7 +735,7 @@ def probabilities(
     model_fn: ModelFn,
     x: np.ndarray,
     *,
-    from_logits: bool = True,
+    from_logits: bool | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     strategy: tf.distribute.Strategy | None = None,
 ) -> np.ndarray:
@@ -638,7 +745,8 @@ def probabilities(
         model_fn: A callable from images to logits (or probabilities).
         x: Images ``[N, ...]`` (any range: the model's answer on a perturbation itself is
             a valid question).
-        from_logits: Whether ``model_fn`` returns logits.
+        from_logits: Whether ``model_fn`` returns logits (``False``: probabilities;
+            ``None``: read from a Keras model's graph, whose final softmax is stripped).
         batch_size: Images per compiled step.
         strategy: Optional ``tf.distribute`` strategy.
 
@@ -648,6 +756,7 @@ def probabilities(
     x = np.asarray(x, np.float32)
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(f"x has shape {x.shape}, expected a non-empty batch [N, ...] of images")
+    model_fn, from_logits = _resolve(model_fn, from_logits, x)
     fn = _probs_fn(model_fn, bool(from_logits))
     return map_batches(fn, [x], _check_batch_size(batch_size), strategy)
 
@@ -658,7 +767,8 @@ class AttackSpec:
 
     Attributes:
         name: Its name in ``METHODS``, flags and reports.
-        fn: The attack: ``fn(model_fn, x, eps, **options)``, or ``fn(x, eps, **options)``
+        fn: The attack: ``fn(model_fn, x, eps, y, **options)`` (``y`` the only optional
+            positional argument, the options keyword-only), or ``fn(x, eps, **options)``
             when it does not use the model.
         hyperparameters: Which of the shared options ``steps``, ``step_size``, ``seed`` and
             ``norm`` it takes; ``attack`` drops the shared options it does not take.
@@ -712,12 +822,32 @@ def attack_spec(method: str) -> AttackSpec:
     return ATTACKS[method]
 
 
-def attack(method: str, model_fn: ModelFn, x: np.ndarray, eps: float, **kwargs: Any) -> np.ndarray:
+def attack(
+    method: str,
+    model_fn: ModelFn,
+    x: np.ndarray,
+    eps: float,
+    y: np.ndarray | int | None = None,
+    **kwargs: Any,
+) -> np.ndarray:
     """Runs the attack named ``method`` (one of ``METHODS``) with keyword options.
 
     The shared options ``steps``, ``step_size`` and ``seed`` are dropped for the methods
     that do not take them (``AttackSpec.hyperparameters``); a control that ignores the model
-    (``random``) gets only its hyperparameters and ``clip_min``/``clip_max``.
+    (``random``) gets only its hyperparameters and ``clip_min``/``clip_max``, not ``y``.
+
+    Args:
+        method: A name from ``METHODS``.
+        model_fn: A callable from images to logits (or probabilities).
+        x: Images ``[N, ...]`` inside the clip range.
+        eps: The attack's size, >= 0.
+        y: Integer class indices ``[N]``, or one integer for every image, as in ``fgsm``;
+            ``None``: the model's predictions. The last argument that may be positional.
+        **kwargs: The attack's keyword options (``targeted``, ``clip_min``, ``clip_max``,
+            ``steps``, ``step_size``, ``seed``, ``norm``, ...).
+
+    Returns:
+        The adversarial images, float32, the shape of ``x``.
 
     Raises:
         ValueError: an unknown ``method``, or what the attack raises.
@@ -729,7 +859,7 @@ def attack(method: str, model_fn: ModelFn, x: np.ndarray, eps: float, **kwargs: 
     kwargs = {
         k: v for k, v in kwargs.items() if k not in _SHARED_OPTIONS or k in spec.hyperparameters
     }
-    return spec.fn(model_fn, x, eps, **kwargs)
+    return spec.fn(model_fn, x, eps, y, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------
@@ -840,16 +970,16 @@ def sweep(
     labels: np.ndarray,
     eps_values: Sequence[float],
     methods: Sequence[str] = DEFAULT_METHODS,
+    *,
     y: np.ndarray | int | None = None,
     targeted: bool = False,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
-    *,
     least_likely: bool = False,
     steps: int | None = None,
     step_size: float | None = None,
     seed: int = 0,
-    from_logits: bool = True,
+    from_logits: bool | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     strategy: tf.distribute.Strategy | None = None,
     callback: Callable[[SweepRow], None] | None = None,
@@ -858,6 +988,7 @@ def sweep(
 
     The single-step methods share one gradient pass over ``x`` (their gradient does not
     depend on eps); ``bim`` and ``pgd`` run once per eps; eps 0 is the clean result.
+    Everything after ``methods`` is keyword-only (``labels`` and ``y`` are easy to confuse).
 
     Args:
         model_fn: A callable from images to logits (or probabilities).
@@ -865,7 +996,8 @@ def sweep(
         labels: True class indices ``[N]`` (accuracy is measured against them).
         eps_values: The attack sizes, each >= 0.
         methods: Names from ``METHODS``.
-        y: The attack's labels or targets (``None``: the model's predictions).
+        y: The attack's labels or targets: integer class indices ``[N]`` or one integer
+            for every image, as in ``fgsm`` (``None``: the model's predictions).
         targeted: Move toward ``y``.
         clip_min: Lowest allowed pixel value.
         clip_max: Highest allowed pixel value.
@@ -873,7 +1005,8 @@ def sweep(
         steps: ``bim``/``pgd`` iterations (``None``: Kurakin's rule).
         step_size: ``bim``/``pgd`` step (``None``: see ``bim``).
         seed: Seed of the random control and of the PGD start.
-        from_logits: Whether ``model_fn`` returns logits.
+        from_logits: Whether ``model_fn`` returns logits (``False``: probabilities;
+            ``None``: read from a Keras model's graph, whose final softmax is stripped).
         batch_size: Images per compiled step.
         strategy: Optional ``tf.distribute`` strategy.
         callback: Called with every finished ``SweepRow`` (progress reports).
@@ -899,6 +1032,7 @@ def sweep(
         raise ValueError(f"steps={steps} must be an integer >= 0 (or None)")
 
     start = time.perf_counter()
+    model_fn, from_logits = _resolve(model_fn, from_logits, c.x)
     grad, clean = _gradients(model_fn, c, from_logits, strategy)
     clean_pred = clean.argmax(-1)
     target = None

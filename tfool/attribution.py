@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import _tf
+from tfool import _tf, classifier
 from tfool._tf import batch_slices, map_batches, run_batch
 
 #: The integrated-gradients quadrature rules, as Captum names them.
@@ -163,12 +163,23 @@ class _Compiled:
         return tf.reshape(scores, [k, n])
 
 
-def _compiled(model_fn: ModelFn, from_logits: bool, score: str) -> _Compiled:
+def _compiled(model_fn: ModelFn, from_logits: bool | None, score: str) -> _Compiled:
     if not callable(model_fn):
         raise ValueError(f"model_fn={model_fn!r} is not callable; expected a Keras model")
     _check_choice("score", score, SCORES)
-    key = ("attribution", bool(from_logits), score)
-    return _tf.cached(model_fn, key, lambda: _Compiled(model_fn, bool(from_logits), score))
+    key = ("attribution", from_logits, score)
+    return _tf.cached(
+        model_fn, key, lambda: _Compiled(*_scored(model_fn, from_logits, score), score)
+    )
+
+
+def _scored(model_fn: ModelFn, from_logits: bool | None, score: str) -> tuple[ModelFn, bool]:
+    """The model to differentiate and whether it returns logits: the ``output`` score is
+    the model's own output; the others read a Keras model before its final softmax."""
+    if score == "output":
+        classifier.score_fn(model_fn, from_logits)  # a model tfool cannot read is refused
+        return model_fn, from_logits is not False
+    return classifier.score_fn(model_fn, from_logits)
 
 
 def _input_gradients(
@@ -191,7 +202,7 @@ def saliency(
     target: int | Sequence[int] | np.ndarray,
     absolute: bool = True,
     *,
-    from_logits: bool = True,
+    from_logits: bool | None = None,
     score: str = "output",
     strategy: tf.distribute.Strategy | None = None,
 ) -> np.ndarray:
@@ -203,7 +214,8 @@ def saliency(
         x: A batch of inputs ``[N, ...]`` of any shape the model takes.
         target: The class attributed: one int for all images or one per image.
         absolute: Return ``|gradient|`` (Captum's default) instead of the signed gradient.
-        from_logits: Whether ``model_fn`` returns logits (``False``: probabilities).
+        from_logits: Whether ``model_fn`` returns logits (``False``: probabilities;
+            ``None``: read from a Keras model's graph, whose final softmax is stripped).
         score: What is differentiated: ``"output"`` (the model's output for ``target``: the
             logit, or the probability of a probability model), ``"probability"`` (softmax
             applied when ``from_logits``) or ``"loss"`` (the cross-entropy of ``target``).
@@ -237,7 +249,7 @@ def gradient_x_input(
     absolute_gradient: bool = True,
     normalize: bool = True,
     *,
-    from_logits: bool = True,
+    from_logits: bool | None = None,
     score: str = "output",
     strategy: tf.distribute.Strategy | None = None,
 ) -> np.ndarray:
@@ -253,7 +265,8 @@ def gradient_x_input(
         absolute_gradient: Multiply the input by ``|gradient|`` (the post) rather than the
             signed gradient.
         normalize: Divide each example by its largest absolute value.
-        from_logits: Whether ``model_fn`` returns logits.
+        from_logits: Whether ``model_fn`` returns logits (``False``: probabilities;
+            ``None``: read from a Keras model's graph, whose final softmax is stripped).
         score: ``"output"``, ``"probability"`` or ``"loss"`` (see ``saliency``).
         strategy: Optional ``tf.distribute`` strategy.
 
@@ -314,7 +327,7 @@ def integrated_gradients(
     internal_batch_size: int | None = None,
     return_convergence_delta: bool = False,
     *,
-    from_logits: bool = True,
+    from_logits: bool | None = None,
     score: str = "output",
     strategy: tf.distribute.Strategy | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -338,7 +351,8 @@ def integrated_gradients(
         internal_batch_size: Path points per compiled call (``None``: all at once).
         return_convergence_delta: Also return, per example,
             ``sum(attributions) - (F(x) - F(baseline))``.
-        from_logits: Whether ``model_fn`` returns logits.
+        from_logits: Whether ``model_fn`` returns logits (``False``: probabilities;
+            ``None``: read from a Keras model's graph, whose final softmax is stripped).
         score: ``"output"``, ``"probability"`` or ``"loss"`` (see ``saliency``).
         strategy: Optional ``tf.distribute`` strategy.
 
@@ -521,7 +535,7 @@ def occlusion(
     baselines: float | np.ndarray = 0.0,
     perturbations_per_eval: int = 1,
     *,
-    from_logits: bool = True,
+    from_logits: bool | None = None,
     score: str = "output",
     strategy: tf.distribute.Strategy | None = None,
 ) -> np.ndarray:
@@ -541,7 +555,8 @@ def occlusion(
             dimension.
         baselines: What fills the window: a scalar, one input or one per example.
         perturbations_per_eval: Windows evaluated per compiled call (each on all N inputs).
-        from_logits: Whether ``model_fn`` returns logits.
+        from_logits: Whether ``model_fn`` returns logits (``False``: probabilities;
+            ``None``: read from a Keras model's graph, whose final softmax is stripped).
         score: ``"output"``, ``"probability"`` or ``"loss"`` (see ``saliency``).
         strategy: Optional ``tf.distribute`` strategy.
 
@@ -591,7 +606,7 @@ def salient_features(
     target: int | Sequence[int] | np.ndarray,
     num_keep: int = 200,
     *,
-    from_logits: bool = True,
+    from_logits: bool | None = None,
     strategy: tf.distribute.Strategy | None = None,
 ) -> np.ndarray:
     """The backworking post's salient features: top input elements of ``d p[target] / dx``.
@@ -720,7 +735,7 @@ def attribute_all(
     methods: Sequence[str] = DEFAULT_METHODS,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     *,
-    from_logits: bool = True,
+    from_logits: bool | None = None,
     score: str = "output",
     strategy: tf.distribute.Strategy | None = None,
 ) -> dict[str, np.ndarray]:
@@ -734,7 +749,8 @@ def attribute_all(
         options: Per-method keyword overrides of ``default_options(x.shape[1:])``; for
             ``noise_tunnel``, ``"attribution"`` names the wrapped method and the other
             keys go to the noise tunnel or the wrapped method.
-        from_logits: Whether ``model_fn`` returns logits.
+        from_logits: Whether ``model_fn`` returns logits (``False``: probabilities;
+            ``None``: read from a Keras model's graph, whose final softmax is stripped).
         score: ``"output"``, ``"probability"`` or ``"loss"`` (see ``saliency``;
             ``salient_features`` always uses the probability).
         strategy: Optional ``tf.distribute`` strategy.
@@ -823,7 +839,7 @@ class TrainingAttribution(keras.callbacks.Callback):
         target: int | Sequence[int] | np.ndarray,
         every: str = "epoch",
         score: str = "output",
-        from_logits: bool = True,
+        from_logits: bool | None = None,
         record_start: bool = True,
         keep_frames: bool = True,
     ):
@@ -834,7 +850,7 @@ class TrainingAttribution(keras.callbacks.Callback):
             target: Their classes: one for all or one per image.
             every: ``"batch"`` or ``"epoch"``.
             score: What is differentiated: ``"output"``, ``"probability"`` or ``"loss"``.
-            from_logits: Whether the trained model returns logits.
+            from_logits: Whether the trained model returns logits (``None``: read its graph).
             record_start: Also record the gradients before the first update.
             keep_frames: Keep every frame (needed for the GIF), not only the sum.
 
@@ -851,7 +867,7 @@ class TrainingAttribution(keras.callbacks.Callback):
         self.target = t
         self.every = _check_choice("every", every, ("batch", "epoch"))
         self.score = _check_choice("score", score, SCORES)
-        self.from_logits = bool(from_logits)
+        self.from_logits = from_logits
         self.record_start = bool(record_start)
         self.keep_frames = bool(keep_frames)
         self.frames: list[np.ndarray] = []

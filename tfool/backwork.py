@@ -14,9 +14,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import _tf, costs, interrupts
+from tfool import _tf, classifier, costs, interrupts
+from tfool.classifier import activation_model, default_layer_names  # noqa: F401
 from tfool.data import Dataset
-from tfool.models import activation_model
 from tfool.references import REFERENCE_DTYPES, ReferenceSet, build_reference_set
 
 logger = logging.getLogger(__name__)
@@ -54,8 +54,11 @@ class BackworkConfig:
         clip_inputs: Project the inputs onto ``[input_min, input_max]`` after every step.
         seed: Seed of the initial and re-initialisation noise (one stream per label).
         softmax_cost: ``one_minus_p`` (the post) or ``cross_entropy``.
-        layer_names: Exposed layers of the model, softmax last (``None``: the reference CNN's).
-        from_logits: Whether the model returns logits.
+        layer_names: Exposed layers of the model, the class probabilities last (``None``:
+            ``default_layer_names(model)``; see ``tfool.classifier.activation_model``).
+        from_logits: What the model returns: ``None`` reads its graph (a final softmax is
+            stripped, so the model's own probabilities are reported), ``True`` logits,
+            ``False`` probabilities (see ``tfool.classifier.logits_model``).
         input_min: Lower end of the input range.
         input_max: Upper end of the input range.
         reference_size: At most this many training images per label form its reference set
@@ -94,7 +97,7 @@ class BackworkConfig:
     seed: int = 0
     softmax_cost: str = "one_minus_p"
     layer_names: tuple[str, ...] | None = None
-    from_logits: bool = True
+    from_logits: bool | None = None
     input_min: float = 0.0
     input_max: float = 1.0
     reference_size: int | None = None
@@ -305,6 +308,11 @@ def target_probabilities(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def _check_inputs(model, data: Dataset | None, config: BackworkConfig, names, coeffs) -> None:
     num_classes = _tf.num_classes(model)
+    if data is not None and data.num_classes != num_classes:
+        raise ValueError(
+            f"model {model.name!r} has {num_classes} class outputs; the data "
+            f"{data.name!r} has {data.num_classes} classes"
+        )
     bad = [lbl for lbl in config.labels if not 0 <= lbl < num_classes]
     if bad:
         raise ValueError(f"labels {bad} are outside the model's classes 0..{num_classes - 1}")
@@ -325,15 +333,16 @@ def _check_inputs(model, data: Dataset | None, config: BackworkConfig, names, co
                 "data=None: reference sets (layers before the probabilities) and "
                 "init='train_mean' need training images"
             )
+        classifier.image_shape(model)
         return
     empty = [lbl for lbl in config.labels if not np.any(data.y_train == lbl)]
     if empty and (len(names) > 1 or config.init == "train_mean"):
         raise ValueError(f"labels {empty} have no training images to form a reference set")
-    if tuple(data.x_train.shape[1:]) != tuple(model.inputs[0].shape[1:]):
-        raise ValueError(
-            f"training images have shape {data.x_train.shape[1:]} but the model takes "
-            f"{tuple(model.inputs[0].shape[1:])}"
-        )
+    classifier.image_shape(model, data.image_shape)
+
+
+def _image_shape(model, data: Dataset | None) -> tuple[int, ...]:
+    return classifier.image_shape(model, None if data is None else data.image_shape)
 
 
 def reference_set(
@@ -414,7 +423,7 @@ def estimate_memory(
     """
     act = activation_model(model, config.layer_names, from_logits=config.from_logits)
     dims = [int(np.prod(out.shape[1:])) for out in act.outputs]
-    image = int(np.prod(model.inputs[0].shape[1:]))
+    image = int(np.prod(_image_shape(model, data)))
     rows = len(config.labels) * int(config.num_examples)
     num_refs = 0
     if data is not None and len(dims) > 1:
@@ -596,7 +605,12 @@ def backwork(
     names = act.layer_names
     coeffs = config.coeffs_for(len(names))
     _check_inputs(model, data, config, names, coeffs)
-    image_shape = tuple(int(s) for s in model.inputs[0].shape[1:])
+    image_shape = _image_shape(model, data)
+    logger.info(
+        "exposed layers of %s: %s (the last: the class probabilities)",
+        model.name,
+        ", ".join(names),
+    )
     if initial_images is not None:
         initial_images = check_initial_images(initial_images, config, image_shape)
     start_time = time.perf_counter()
@@ -618,6 +632,7 @@ def backwork(
     )
     if initial_images is not None:  # the seeded draws above keep the noise streams aligned
         init = initial_images.reshape(rows, *image_shape)
+    classifier.probe(model, init, config.from_logits)
 
     engine = _Engine(act, names, coeffs, config, references, labels, per, init, strategy)
     for cb in callbacks:

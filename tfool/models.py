@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import _tf, distribute, interrupts, io
+from tfool import _tf, classifier, distribute, interrupts, io
 from tfool.data import Dataset
 
 logger = logging.getLogger(__name__)
@@ -160,65 +160,6 @@ def build_mnist_cnn(
     return keras.Model(inputs, logits, name="mnist_cnn")
 
 
-def _default_layer_names(model: keras.Model) -> tuple[str, ...]:
-    names = {layer.name for layer in model.layers}
-    conv = sorted(
-        (n for n in names if n.startswith("conv") and n[4:].isdigit()), key=lambda n: int(n[4:])
-    )
-    if not conv or "fc" not in names:
-        raise ValueError(
-            f"model {model.name!r} is not a tfool reference CNN (no conv<i>/fc layers): "
-            "pass layer_names, the last one naming the class probabilities"
-        )
-    return ("inputs", *conv, "fc", "softmax")
-
-
-def activation_model(
-    model: keras.Model, layer_names: Sequence[str] | None = None, from_logits: bool = True
-) -> keras.Model:
-    """A model from the classifier's input to its named activations, in order.
-
-    The wrapped model is shared, never copied, mutated or retrained.
-
-    Args:
-        model: A functional or sequential Keras classifier.
-        layer_names: Layers whose outputs are exposed, in order. The last entry is always
-            the class probabilities: the output of the layer it names (or of the model,
-            when no layer has that name), passed through a softmax when ``from_logits``.
-            ``None`` gives ``inputs, conv0, conv1, fc, softmax`` for the reference CNN.
-        from_logits: Whether the model (or the last named layer) outputs logits.
-
-    Returns:
-        A ``keras.Model`` whose output is a dict ``{name: activation}``; the attribute
-        ``layer_names`` holds the order.
-
-    Raises:
-        ValueError: an unknown layer name, or fewer than one name.
-    """
-    names = tuple(layer_names) if layer_names is not None else _default_layer_names(model)
-    if not names:
-        raise ValueError("layer_names is empty; expected at least the probabilities layer")
-    if len(set(names)) != len(names):
-        raise ValueError(f"layer_names={list(names)} has duplicates")
-    if not model.inputs:
-        raise ValueError(f"model {model.name!r} has no defined inputs; build it on an Input")
-    known = [layer.name for layer in model.layers]
-    outputs = {}
-    for name in names[:-1]:
-        if name not in known:
-            raise ValueError(f"layer {name!r} is not in model {model.name!r}; layers: {known}")
-        outputs[name] = model.get_layer(name).output
-    last = names[-1]
-    probs = model.get_layer(last).output if last in known else model.outputs[0]
-    if from_logits:
-        probs = keras.layers.Softmax(name=f"{last}_probabilities")(probs)
-    outputs[last] = probs
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    act = keras.Model(inputs, outputs, name=f"{model.name}_activations")
-    act.layer_names = names
-    return act
-
-
 def compile_classifier(
     model: keras.Model,
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
@@ -283,6 +224,26 @@ def predict_logits(
     )
     x = np.asarray(x, np.float32)
     return distribute.map_batches(forward, [x], batch_size, strategy)
+
+
+def predict_probabilities(
+    model: keras.Model,
+    x: np.ndarray,
+    from_logits: bool | None = None,
+    batch_size: int = 500,
+    strategy: tf.distribute.Strategy | None = None,
+) -> np.ndarray:
+    """The model's own class probabilities on every image: a final softmax is read before,
+    never applied twice (``tfool.classifier.logits_model``).
+
+    Returns:
+        float32 ``[N, num_classes]``.
+    """
+    scores, is_logits = classifier.logits_model(model, from_logits)
+    out = predict_logits(scores, x, batch_size, strategy)
+    if not is_logits:
+        return out
+    return tf.nn.softmax(out, axis=-1).numpy()
 
 
 def predict_classes(
@@ -357,7 +318,16 @@ def train(
 
     Returns:
         A ``TrainResult``; ``history`` holds the per-epoch mean ``loss`` and ``accuracy``.
+
+    Raises:
+        ValueError: the model ends in a softmax (train ``classifier.logits_copy(model)``).
     """
+    softmax = classifier.final_softmax(model) if classifier.has_graph(model) else None
+    if softmax is not None:
+        raise ValueError(
+            f"model {model.name!r} ends in a softmax (layer {softmax!r}) but training takes "
+            "logits: train tfool.classifier.logits_copy(model) instead"
+        )
     n, batch = len(data.x_train), config.batch_size
     steps = config.steps_per_epoch(n)
     epochs = config.epochs_for(n)
@@ -459,14 +429,109 @@ def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:
 
 
 def check_compatible(model: keras.Model, image_shape: Sequence[int], num_classes: int, path=None):
-    """Raises ``ValueError`` unless ``model`` takes ``image_shape`` and outputs ``num_classes``."""
+    """Raises ``ValueError`` unless ``model`` is a classifier tfool can read that takes
+    ``image_shape`` (unknown input dimensions fit any size) and outputs ``num_classes``."""
     where = f"model at {path}" if path else f"model {model.name!r}"
-    got_in = tuple(model.inputs[0].shape[1:])
-    if got_in != tuple(image_shape):
-        raise ValueError(f"{where} takes inputs of shape {got_in}, expected {tuple(image_shape)}")
+    try:
+        classifier.check_graph(model, where)
+        classifier.image_shape(model, image_shape)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from err
     got_out = model.outputs[0].shape[-1]
     if got_out != num_classes:
         raise ValueError(f"{where} has {got_out} outputs, expected {num_classes} classes")
+
+
+def record_path(path: str | os.PathLike) -> Path:
+    """Where the record of the data a cached model was trained on is kept: beside the
+    model, ``<path>.json``."""
+    return Path(str(path) + ".json")
+
+
+def data_record(data: Dataset, result: TrainResult | None = None) -> dict:
+    """What identifies the data a model was trained on: dataset name, source, image shape,
+    class names, split sizes (and the test accuracy when ``result`` is given)."""
+    record = {
+        "dataset": data.name,
+        "source": data.source,
+        "image_shape": list(data.image_shape),
+        "class_names": list(data.class_names),
+        "num_train": len(data.x_train),
+        "num_test": len(data.x_test),
+    }
+    if result is not None:
+        record["test_accuracy"] = float(result.test_accuracy)
+    return record
+
+
+def check_record(path: str | os.PathLike, data: Dataset) -> dict | None:
+    """Refuses a cached model trained on other data than ``data``.
+
+    The record beside the model (``record_path``) must name the same dataset, image shape
+    and class names; another source or size of the same dataset (the embedded sample
+    against full MNIST) is allowed and logged. A model without a record (one of your own)
+    is accepted: its accuracy on the data is what the caller reports.
+
+    Returns:
+        The record, or ``None`` when there is none.
+
+    Raises:
+        ValueError: the record names other data (the message says what differs and what
+            to do), or the record is damaged.
+    """
+    where = record_path(path)
+    if not where.is_file():
+        logger.warning(
+            "model at %s comes without a record of its data (%s): used as given on %s",
+            path,
+            where.name,
+            data.name,
+        )
+        return None
+    record = io.read_json(where)
+    if not isinstance(record, dict):
+        raise ValueError(f"{where} is not a model record (a JSON object expected)")
+    want = data_record(data)
+    differ = [
+        f"{key} {record.get(key)!r} (the data: {want[key]!r})"
+        for key in ("dataset", "image_shape", "class_names")
+        if record.get(key) != want[key]
+    ]
+    if differ:
+        raise ValueError(
+            f"the cached model at {path} was trained on other data: {'; '.join(differ)}. "
+            "It is not used: pass another model path (--model_path) to train the reference "
+            "CNN on this data, or remove the file to retrain it there"
+        )
+    if (record.get("source"), record.get("num_train")) != (want["source"], want["num_train"]):
+        logger.info(
+            "the cached model at %s was trained on %s %s (%s training images); the data now "
+            "is %s (%s)",
+            path,
+            record.get("dataset"),
+            record.get("source"),
+            record.get("num_train"),
+            want["source"],
+            want["num_train"],
+        )
+    return record
+
+
+def warn_if_chance(accuracy: float, data: Dataset, path=None) -> bool:
+    """Logs a warning when a model's test accuracy is within twice chance (1 / classes):
+    it was very likely trained on other data. Returns whether it warned."""
+    chance = 1.0 / max(data.num_classes, 1)
+    if accuracy >= 2 * chance:
+        return False
+    logger.warning(
+        "the model%s classifies the test images of %s at %.2f%%, near chance (%.2f%%): was it "
+        "trained on this data?",
+        f" at {path}" if path else "",
+        data.name,
+        100 * accuracy,
+        100 * chance,
+    )
+    return True
 
 
 def get_or_train(
@@ -476,16 +541,18 @@ def get_or_train(
     strategy: tf.distribute.Strategy | None = None,
     build_kwargs: dict | None = None,
 ) -> tuple[keras.Model, TrainResult | None]:
-    """Loads the model cached at ``path``, or trains the reference CNN and saves it there.
+    """Loads the model cached at ``path``, or trains the reference CNN on ``data`` (its
+    image shape and classes) and saves it there, with the record of the data beside it.
 
-    A file at ``path`` that is corrupt or does not fit the data is an error: it is never
-    silently overwritten.
+    A file at ``path`` that is corrupt, does not fit the data, or whose record names other
+    data (``check_record``) is an error: it is never silently used or overwritten.
 
     Returns:
         ``(model, train_result)``; ``train_result`` is ``None`` when the model was loaded.
     """
     strategy = strategy or tf.distribute.get_strategy()
     if path is not None and Path(path).exists():
+        check_record(path, data)  # before loading: a wrong model costs nothing
         with strategy.scope():
             model = load_model(path)
         check_compatible(model, data.image_shape, data.num_classes, path)
@@ -504,7 +571,8 @@ def get_or_train(
     result = train(model, data, config, strategy)
     if path is not None and distribute.is_chief(strategy):  # one writer per cluster
         save_model(model, path)
-        logger.info("saved the model to %s", path)
+        io.write_json(record_path(path), data_record(data, result))
+        logger.info("saved the model to %s (trained on %s)", path, data.name)
     return model, result
 
 

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import _tf, attacks, interrupts, io, models
+from tfool import _tf, attacks, classifier, interrupts, io, models
 from tfool.backwork import (
     BackworkCallback,
     BackworkConfig,
@@ -687,6 +687,15 @@ def _probe_images(data: Dataset, config: RetrainConfig) -> tuple[np.ndarray, np.
     return noise, np.zeros((1, *data.image_shape), np.float32)
 
 
+def _with_negative_class(model: keras.Model, data: Dataset) -> Dataset:
+    """``data`` with the extra class named when ``model`` was grown by one; it has no
+    images, so no reference set and no row of it is ever made."""
+    if _num_outputs(model) == data.num_classes + 1:
+        names = (*data.class_names, NEGATIVE_CLASS_NAME)
+        return dataclasses.replace(data, class_names=names)
+    return data
+
+
 def _measure_round(
     round_index: int,
     model: keras.Model,
@@ -703,15 +712,16 @@ def _measure_round(
     """The round's fresh backwork run (unless ``fresh`` is given) and its record's fields
     (the fooling measurement among them; empty when interrupted), with one reference set
     for both backwork runs."""
-    refs = reference_set(model, data, backwork_config)
+    known = _with_negative_class(model, data)  # the classes the model knows
+    refs = reference_set(model, known, backwork_config)
     if fresh is None:
         fresh = backwork(
-            model, data, backwork_config, strategy, backwork_callbacks, references=refs
+            model, known, backwork_config, strategy, backwork_callbacks, references=refs
         )
     if fresh.interrupted:
         return fresh, {}
     fooling = measure_fooling(
-        model, data, backwork_config, config, references=refs, strategy=strategy
+        model, known, backwork_config, config, references=refs, strategy=strategy
     )
     del refs  # the largest buffers of a round: freed and handed back before the next
     gc.collect()
@@ -916,6 +926,8 @@ def retrain_rounds(
         )
     if config.resume and output_dir is None:
         raise ValueError("resume=True needs output_dir, the folder of the finished rounds")
+    if classifier.has_graph(model) and classifier.final_softmax(model) is not None:
+        model = classifier.logits_copy(model)  # every round trains logits
     if initial is not None and initial.interrupted:
         raise ValueError("initial is an interrupted backworking run; pass a finished one")
     strategy = strategy or tf.distribute.get_strategy()
