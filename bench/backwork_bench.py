@@ -10,7 +10,12 @@ reference set:
   re-initialisation off;
 * the scaling of the step with the reference images per label (``--ref_sizes``) and with
   the images per label (``--examples``), each as a ratio to the floor of its reference set;
-* the step with the references stored in float16 and bfloat16 (``--dtypes``).
+* the step with the references stored in float16 and bfloat16 (``--dtypes``);
+* the long tail: the compiled step (cost, gradient, Adam) with 10, 9, ..., 1 labels still
+  running, beside the floor of the running labels' references and the all-running step;
+* the breakdown of one step: the model's forward/backward pass, the reference products
+  (cost terms and their gradient on fixed activations), Adam, and the host work (the
+  rest of a real step: convergence tests, history snapshots, callbacks).
 
 The figures go to ``--output`` (JSON) and ``--plot`` (PNG). Timing does not depend on the
 weights, so a fresh reference CNN is used unless ``--model_path`` names a trained one.
@@ -60,6 +65,12 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
         "Narrower reference storage types also timed.",
         flag_values=fv,
     )
+    flags.DEFINE_bool(
+        "only_default",
+        False,
+        "Only the default step, its breakdown and the long tail (no scaling runs).",
+        flag_values=fv,
+    )
     flags.DEFINE_integer("steps", 8, "Timed steps per measurement.", lower_bound=2, flag_values=fv)
     flags.DEFINE_integer("repeats", 5, "Timed floor passes.", lower_bound=1, flag_values=fv)
     flags.DEFINE_string(
@@ -105,6 +116,98 @@ def floor_seconds(refs: ReferenceSet, repeats: int) -> float:
         stream().numpy()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def _median_seconds(fn, steps: int) -> float:
+    fn()
+    fn()  # compiled and warm
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def engine_seconds(engine, active: np.ndarray, steps: int) -> float:
+    """Median seconds of the compiled step (cost, gradient, Adam) with ``active`` labels."""
+    rows = np.repeat(active, engine.per)
+
+    def one():
+        grad = engine.compute(active)[0]
+        engine.apply(grad, rows)
+
+    return _median_seconds(one, steps)
+
+
+def long_tail(model, data, config, refs: ReferenceSet, steps: int, repeats: int) -> list:
+    """The step with k = L, ..., 1 labels running (the last k), each beside the floor of
+    the running labels' references."""
+    engine = bw._engine_for(model, data, config, refs)
+    num = len(config.labels)
+    rows = []
+    for k in range(num, 0, -1):
+        active = np.zeros(num, bool)
+        active[num - k :] = True
+        step = engine_seconds(engine, active, steps)
+        floor = floor_seconds(refs.for_labels(config.labels[num - k :]), repeats)
+        rows.append({"running": k, "step_s": step, "floor_s": floor})
+        print(
+            f"  {k:2d}/{num} labels running: step {1e3 * step:6.1f} ms, floor of their "
+            f"references {1e3 * floor:5.1f} ms, {step / rows[0]['step_s']:.2f}x the full step"
+        )
+    print(f"  compiled step sizes: {engine.traces}")
+    return rows
+
+
+def breakdown(model, data, config, refs: ReferenceSet, steps: int, full_step: float) -> dict:
+    """The parts of one step with every label running, each timed alone."""
+    from tfool import costs
+
+    engine = bw._engine_for(model, data, config, refs)
+    act = bw.activation_model(model, config.layer_names, from_logits=config.from_logits)
+    names = act.layer_names
+    x = tf.constant(engine.images())
+    num, per = len(config.labels), config.num_examples
+
+    @tf.function
+    def forward_backward(images):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            out = act(images, training=False)
+            total = tf.add_n([tf.reduce_sum(out[n]) for n in names])
+        return tape.gradient(total, images)
+
+    outs = act(x, training=False)
+    grouped = [tf.reshape(outs[n], (num, per, *outs[n].shape[1:])) for n in names]
+    coeffs = config.coeffs_for(len(names))
+    labels = tf.constant(np.asarray(config.labels, np.int64))
+    arrays = (list(refs.activations), list(refs.sq_norms))
+
+    @tf.function
+    def products(acts, refs_r, norms_r):
+        with tf.GradientTape() as tape:
+            tape.watch(acts)
+            cost, _ = costs.total_cost(
+                acts, refs_r, norms_r, labels, coeffs, transposed=refs.transposed
+            )
+        return tape.gradient(tf.reduce_sum(cost), acts)
+
+    grad = engine.compute()[0]
+    all_rows = tf.constant(np.arange(num * per), tf.int32)
+    parts = {
+        "forward_backward_s": _median_seconds(lambda: forward_backward(x), steps),
+        "reference_products_s": _median_seconds(lambda: products(grouped, *arrays), steps),
+        "adam_s": _median_seconds(lambda: engine._apply_rows(grad, all_rows), steps),
+        "compiled_step_s": engine_seconds(engine, np.ones(num, bool), steps),
+        "full_step_s": full_step,
+    }
+    parts["host_s"] = max(parts["full_step_s"] - parts["compiled_step_s"], 0.0)
+    print(
+        "  breakdown: "
+        + ", ".join(f"{k[:-2].replace('_', ' ')} {1e3 * v:.1f} ms" for k, v in parts.items())
+    )
+    return parts
 
 
 def truncated(refs: ReferenceSet, n: int) -> ReferenceSet:
@@ -154,6 +257,16 @@ def main(argv):
         "ratio": step / floor,
         "per_image_step_s": per_image,
     }
+    results["breakdown"] = breakdown(model, ds, config, refs, FLAGS.steps, step)
+    print("long tail (the compiled step as labels finish):")
+    tail = long_tail(model, ds, config, refs, FLAGS.steps, FLAGS.repeats)
+    results["long_tail"] = tail
+    results["one_of_all_ratio"] = tail[-1]["step_s"] / tail[0]["step_s"]
+    print(f"  one label running / all running: {results['one_of_all_ratio']:.2f}x")
+    if FLAGS.only_default:
+        results["load_average_end"] = os.getloadavg()[0]
+        benchlib.write_results(FLAGS.output, results)
+        return
 
     by_refs = []
     for n in sorted(int(v) for v in FLAGS.ref_sizes):

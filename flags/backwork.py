@@ -31,7 +31,8 @@ def _define_target_flags(fv: dict) -> None:
         name="backwork_labels",
         default=[str(lbl) for lbl in _D.labels],
         help="Comma-separated target labels, all backworked in one batch: class indices or "
-        "class names (e.g. envelope,goldfish for ImageNet models).",
+        "class names (e.g. envelope,goldfish for ImageNet models); the default stands for every "
+        "class of a model with fewer than ten.",
         **fv,
     )
     flags.DEFINE_string(

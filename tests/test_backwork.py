@@ -363,3 +363,37 @@ def test_memory_estimate_counts_the_reference_set_and_the_history(small_cnn, sma
     assert half.references < 0.51 * est.references
     assert est.total == est.references + est.batch + est.distances + est.history
     assert "GB (references" in est.describe()
+
+
+def test_a_step_computes_only_the_running_labels(small_cnn, small_data):
+    c = cfg(labels=(0, 1, 2, 3, 4), num_examples=3)
+    engine = bw._engine_for(small_cnn, small_data, c)
+    everything = engine.compute()
+    assert tuple(everything[0].shape) == (15, 28, 28, 1)
+    before = engine.images()
+    running = np.array([False, False, True, False, False])
+    grad, cost, terms, probs = engine.compute(running)
+    assert tuple(grad.shape) == (3, 28, 28, 1)  # label 2's rows only went through the model
+    # the running label's values are its own, the others' those of the last full compute
+    np.testing.assert_allclose(cost, everything[1], rtol=1e-5)
+    np.testing.assert_allclose(probs, everything[3], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grad, np.asarray(everything[0])[6:9], rtol=1e-4, atol=1e-7)
+    engine.apply(grad, np.repeat(running, 3))
+    after = engine.images()
+    moved = np.abs(after - before).reshape(5, 3, -1).max(axis=(1, 2)) > 0
+    assert moved.tolist() == running.tolist()  # Adam touched the running rows only
+    # one compiled step per bucket of running labels (5 labels: 5, then 1), not per set
+    for mask in ([0, 1, 0, 0, 0], [0, 0, 0, 1, 0], [1, 1, 0, 1, 1], [1, 0, 1, 1, 1]):
+        engine.compute(np.array(mask, bool))
+    assert engine.traces == 3  # buckets 5, 1 and 4
+
+
+def test_labels_converging_apart_give_the_same_images_as_one_by_one(small_cnn, small_data):
+    c = cfg(labels=(1, 6, 7), num_examples=3, prob_cap_min=0.99, max_num_steps=60, seed=3)
+    joint = bw.backwork(small_cnn, small_data, c)
+    assert len(set(joint.label_steps.tolist())) > 1  # they did stop at different steps
+    for i, lbl in enumerate(c.labels):
+        alone = bw.backwork(small_cnn, small_data, dataclasses.replace(c, labels=(lbl,)))
+        np.testing.assert_allclose(joint.images[i], alone.images[0], atol=2e-4)
+        np.testing.assert_allclose(joint.probabilities[i], alone.probabilities[0], atol=1e-4)
+        assert joint.label_steps[i] == alone.label_steps[0]

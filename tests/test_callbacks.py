@@ -1,5 +1,7 @@
 """tfool.callbacks: the progress log and the TensorBoard writer of a backworking run."""
 
+import dataclasses
+
 import numpy as np
 
 from tfool import backwork as bw
@@ -46,3 +48,24 @@ def test_grid_tiles_labels_by_rows_and_scales_to_unit_range():
     assert mosaic.shape == (1, 4, 6, 1) and mosaic.min() == 0 and mosaic.max() == 1
     # label 1, example 2 sits in the bottom-right corner
     np.testing.assert_allclose(mosaic[0, 2:, 4:, 0] * images.max(), images[1, 2, :, :, 0])
+
+
+def test_progress_line_names_the_lagging_label_and_its_reinits():
+    lines = []
+    logger = callbacks.ProgressLogger(every=1, log=lines.append, class_names=list("abcd"))
+    target = np.array([[0.9995, 0.9999], [0.2, 0.7], [0.4, 0.5], [0.9991, 0.9992]])
+    event = bw.SaveEvent(
+        step=40,
+        labels=np.array([0, 1, 2, 3]),
+        target_probs=target,
+        cost=np.zeros(4),
+        terms={},
+        reinits=np.array([0, 17, 3, 1]),
+        active=np.array([False, True, True, False]),
+        images=np.zeros((4, 2, 2, 2, 1)),
+    )
+    logger.on_save(event)
+    assert "2/4 labels running" in lines[-1]
+    assert lines[-1].endswith("lagging: b (17 reinits, min p 0.200)")
+    logger.on_save(dataclasses.replace(event, active=np.ones(4, bool)))
+    assert "lagging" not in lines[-1]  # nothing finished yet: no label lags behind others

@@ -251,3 +251,73 @@ def test_flexible_input_dimensions_are_fixed_by_the_data():
                        ds.y_test, ds.class_names, "arrays", "rgb")  # fmt: skip
     with pytest.raises(ValueError, match=r"the images have shape \(28, 28, 3\) but model 'fcn'"):
         bw.backwork(model, bad, _quick())
+
+
+def test_a_rebuilt_or_reloaded_sequential_keeps_its_layers(tmp_path):
+    model = keras.Sequential()
+    model.add(keras.Input((12, 12, 1), name="image"))
+    model.add(keras.layers.Conv2D(3, 3, name="c"))
+    model.add(keras.layers.ReLU(name="r"))
+    model.add(keras.layers.Flatten())
+    model.add(keras.layers.Dense(4, activation="softmax", name="out"))
+    assert bw.default_layer_names(model) == ("image", "r", "probabilities")
+    model.save(tmp_path / "seq.keras")
+    loaded = keras.saving.load_model(tmp_path / "seq.keras")  # extra call nodes in Keras
+    assert bw.default_layer_names(loaded) == ("image", "r", "probabilities")
+    x = np.random.default_rng(0).uniform(size=(3, 12, 12, 1)).astype(np.float32)
+    out = classifier.activation_model(loaded, ["image", "c", "probabilities"])(x)
+    np.testing.assert_allclose(out["probabilities"], loaded.predict(x, verbose=0), rtol=1e-5)
+    assert tuple(out["c"].shape) == (3, 10, 10, 3)
+
+
+# --------------------------------------------------------------------------- every consumer
+
+
+def test_attacks_and_attributions_read_a_softmax_model_once():
+    from tfool import attacks, attribution
+
+    model = _rgb_net("softmax", num_classes=4)
+    logits_net, _ = classifier.logits_model(model)
+    x = np.random.default_rng(3).uniform(size=(6, 32, 32, 3)).astype(np.float32)
+    y = np.arange(6) % 4
+    want = model.predict(x, verbose=0)
+    np.testing.assert_allclose(attacks.probabilities(model, x), want, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(models.predict_probabilities(model, x), want, rtol=1e-4, atol=1e-6)
+    # the attack on the softmax model is the attack on its logits
+    np.testing.assert_allclose(
+        attacks.fgsm(model, x, 0.05, y), attacks.fgsm(logits_net, x, 0.05, y), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="from_logits=True but model 'rgb_net' ends in a softmax"):
+        attacks.fgsm(model, x, 0.05, y, from_logits=True)
+    got = attribution.saliency(model, x[:2], y[:2], score="probability")
+    ref = attribution.saliency(logits_net, x[:2], y[:2], score="probability")
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-7)
+    inputs = keras.Input((6,))
+    two = keras.Model(inputs, [keras.layers.Dense(3)(inputs), keras.layers.Dense(2)(inputs)])
+    with pytest.raises(ValueError, match="has 2 outputs"):
+        attacks.fgsm(two, np.zeros((2, 6), np.float32), 0.1)
+
+
+def test_training_needs_logits_and_logits_copy_gives_them():
+    model = _rgb_net("softmax", num_classes=4)
+    ds = _rgb_data(num_classes=4, per_class=3)
+    with pytest.raises(ValueError, match="ends in a softmax .* train tfool.classifier.logits_copy"):
+        models.train(model, ds, models.TrainConfig(epochs=1, verbose=0))
+    copy = classifier.logits_copy(model)
+    assert classifier.final_softmax(copy) is None
+    x = ds.x_train[:4]
+    np.testing.assert_allclose(_softmax(copy.predict(x, verbose=0)), model.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-6)  # fmt: skip
+    assert not any(a is b for a, b in zip(copy.weights, model.weights))  # independent
+
+
+def test_the_from_logits_flag():
+    from absl import flags as absl_flags
+
+    from flags import backwork as backwork_flags
+
+    for value, want in (("auto", None), ("true", True), ("false", False)):
+        fv = absl_flags.FlagValues()
+        backwork_flags.define_backwork_flags(fv)
+        fv([__file__, f"--backwork_from_logits={value}"])
+        assert backwork_flags.backwork_config(fv).from_logits is want

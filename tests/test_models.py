@@ -463,3 +463,57 @@ def test_schedule_sets_the_learning_rate_over_the_run(small_data, schedule):
         assert last < 1e-6  # decayed to 0 over the run
     else:
         assert last == pytest.approx(2e-3)
+
+
+# --------------------------------------------------------------------------- the data record
+
+
+def _write_recorded(path, ds):
+    """A tiny model saved with the record of ``ds``, as get_or_train leaves it."""
+    from tfool import io
+
+    models.save_model(models.build_mnist_cnn(**TINY_BUILD, seed=0), path)
+    io.write_json(models.record_path(path), models.data_record(ds))
+
+
+def test_a_trained_model_is_saved_with_the_record_of_its_data(tmp_path, tiny_data):
+    path = tmp_path / "cnn.keras"
+    _, result = models.get_or_train(path, tiny_data, ONE_EPOCH, build_kwargs=TINY_BUILD)
+    from tfool import io
+
+    record = io.read_json(models.record_path(path))
+    assert record["dataset"] == "mnist" and record["image_shape"] == [28, 28, 1]
+    assert record["class_names"] == list(tiny_data.class_names)
+    assert record["test_accuracy"] == pytest.approx(result.test_accuracy)
+    assert record["fingerprint"] == models.data_fingerprint(tiny_data)
+
+
+def test_a_model_recorded_for_other_data_is_refused(tmp_path, tiny_data, monkeypatch):
+    path = tmp_path / "cnn.keras"
+    _write_recorded(path, tiny_data)
+    clothes = dataclasses.replace(
+        tiny_data, name="fashion_mnist", class_names=data.FASHION_CLASS_NAMES,
+        x_train=1.0 - tiny_data.x_train,
+    )  # fmt: skip
+    _no_training(monkeypatch)
+    with pytest.raises(ValueError, match=r"trained on other data: dataset 'mnist' \(the data: "):
+        models.get_or_train(path, clothes, ONE_EPOCH)
+    five = dataclasses.replace(tiny_data, class_names=tuple("abcdefghij"))
+    with pytest.raises(ValueError, match="class_names"):
+        models.get_or_train(path, five, ONE_EPOCH)
+    # the same data under another name (a renamed .npz) is the same data
+    renamed = dataclasses.replace(tiny_data, name="my_digits", source="arrays")
+    model, trained = models.get_or_train(path, renamed, ONE_EPOCH)
+    assert trained is None and model.name == "mnist_cnn"
+
+
+def test_a_model_without_record_is_used_with_a_warning(tmp_path, tiny_data, caplog):
+    path = tmp_path / "mine.keras"
+    models.save_model(models.build_mnist_cnn(**TINY_BUILD, seed=0), path)
+    with caplog.at_level("WARNING", logger="tfool.models"):
+        model, trained = models.get_or_train(path, tiny_data, ONE_EPOCH)
+    assert trained is None
+    assert "comes without a record of its data" in caplog.text
+    assert models.warn_if_chance(0.09, tiny_data, path)  # 10 classes: chance is 10%
+    assert "near chance" in caplog.text
+    assert not models.warn_if_chance(0.5, tiny_data, path)

@@ -9,6 +9,7 @@ import os
 import time
 import zipfile
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -651,6 +652,28 @@ def backwork(
     return result
 
 
+def _engine_for(model, data, config: BackworkConfig, references=None, strategy=None):
+    """The compiled engine of a run with ``config`` (its initial images drawn as
+    ``backwork`` draws them), for benchmarks and tests of the step itself."""
+    strategy = strategy or tf.distribute.get_strategy()
+    act = activation_model(model, config.layer_names, from_logits=config.from_logits)
+    names = act.layer_names
+    image_shape = _image_shape(model, data)
+    labels = np.asarray(config.labels, np.int64)
+    references = references if references is not None else reference_set(model, data, config)
+    rngs = [np.random.default_rng([config.seed, int(lbl)]) for lbl in labels]
+    init = np.concatenate(
+        [
+            _initial_images(data, config, int(lbl), (config.num_examples, *image_shape), rng)
+            for lbl, rng in zip(labels, rngs)
+        ]
+    )
+    coeffs = config.coeffs_for(len(names))
+    return _Engine(
+        act, names, coeffs, config, references, labels, config.num_examples, init, strategy
+    )
+
+
 class _LoopState:
     """What the host keeps between steps: the latest values, the per-label flags and counts,
     the decline windows and the history."""
@@ -682,7 +705,7 @@ class _LoopState:
 
     def observe(self, engine):
         """Computes the cost, probabilities and gradient of the current images."""
-        grad, self.cost, self.terms, self.probs = engine.compute()
+        grad, self.cost, self.terms, self.probs = engine.compute(self.active)
         self.images = engine.images().reshape(self.shape)
         return grad
 
@@ -963,38 +986,139 @@ class _Engine:
             )
             return cost, terms, grouped[-1], tf.reduce_sum(cost * weights_r)
 
+        self._cost_of = cost_of
+        self._refs = references
+        self._labels = np.asarray(labels[: self.num_labels])
+        self._steps: dict[int, Any] = {}  # bucket -> compiled step
+        self.traces = 0  # compiled steps made (one per bucket of running labels)
+        self._computed = np.arange(self.rows)  # rows the last gradient covers
+        self._last: tuple | None = None  # the last cost, terms and probabilities, all labels
         if self.replicas == 1:
-            # The reference tensors are arguments, never copied nor captured: TensorFlow
-            # keeps a traced function's captures alive after the function is gone, which
-            # held every run's reference set (GBs on full MNIST) until the process ended.
-            consts = (
-                list(references.activations),
-                list(references.sq_norms),
-                tf.constant(labels),
-                tf.constant(weights),
+            self._compute = None
+            self._apply_rows = tf.function(
+                self._adam_rows,
+                jit_compile=config.jit_compile,
+                input_signature=[
+                    tf.TensorSpec([None, *self.image_shape], tf.float32),
+                    tf.TensorSpec([None], tf.int32),
+                ],
             )
-
-            @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
-            def compute(refs_r, norms_r, labels_r, weights_r):
-                with tf.GradientTape() as tape:
-                    tape.watch(self.x)
-                    cost, terms, probs, total = cost_of(
-                        self.x,
-                        refs_r,
-                        norms_r,
-                        labels_r,
-                        weights_r,
-                        self.num_labels,
-                        references.transposed,
-                    )
-                return tape.gradient(total, self.x), cost, terms, probs
-
-            self._compute = lambda: compute(*consts)
         else:
             self._compute = self._distributed_compute(cost_of, references, labels, weights)
         self._apply = tf.function(
             self._adam, jit_compile=config.jit_compile and self.replicas == 1, reduce_retracing=True
         )
+
+    def _columns(self, k: int) -> bool:
+        """Whether layer ``k``'s references are stored one image per column ``[D, N]``."""
+        return self._refs.transposed or self._refs.is_per_unit(k)
+
+    def _bucket(self, running: int) -> int:
+        """The compiled size for ``running`` labels: the next power of two, or all labels."""
+        size = 1
+        while size < running:
+            size *= 2
+        return min(size, self.num_labels)
+
+    def _step_for(self, bucket: int):
+        """The compiled step over ``bucket`` labels (made once; shapes of the reference
+        sets left open, so any labels of that count reuse it)."""
+        if bucket in self._steps:
+            return self._steps[bucket]
+        refs = self._refs
+        ref_specs = []
+        for k, layer in enumerate(refs.activations):
+            dim = int(layer[0].shape[0] if self._columns(k) else layer[0].shape[1])
+            shape = [dim, None] if self._columns(k) else [None, dim]
+            ref_specs.append([tf.TensorSpec(shape, layer[0].dtype)] * bucket)
+        norm_specs = [[tf.TensorSpec([None], tf.float32)] * bucket for _ in refs.sq_norms]
+        per, config, cost_of = self.per, self.config, self._cost_of
+
+        # The reference tensors are arguments, never copied nor captured: TensorFlow keeps
+        # a traced function's captures alive after the function is gone, which held every
+        # run's reference set (GBs on full MNIST) until the process ended.
+        @tf.function(
+            jit_compile=config.jit_compile,
+            input_signature=[
+                tf.TensorSpec([bucket * per], tf.int32),
+                ref_specs,
+                norm_specs,
+                tf.TensorSpec([bucket], tf.int64),
+                tf.TensorSpec([bucket], tf.float32),
+            ],
+        )
+        def step(rows, refs_r, norms_r, labels_r, weights_r):
+            images = tf.gather(self.x, rows)
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                cost, terms, probs, total = cost_of(
+                    images, refs_r, norms_r, labels_r, weights_r, bucket, refs.transposed
+                )
+            return tape.gradient(total, images), cost, terms, probs
+
+        self._steps[bucket] = step
+        self.traces += 1
+        return step
+
+    def _compute_running(self, active: np.ndarray):
+        """Cost, terms, probabilities and gradient of the running labels only; the bucket
+        is filled with weightless groups that read one reference image each."""
+        running = np.flatnonzero(active)
+        if not len(running):
+            running = np.arange(self.num_labels)[:1]
+        bucket = self._bucket(len(running))
+        pad = bucket - len(running)
+        fill = running[0]
+        refs = self._refs
+
+        acts = []
+        for k, layer in enumerate(refs.activations):
+            small = layer[fill][:, :1] if self._columns(k) else layer[fill][:1]
+            acts.append([layer[i] for i in running] + [small] * pad)
+        norms = [[layer[i] for i in running] + [layer[fill][:1]] * pad for layer in refs.sq_norms]
+        groups = np.concatenate([running, np.full(pad, fill)])
+        rows = (groups[:, None] * self.per + np.arange(self.per)).reshape(-1).astype(np.int32)
+        weights = np.concatenate([np.ones(len(running)), np.zeros(pad)]).astype(np.float32)
+        grad, cost, terms, probs = self._step_for(bucket)(
+            tf.constant(rows),
+            acts,
+            norms,
+            tf.constant(self._labels[groups].astype(np.int64)),
+            tf.constant(weights),
+        )
+        n = len(running)
+        self._computed = rows[: n * self.per]
+        return grad[: n * self.per], running, cost.numpy()[:n], terms, probs.numpy()[:n]
+
+    def _merge(self, running, cost, terms, probs):
+        """The latest values of every label: the running ones just computed, the frozen
+        ones as they were when they stopped (their images have not changed since)."""
+        n = len(running)
+        if self._last is None:
+            self._last = (
+                np.zeros(self.num_labels, np.float32),
+                {
+                    k: np.zeros((v.shape[0], self.num_labels), np.float32)
+                    if v.shape.rank == 2
+                    else np.zeros(self.num_labels, np.float32)
+                    for k, v in terms.items()
+                },
+                np.zeros((self.num_labels, *probs.shape[1:]), np.float32),
+            )
+        last_cost, last_terms, last_probs = self._last
+        last_cost = last_cost.copy()
+        last_probs = last_probs.copy()
+        last_terms = {k: v.copy() for k, v in last_terms.items()}
+        last_cost[running] = cost
+        last_probs[running] = probs
+        for k, val in terms.items():
+            val = val.numpy()
+            if val.ndim == 2:
+                last_terms[k][:, running] = val[:, :n]
+            else:
+                last_terms[k][running] = val[:n]
+        self._last = (last_cost, last_terms, last_probs)
+        return last_cost, last_terms, last_probs
 
     def _distributed_compute(self, cost_of, references, labels, weights):
         strategy, groups, per = self.strategy, self.groups, self.per
@@ -1085,8 +1209,19 @@ class _Engine:
         v.assign(tf.where(keep, v_new, v))
         t.assign(t_new)
 
-    def compute(self):
-        """Cost terms, probabilities (NumPy, real labels only) and the gradient (a tensor)."""
+    def compute(self, active: np.ndarray | None = None):
+        """Cost terms, probabilities (NumPy, real labels only) and the gradient (a tensor).
+
+        On one device only the ``active`` labels (all when ``None``) are computed: their
+        rows through the model, their reference sets read; the others keep the values
+        they had when they stopped. Under several replicas every label is computed.
+        """
+        if active is None:
+            active = np.ones(self.num_labels, bool)
+        if self._compute is None:
+            grad, running, cost, terms, probs = self._compute_running(np.asarray(active))
+            cost, terms, probs = self._merge(running, cost, terms, probs)
+            return grad, cost, terms, probs
         grad, cost, terms, probs = self._compute()
         n = self.num_labels
         terms_np = {
@@ -1100,10 +1235,37 @@ class _Engine:
         return self.x.numpy()[: self.num_labels * self.per]
 
     def apply(self, grad, row_mask: np.ndarray) -> None:
-        """One Adam step on the rows of ``row_mask`` (real rows; padding rows never move)."""
+        """One Adam step on the rows of ``row_mask`` (real rows; padding rows never move)
+        that the last ``compute`` covered."""
+        if self._compute is None:
+            chosen = np.flatnonzero(np.asarray(row_mask)[self._computed])
+            if len(chosen):
+                rows = self._computed[chosen]
+                self._apply_rows(tf.gather(grad, chosen), tf.constant(rows, tf.int32))
+            return
         full = np.zeros(self.rows, np.float32)
         full[: len(row_mask)] = row_mask
         self._apply(grad, tf.constant(full))
+
+    def _adam_rows(self, grad, rows):
+        """Adam on the given rows only: gathered, stepped, scattered back."""
+        idx = rows[:, None]
+        t_new = tf.gather(self.t, rows) + 1.0
+        tb = tf.reshape(t_new, [-1] + [1] * len(self.image_shape))
+        x_new, m_new, v_new = adam_step(
+            tf.gather(self.x, rows),
+            tf.gather(self.m, rows),
+            tf.gather(self.v, rows),
+            tb,
+            grad,
+            self.config.learning_rate,
+        )
+        if self.config.clip_inputs:
+            x_new = tf.clip_by_value(x_new, self.config.input_min, self.config.input_max)
+        self.x.scatter_nd_update(idx, x_new)
+        self.m.scatter_nd_update(idx, m_new)
+        self.v.scatter_nd_update(idx, v_new)
+        self.t.scatter_nd_update(idx, t_new)
 
     def reinitialise(self, rows_mask, label_of_row, rngs, reset_adam: bool = True) -> None:
         """Fresh noise for the masked real rows; fresh Adam state too when ``reset_adam``."""

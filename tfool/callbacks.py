@@ -16,9 +16,10 @@ logger = logging.getLogger(__name__)
 class ProgressLogger(BackworkCallback):
     """Logs one line every ``every`` saves: step, labels still running, worst probability."""
 
-    def __init__(self, every: int = 25, log=logger.info):
+    def __init__(self, every: int = 25, log=logger.info, class_names=None):
         self.every = every
         self.log = log
+        self.class_names = None if class_names is None else [str(n) for n in class_names]
         self._start = 0.0
         self._saves = 0
 
@@ -34,12 +35,25 @@ class ProgressLogger(BackworkCallback):
         self._saves += 1
         if (self._saves - 1) % self.every:
             return
-        mins = " ".join(f"{p:.3f}" for p in event.target_probs.min(axis=1))
+        low = event.target_probs.min(axis=1)
+        mins = " ".join(f"{p:.3f}" for p in low)
+        running = int(event.active.sum())
         self.log(
-            f"step {event.step:5d}  {int(event.active.sum())}/{len(event.active)} labels running  "
+            f"step {event.step:5d}  {running}/{len(event.active)} labels running  "
             f"reinits {int(event.reinits.sum()):3d}  min p per label [{mins}]  "
-            f"{time.perf_counter() - self._start:6.1f} s"
+            f"{time.perf_counter() - self._start:6.1f} s{self._lagging(event, low)}"
         )
+
+    def _lagging(self, event: SaveEvent, low) -> str:
+        """``"  lagging: 4 (1389 reinits, min p 0.012)"``: the running label furthest from
+        its cap, when some labels have finished and some still run."""
+        active = np.flatnonzero(event.active)
+        if not len(active) or len(active) == len(event.active):
+            return ""
+        i = active[np.argmin(low[active])]
+        label = int(event.labels[i])
+        name = self.class_names[label] if self.class_names else str(label)
+        return f"  lagging: {name} ({int(event.reinits[i])} reinits, min p {low[i]:.3f})"
 
     def on_end(self, result: BackworkResult) -> None:
         state = "interrupted" if result.interrupted else "done"

@@ -120,6 +120,37 @@ def _producer(tensor) -> tuple[keras.layers.Layer, Any]:
     return layer, inputs[0] if len(inputs) == 1 else None
 
 
+class _Graph:
+    """The layers of a model's own graph, found by walking back from its output: each
+    layer's output tensor in this graph, how often the graph calls it, and which layers
+    consume it. (A layer's node lists may hold calls from other graphs: Keras keeps them
+    when a Sequential model is rebuilt or loaded.)"""
+
+    def __init__(self, model: keras.Model):
+        self.output: dict[str, Any] = {}
+        self.calls: dict[str, int] = {}
+        self.consumers: dict[str, list] = {}
+        seen: set[int] = set()
+        stack = [model.outputs[0]]
+        while stack:
+            tensor = stack.pop()
+            layer, node_index, tensor_index = tensor._keras_history
+            node = layer._inbound_nodes[node_index]
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            self.calls[layer.name] = self.calls.get(layer.name, 0) + 1
+            self.output[layer.name] = tensor
+            for inp in node.input_tensors:
+                producer = inp._keras_history[0]
+                self.consumers.setdefault(producer.name, []).append(layer)
+                stack.append(inp)
+
+    def single_output(self, name: str):
+        """The output of a layer the graph calls once (``None`` otherwise)."""
+        return self.output.get(name) if self.calls.get(name) == 1 else None
+
+
 def output_layer(model: keras.Model) -> keras.layers.Layer:
     """The layer that makes the model's output (past pass-through layers such as
     ``Dropout``)."""
@@ -341,14 +372,7 @@ def _reference_cnn_names(model: keras.Model) -> tuple[str, ...]:
     return ("inputs", *conv, "fc", "softmax")
 
 
-def _single_consumer(layer: keras.layers.Layer) -> keras.layers.Layer | None:
-    nodes = getattr(layer, "_outbound_nodes", [])
-    if len(nodes) != 1:
-        return None
-    return nodes[0].operation
-
-
-def _after_activation(layer: keras.layers.Layer, model_layers: set[int]) -> keras.layers.Layer:
+def _after_activation(layer: keras.layers.Layer, graph: _Graph) -> keras.layers.Layer:
     """The layer whose output is ``layer``'s after its activation: itself when it has a
     non-linear activation, else the first activation layer reached through single
     consumers and normalisation layers (itself when there is none)."""
@@ -356,8 +380,9 @@ def _after_activation(layer: keras.layers.Layer, model_layers: set[int]) -> kera
         return layer
     current = layer
     while True:
-        nxt = _single_consumer(current)
-        if nxt is None or id(nxt) not in model_layers:
+        consumers = graph.consumers.get(current.name, [])
+        nxt = consumers[0] if len(consumers) == 1 else None
+        if nxt is None:
             return layer
         if isinstance(nxt, _ACTIVATION_LAYERS) and _activation_name(nxt) != "softmax":
             return nxt
@@ -386,17 +411,16 @@ def default_layer_names(model: keras.Model) -> tuple[str, ...]:
     if _is_reference_cnn(model):
         return _reference_cnn_names(model)
     class_layers = _class_layers(model)
-    layers = model.layers
-    ids = {id(layer) for layer in layers}
+    graph = _Graph(model)
     names = [input_name(model)]
-    for layer in layers:
+    for layer in model.layers:
         if layer.name in class_layers:
             continue
         if not isinstance(layer, (*_CONV, keras.layers.Dense)):
             continue
-        if len(getattr(layer, "_inbound_nodes", [])) != 1:
+        if graph.single_output(layer.name) is None:
             continue
-        exposed = _after_activation(layer, ids).name
+        exposed = _after_activation(layer, graph).name
         if exposed not in names:
             names.append(exposed)
     return (*names, "probabilities")
@@ -453,6 +477,7 @@ def activation_model(
     if len(set(names)) != len(names):
         raise ValueError(f"layer_names={list(names)} has duplicates")
     scores, is_logits = logits_model(model, from_logits)
+    graph = _Graph(model)
     known = [layer.name for layer in model.layers]
     in_name = input_name(model)
     outputs = {}
@@ -465,17 +490,20 @@ def activation_model(
                 f"layer {name!r} is not in model {model.name!r}; its layers: "
                 f"{[in_name, *(k for k in known if k != in_name)]}"
             )
-        layer = model.get_layer(name)
-        if len(getattr(layer, "_inbound_nodes", [])) > 1:
+        tensor = graph.single_output(name)
+        if tensor is None:
+            why = "is called more than once" if graph.calls.get(name) else "is not on the path"
             raise ValueError(
-                f"layer {name!r} of model {model.name!r} is called more than once; its "
-                "output is ambiguous: expose another layer"
+                f"layer {name!r} of model {model.name!r} {why} from the input to the class "
+                "scores; its output is ambiguous: expose another layer"
             )
-        outputs[name] = layer.output
+        outputs[name] = tensor
     last = names[-1]
     if last in known and last not in _class_layers(model):
-        layer = model.get_layer(last)
-        shape = tuple(layer.output.shape)
+        tensor = graph.output.get(last)
+        shape = (
+            tuple(tensor.shape) if tensor is not None else tuple(model.get_layer(last).output.shape)
+        )
         num = int(model.outputs[0].shape[-1])
         what = (
             f"a hidden layer with {shape[-1]} units"

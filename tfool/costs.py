@@ -88,28 +88,47 @@ def _nearest(gen, ref, ref_sq_norms, chunk_size, transposed=False):
     dim = tf.cast(tf.shape(gen)[-1], tf.float32)
     row_axis = -1 if transposed else -2
     n = ref.shape[row_axis]
-    step = n if not chunk_size or chunk_size >= n else int(chunk_size)
+    chunked = bool(chunk_size) and (n is None or int(chunk_size) < n)
+    step = int(chunk_size) if chunked else n
     batch_dims = ref.shape.rank - 2
 
     @tf.custom_gradient
     def distance(g):
         g_sq = tf.reduce_sum(tf.square(g), axis=-1)[..., :, None]  # [.., B, 1]
-        best = index = None
-        for start in range(0, n, step):
-            if transposed:
-                r = ref if step == n else ref[..., start : start + step]
+
+        def nearest_in(start, size):
+            if not chunked:
+                r, norms = ref, ref_sq_norms
+            elif transposed:
+                r, norms = ref[..., start : start + size], ref_sq_norms[..., start : start + size]
             else:
-                r = ref if step == n else ref[..., start : start + step, :]
+                r = ref[..., start : start + size, :]
+                norms = ref_sq_norms[..., start : start + size]
             r = tf.cast(r, tf.float32)
             dots = tf.linalg.matmul(g, r, transpose_b=not transposed)  # [.., B, n]
-            d = g_sq + ref_sq_norms[..., None, start : start + step] - 2.0 * dots
-            low = tf.reduce_min(d, axis=-1)
-            arg = tf.argmin(d, axis=-1, output_type=tf.int32) + start
-            if best is None:
-                best, index = low, arg
-            else:
-                closer = low < best
-                best, index = tf.where(closer, low, best), tf.where(closer, arg, index)
+            d = g_sq + norms[..., None, :] - 2.0 * dots
+            return tf.reduce_min(d, axis=-1), tf.argmin(d, axis=-1, output_type=tf.int32) + start
+
+        def closer(best, index, low, arg):
+            nearer = low < best
+            return tf.where(nearer, low, best), tf.where(nearer, arg, index)
+
+        if not chunked:
+            best, index = nearest_in(0, n)
+        elif n is not None:  # known size: the chunks unrolled
+            best, index = nearest_in(0, step)
+            for start in range(step, n, step):
+                best, index = closer(best, index, *nearest_in(start, step))
+        else:  # a size known only when run: a loop over the chunks
+            total = tf.shape(ref)[row_axis]
+            best, index = nearest_in(0, step)
+
+            def body(start, best, index):
+                return (start + step, *closer(best, index, *nearest_in(start, step)))
+
+            _, best, index = tf.while_loop(
+                lambda start, *_: start < total, body, (tf.constant(step), best, index)
+            )
         dist = best / dim
 
         def grad(upstream):

@@ -458,18 +458,31 @@ def data_record(data: Dataset, result: TrainResult | None = None) -> dict:
         "class_names": list(data.class_names),
         "num_train": len(data.x_train),
         "num_test": len(data.x_test),
+        "fingerprint": data_fingerprint(data),
     }
     if result is not None:
         record["test_accuracy"] = float(result.test_accuracy)
     return record
 
 
+def data_fingerprint(data: Dataset) -> str:
+    """A SHA-256 of the training labels and of up to 1,000 evenly spaced training images:
+    the same data under another name (a renamed ``.npz``) has the same fingerprint."""
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(data.y_train, np.int64).tobytes())
+    step = max(1, len(data.x_train) // 1000)
+    digest.update(np.ascontiguousarray(data.x_train[::step], np.float32).tobytes())
+    return digest.hexdigest()
+
+
 def check_record(path: str | os.PathLike, data: Dataset) -> dict | None:
     """Refuses a cached model trained on other data than ``data``.
 
-    The record beside the model (``record_path``) must name the same dataset, image shape
-    and class names; another source or size of the same dataset (the embedded sample
-    against full MNIST) is allowed and logged. A model without a record (one of your own)
+    The record beside the model (``record_path``) must name the same dataset (or hold the
+    same ``data_fingerprint``: the same data under another name), image shape and class
+    names; another source or size of the same dataset (the embedded sample against full
+    MNIST) is allowed and logged. A model without a record (one of your own)
     is accepted: its accuracy on the data is what the caller reports.
 
     Returns:
@@ -492,9 +505,12 @@ def check_record(path: str | os.PathLike, data: Dataset) -> dict | None:
     if not isinstance(record, dict):
         raise ValueError(f"{where} is not a model record (a JSON object expected)")
     want = data_record(data)
+    keys = ["image_shape", "class_names"]
+    if record.get("fingerprint") != want["fingerprint"]:
+        keys.insert(0, "dataset")
     differ = [
         f"{key} {record.get(key)!r} (the data: {want[key]!r})"
-        for key in ("dataset", "image_shape", "class_names")
+        for key in keys
         if record.get(key) != want[key]
     ]
     if differ:
