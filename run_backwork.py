@@ -1,7 +1,9 @@
-"""tfool's main job: backwork confident, unlike-the-data images for every MNIST digit."""
+"""tfool's main job: backwork confident, unlike-the-data images for every class of a
+classifier (the reference CNN on MNIST by default, or any data and Keras model)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -18,8 +20,9 @@ FLAGS = flags.FLAGS
 log = logging.getLogger("tfool")
 
 
-def _classifier(common, strategy):
-    """The model to fool, its data (None for ImageNet), accuracy, class names, name lookup."""
+def _classifier(common, strategy, start):
+    """The model to fool, its data (None for ImageNet), accuracy, class names, name lookup;
+    the labels (and ``start``, the result to go on from) are checked before any training."""
     from tfool import data, imagenet, models
 
     if FLAGS.backwork_model != "mnist_cnn":
@@ -41,6 +44,7 @@ def _classifier(common, strategy):
         "x".join(str(d) for d in ds.image_shape),
         ds.num_classes,
     )
+    _initial_images(start, _labels(ds.class_names, lambda name: _named(ds.class_names, name)))
     path = model_flags.model_path(FLAGS, ds.name)
     model, trained = models.get_or_train(path, ds, model_flags.train_config(FLAGS), strategy)
     accuracy = trained.test_accuracy if trained else models.evaluate(model, ds.x_test, ds.y_test)
@@ -50,23 +54,50 @@ def _classifier(common, strategy):
 
 
 def _initial_result(path: str | None):
-    """The result ``--backwork_init_from`` names, loaded (``None`` without the flag)."""
+    """The result ``--backwork_init_from`` names, loaded (``None`` without the flag); its
+    labels are checked once the classes are known, before any training."""
     if not path:
         return None
     from tfool import backwork
 
     try:
-        start = backwork.load_result(path)
+        return backwork.load_result(path)
     except FileNotFoundError as err:
         raise ValueError(f"--backwork_init_from={path}: no such file") from err
     except ValueError as err:
         raise ValueError(f"--backwork_init_from: {err}") from err
-    try:  # class indices can be checked now; class names once the model is loaded
-        labels = backwork_flags.resolve_labels(FLAGS.backwork_labels)
-    except ValueError:
-        return start
-    _initial_images(start, labels)
-    return start
+
+
+def _labels(class_names, lookup) -> tuple[int, ...]:
+    """``--backwork_labels`` as class indices of the model's classes. An entry that is the
+    name of one class is that class, even when it looks like a number (image folders
+    named ``3``, ``5``, ``7``); any other entry is an index or goes to ``lookup`` (names
+    of several classes, synonyms). The default, the first ten classes,
+    stands for every class of a model with fewer (a replayed ``flags.cfg`` holds the
+    default too, and means the same).
+
+    Raises:
+        ValueError: a name that is not a class, or an index outside the classes.
+    """
+    num_classes = len(class_names)
+    default = FLAGS["backwork_labels"].default
+    if FLAGS.backwork_labels == default and num_classes < len(default):
+        return tuple(range(num_classes))
+    names = list(class_names)
+    labels = tuple(
+        names.index(v.strip())
+        if names.count(v.strip()) == 1
+        else backwork_flags.resolve_labels([v], lookup)[0]
+        for v in FLAGS.backwork_labels
+    )
+    bad = [label for label in labels if not 0 <= label < num_classes]
+    if bad:
+        raise ValueError(
+            f"--backwork_labels: {bad} {'is' if len(bad) == 1 else 'are'} not among the "
+            f"model's {num_classes} classes; expected indices 0..{num_classes - 1} or names "
+            f"from {list(class_names)[:12]}{' ...' if num_classes > 12 else ''}"
+        )
+    return labels
 
 
 def _initial_images(start, labels):
@@ -139,12 +170,17 @@ def main(argv: list[str]) -> int:
     dist = distribution_flags.distribution_config(FLAGS)
     strategy = distribute.get_strategy(dist.name, dist.num_gpus, dist.tpu_address)  # first
     start = _initial_result(FLAGS.backwork_init_from)  # checked before any training
-    model, dataset, accuracy, class_names, lookup = _classifier(common, strategy)
+    model, dataset, accuracy, class_names, lookup = _classifier(common, strategy, start)
     config = backwork_flags.backwork_config(
-        FLAGS, num_layers=len(backwork.default_layer_names(model)), resolve_label=lookup
+        FLAGS,
+        num_layers=len(backwork.default_layer_names(model)),
+        resolve_label=lookup,
     )
+    config = dataclasses.replace(config, labels=_labels(class_names, lookup))
     initial_images = _initial_images(start, config.labels)
-    cbs = [callbacks.ProgressLogger(every=25 if common.verbosity else 10**9)]
+    cbs = [
+        callbacks.ProgressLogger(every=25 if common.verbosity else 10**9, class_names=class_names)
+    ]
     if FLAGS.tensorboard_dir:
         cbs.append(
             callbacks.TensorBoardLogger(FLAGS.tensorboard_dir, layer_names=config.layer_names)

@@ -1,6 +1,8 @@
-"""Gradient attacks on the reference MNIST CNN: FGSM, the normalised step, BIM and a noise control.
+"""Gradient attacks on a classifier and its data (the reference CNN on MNIST by default):
+FGSM, the normalised step, BIM and a noise control; projection, noise survey, attributions.
 
 python run_fgsm.py                        # the eps sweep into out/fgsm/
+python run_fgsm.py --dataset=arrays --data_dir=mine.npz --model_path=mine.keras  # your own
 python run_fgsm.py --fgsm_methods=fgsm,bim --fgsm_eps=0.1,0.3 --fgsm_num_images=200
 python run_fgsm.py --fgsm_mode=project --fgsm_project_targets=envelope   # VGG16 projection
 python run_fgsm.py --fgsm_mode=survey     # ImageNet classifiers on random noise
@@ -38,8 +40,16 @@ FLAGS = flags.FLAGS
 log = logging.getLogger("tfool")
 
 
-def _mnist_model(common: common_flags.CommonConfig, cfg, flag_values: flags.FlagValues, strategy):
-    """Loads the data and the cached reference CNN (training and caching it when missing)."""
+def _start_outputs(common: common_flags.CommonConfig, flag_values: flags.FlagValues) -> None:
+    """Makes the output folder and writes ``flags.cfg``: every mode calls it once its data
+    and models are loaded and checked, so a refused run leaves nothing behind."""
+    os.makedirs(common.output_dir, exist_ok=True)
+    common_flags.write_flags_file(flag_values, common.output_dir)
+
+
+def _data_model(common: common_flags.CommonConfig, cfg, flag_values: flags.FlagValues, strategy):
+    """Loads the data and the classifier at ``--model_path`` (the reference CNN is trained
+    on the data and cached there when the file is missing)."""
     dataset = data.load_dataset(
         common.dataset, common.data_source, common.data_dir, image_size=common.image_size
     )
@@ -63,7 +73,7 @@ def _mnist_model(common: common_flags.CommonConfig, cfg, flag_values: flags.Flag
 
 def sweep_mode(common, cfg, flag_values, strategy=None) -> str:
     """The eps sweep: robustness.json/.csv, accuracy_vs_eps.png, examples.png; a summary."""
-    dataset, model = _mnist_model(common, cfg, flag_values, strategy)
+    dataset, model = _data_model(common, cfg, flag_values, strategy)
     cells = len(cfg.methods) * len(cfg.eps_values)
     done = []
 
@@ -85,6 +95,7 @@ def sweep_mode(common, cfg, flag_values, strategy=None) -> str:
         f"--fgsm_batch_size={cfg.batch_size}",
         "lower --fgsm_batch_size",
     )
+    _start_outputs(common, flag_values)
     found = experiments.attack_sweep(
         model,
         dataset,
@@ -102,6 +113,7 @@ def project_mode(common, cfg, flag_values, strategy=None) -> str:
     """Gradient projection on an ImageNet model: projection.png/.json/.npz; a summary."""
     icfg = imagenet_flags.imagenet_config(flag_values)
     model = imagenet.load_imagenet_model(icfg.model, icfg.weights, icfg.input_size, strategy)
+    _start_outputs(common, flag_values)
     result = projection.project(
         model,
         icfg.image,
@@ -128,6 +140,7 @@ def survey_mode(common, cfg, flag_values, strategy=None) -> str:
         f"--fgsm_survey_batch_size={icfg.survey.batch_size}",
         "lower --fgsm_survey_batch_size",
     )
+    _start_outputs(common, flag_values)
     result = survey.noise_survey(
         surveyed,
         icfg.survey,
@@ -141,7 +154,8 @@ def survey_mode(common, cfg, flag_values, strategy=None) -> str:
 
 def attribute_mode(common, cfg, flag_values, strategy=None) -> str:
     """Every attribution method on test images and their FGSM images: attribution.png/.json."""
-    dataset, model = _mnist_model(common, cfg, flag_values, strategy)
+    dataset, model = _data_model(common, cfg, flag_values, strategy)
+    _start_outputs(common, flag_values)
     found = experiments.attribute_test_and_fgsm(
         model,
         dataset,
@@ -163,6 +177,7 @@ def photos_mode(common, cfg, flag_values, strategy=None) -> str:
         name if names.count(name) == 1 else path: imagenet.load_image(path, model.input_size)
         for name, path in zip(names, icfg.photos)
     }
+    _start_outputs(common, flag_values)
     found = experiments.photo_attacks(model, photos, icfg.photo, strategy=strategy)
     with interrupts.protected():
         return report.write_photo_outputs(common.output_dir, found)
@@ -180,7 +195,8 @@ def _check_images(mode: str, flag_values: flags.FlagValues) -> None:
 
 
 #: run_fgsm.py's modes: ``--fgsm_mode`` -> function(common, config, flag_values, strategy)
-#: that writes its outputs and returns a console summary.
+#: that loads its models, starts the outputs (``_start_outputs``), writes them and returns
+#: a console summary.
 MODES = {
     "sweep": sweep_mode,
     "project": project_mode,
@@ -213,8 +229,6 @@ def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
     _check_images(mode, flag_values)  # before the output folder is made
     strategy = distribute.get_strategy(dist.name, dist.num_gpus, dist.tpu_address)  # first
     log.info("distribution: %s", distribute.describe(strategy))
-    os.makedirs(common.output_dir, exist_ok=True)
-    common_flags.write_flags_file(flag_values, common.output_dir)
     summary = MODES[mode](common, cfg, flag_values, strategy=strategy)
     if common.verbosity:
         print(summary)

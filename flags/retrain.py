@@ -28,7 +28,7 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         name="retrain_mode",
         default=[_D.mode],
         help="Comma-separated modes, each run in <output_dir>/retrain/<mode>/ from the same "
-        "model: uniform (negatives get 1/10 for every class, the MNIST post), extra_class "
+        "model: uniform (negatives get 1/C for each of the C classes, the MNIST post), extra_class "
         "(a new 'negative' class, Nguyen et al. 2015), control (the same rounds with nothing "
         "added). With several, retrain_modes.json/.png compare them.",
         **fv,
@@ -138,10 +138,10 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         @flags.multi_flags_validator(
             ["retrain_rounds", "backwork_model"],
             message="--retrain_rounds needs --backwork_model=mnist_cnn: retraining needs the "
-            "model's training data, which tfool has only for MNIST",
+            "model's training data (--dataset), which an ImageNet --backwork_model does not have",
             **fv,
         )
-        def _mnist_only(values):
+        def _needs_training_data(values):
             return values["retrain_rounds"] == 0 or values["backwork_model"] == "mnist_cnn"
 
 

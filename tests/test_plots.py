@@ -146,3 +146,58 @@ def test_backwork_scaling_figure():
         f"{r['step_s'] / r['floor_s']:.1f}x" for r in by_refs
     ]
     plots.close(fig)
+
+
+def _drawn(fig):
+    """The arrays the grid's axes draw, in order."""
+    return [np.asarray(ax.images[0].get_array()) for ax in fig.axes]
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_image_grid_draws_any_channel_count(channels):
+    """Grey and RGB as they are; other counts (never taken for alpha) as a grey mean."""
+    images = np.random.default_rng(4).random((2, 3, 6, 5, channels))
+    fig = plots.image_grid(images, row_labels=["a", "b"])
+    try:
+        drawn = _drawn(fig)
+        assert len(drawn) == 6
+        first = images[0, 0]
+        if channels == 3:
+            assert drawn[0].shape == (6, 5, 3)
+            np.testing.assert_allclose(drawn[0], first)
+        else:
+            assert drawn[0].shape == (6, 5)
+            np.testing.assert_allclose(drawn[0], first.mean(axis=-1))
+    finally:
+        plots.close(fig)
+
+
+def test_image_grid_maps_the_pixel_range_of_rgb_images():
+    """vmin / vmax set the drawn range of RGB images too (matplotlib would ignore them)."""
+    images = np.zeros((1, 2, 2, 2, 3))
+    images[0, 0, 0, 0] = (-1.0, 0.0, 1.0)
+    images[0, 1] = 0.25
+    fig = plots.image_grid(images, vmin=-1.0, vmax=1.0)
+    try:
+        drawn = _drawn(fig)
+        np.testing.assert_allclose(drawn[0][0, 0], (0.0, 0.5, 1.0))
+        np.testing.assert_allclose(drawn[1], 0.625)
+    finally:
+        plots.close(fig)
+    fig = plots.image_grid(images, vmin=None, vmax=None)  # each image's own range
+    try:
+        drawn = _drawn(fig)
+        assert drawn[0].min() == 0.0 and drawn[0].max() == 1.0
+        np.testing.assert_allclose(drawn[1], 0.0)  # a flat image
+    finally:
+        plots.close(fig)
+
+
+def test_image_grid_rows_make_room_for_multi_line_titles():
+    images = np.zeros((2, 2, 4, 4))
+    heights = []
+    for title in ("one line", "two\nlines", "three\nlines\nhere"):
+        fig = plots.image_grid(images, titles=[[title] * 2] * 2)
+        heights.append(fig.get_size_inches()[1])
+        plots.close(fig)
+    assert heights[0] < heights[1] < heights[2]

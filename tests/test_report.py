@@ -87,3 +87,37 @@ def test_sweep_outputs_match_the_report(small_cnn, small_data, tmp_path):
     assert np.isfinite(saved["gradient_sign_image"]["mean_confidence"])
     for name in ("accuracy_vs_eps.png", "examples.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_a_sweep_with_no_correct_answer_has_no_examples(tmp_path):
+    """A model right on none of the test images still gets its table and curves."""
+    import keras
+
+    from tfool import data
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (12, 6, 6, 3)).astype(np.float32)
+    y = np.arange(12) % 2
+    ds = data.from_arrays(x, y, x[:6], np.ones(6, int), class_names=["cat", "dog"])
+    inputs = keras.Input((6, 6, 3))
+    logits = keras.layers.Dense(  # always "cat", whatever the image
+        2, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant([3.0, -2.0])
+    )(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, logits)
+    config = experiments.AttackExperimentConfig(
+        methods=("fgsm",), eps_values=(0.0, 0.1), num_examples=2
+    )
+    found = experiments.attack_sweep(model, ds, config)
+    assert found.examples.images.shape == (0, 6, 6, 3) and found.examples.originals == []
+    assert found.report["clean_accuracy"] == 0.0
+    assert found.report["clean_mean_confidence"] == pytest.approx(1 / (1 + np.exp(-5.0)))
+    assert found.report["class_names"] == ["cat", "dog"]
+    text = report.write_sweep_outputs(tmp_path, found)
+    assert text.endswith(
+        "no examples.png: the model classifies none of the 6 test images correctly"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "accuracy_vs_eps.png",
+        "robustness.csv",
+        "robustness.json",
+    ]

@@ -483,3 +483,23 @@ def test_compare_modes_and_its_figure_reload(uniform_run, control_run, tmp_path)
         retrain.compare_modes([control, control])
     with pytest.raises(ValueError, match="empty"):
         retrain.compare_modes([])
+
+
+def test_the_extra_class_name_differs_from_the_data_classes():
+    assert retrain.negative_class_name(("cat", "dog")) == retrain.NEGATIVE_CLASS_NAME
+    assert retrain.negative_class_name(("positive", "negative")) == "negative_"
+    ds = marked_dataset()
+    ds = dataclasses.replace(ds, class_names=("negative", "negative_", "other"))
+    aug = retrain.augment_with_negatives(ds, marked_negatives(), "extra_class", 0, 0)
+    assert aug.class_names == ("negative", "negative_", "other", "negative__")
+
+
+def test_one_fooling_row_per_label_turns_the_batch_cost_off(small_cnn, tiny_data):
+    """One row per label has no batch to keep diverse: measured, not refused."""
+    one = retrain.fooling_config(TINY_BACKWORK, rc(0, fooling_examples=1))
+    assert one.num_examples == 1 and one.batch_cost_coeff == 0.0
+    two = retrain.fooling_config(TINY_BACKWORK, rc(0, fooling_examples=2))
+    assert two.batch_cost_coeff == TINY_BACKWORK.batch_cost_coeff > 0
+    settings = rc(0, fooling_examples=1, fooling_budget=2)
+    stats = retrain.measure_fooling(small_cnn, tiny_data, TINY_BACKWORK, settings)
+    assert stats.rows == len(TINY_BACKWORK.labels) and stats.budget == 2

@@ -111,14 +111,24 @@ def worst_classified(
     """The training images of each label that the model gives the lowest true-label probability.
 
     Returns:
-        ``(images [L, E, H, W, C], probs [L, E])``, the worst first.
+        ``(images [L, E, H, W, C], probs [L, E])``, the worst first; ``E`` is
+        ``num_examples``, or fewer when a label has fewer training images (the smallest
+        count among ``labels``), so that every label has a full row.
+
+    Raises:
+        ValueError: a label without training images.
     """
+    counts = {int(lbl): int(np.sum(data.y_train == lbl)) for lbl in labels}
+    empty = [lbl for lbl, n in counts.items() if n == 0]
+    if empty:
+        raise ValueError(f"labels {empty} have no training images in {data.name}")
+    per = min(int(num_examples), *counts.values())
     probs = predict_probabilities(model, data.x_train, from_logits)  # batches of the array
     images, chosen = [], []
     for lbl in labels:
         idx = np.flatnonzero(data.y_train == lbl)
         p = probs[idx, lbl]
-        order = np.argsort(p, kind="stable")[:num_examples]
+        order = np.argsort(p, kind="stable")[:per]
         images.append(data.x_train[idx[order]])
         chosen.append(p[order])
     return np.stack(images), np.stack(chosen)

@@ -84,15 +84,21 @@ class AttackExperimentConfig:
             raise ValueError(f"target_class={self.target_class} needs targeted=True")
 
     def check_data(self, dataset: Dataset) -> None:
-        """Refuses a test-image count the data cannot give.
+        """Refuses a test-image count or a target class the data cannot give.
 
         Raises:
-            ValueError: ``num_images`` exceeds the data's test images.
+            ValueError: ``num_images`` exceeds the data's test images, or ``target_class``
+                is not one of its classes.
         """
         if self.num_images is not None and self.num_images > len(dataset.x_test):
             raise ValueError(
                 f"num_images={self.num_images} is more than the {len(dataset.x_test)} test "
                 f"images of {dataset.name}; expected at most {len(dataset.x_test)}"
+            )
+        if self.target_class is not None and self.target_class >= dataset.num_classes:
+            raise ValueError(
+                f"target_class={self.target_class} is not a class of {dataset.name}; expected "
+                f"0..{dataset.num_classes - 1}"
             )
 
     def attack_options(self, labels: np.ndarray) -> dict:
@@ -114,7 +120,8 @@ def answers(probs: np.ndarray, names: Sequence[str]) -> list[str]:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class AttackExamples:
-    """The first correctly classified images under every attack at one eps.
+    """The first correctly classified images under every attack at one eps (none when
+    the model classifies none of the attacked images correctly).
 
     Attributes:
         images: ``[N, ...]`` the original images.
@@ -150,10 +157,12 @@ class SweepReport:
     num_images: int
 
 
-def _examples(model, x, y, config, options, names, seed, strategy) -> AttackExamples:
-    clean = attacks.probabilities(model, x, strategy=strategy)
+def _examples(model, x, y, clean, config, options, names, seed, strategy) -> AttackExamples:
     keep = np.flatnonzero(clean.argmax(-1) == y)[: config.num_examples]
     xe = x[keep]
+    if not len(keep):  # nothing classified correctly: no examples, nothing to attack
+        empty = {method: xe for method in config.methods}
+        return AttackExamples(xe, empty, {m: [] for m in config.methods}, [], config.example_eps)
     if isinstance(options["y"], np.ndarray):
         options = dict(options, y=options["y"][keep])
     advs, titles = {}, {}
@@ -206,6 +215,10 @@ def attack_sweep(
     """Accuracy of ``model`` on the first ``config.num_images`` test images under every
     attack and eps, the gradient-sign image, and the example images at ``example_eps``.
 
+    The report holds the sweep's table (``tfool.attacks.SweepResult.as_dict``), the mean
+    top-class probability on the clean images (``clean_mean_confidence``), the data's name,
+    source and class names, and (on MNIST only) Goodfellow et al.'s error rates.
+
     Args:
         model: The classifier (logits).
         dataset: Its data (the test split is attacked).
@@ -240,17 +253,21 @@ def attack_sweep(
         **options,
     )
     auto_step = "2.5 * eps / steps" if config.steps else "1/255 (Kurakin et al.)"
+    clean = attacks.probabilities(model, x, strategy=strategy)
     report = dict(
         result.as_dict(),
+        clean_mean_confidence=float(clean.max(-1).mean()),
         dataset=dataset.name,
         data_source=dataset.source,
+        class_names=list(dataset.class_names),
         model_path=model_path,
         target_class=config.target_class,
         step_size=config.step_size or auto_step,
         gradient_sign_image=gradient_sign_image(model, x, config.example_eps, options, strategy),
-        goodfellow_fgsm_error_at_0_25=GOODFELLOW_ERRORS,
     )
-    examples = _examples(model, x, y, config, options, dataset.class_names, seed, strategy)
+    if dataset.name == "mnist":  # the paper's numbers are for MNIST only
+        report["goodfellow_fgsm_error_at_0_25"] = GOODFELLOW_ERRORS
+    examples = _examples(model, x, y, clean, config, options, dataset.class_names, seed, strategy)
     return SweepReport(result, report, examples, dataset.name, n)
 
 
@@ -330,6 +347,7 @@ def attribute_test_and_fgsm(
     changed = int(np.sum(predicted[1::2] != predicted[0::2]))
     report = dict(
         dataset=dataset.name,
+        class_names=list(names),
         model_path=model_path,
         eps=eps,
         attack=dict(method="fgsm", targeted=config.targeted, target_class=config.target_class),

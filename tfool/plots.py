@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -13,8 +14,31 @@ import numpy as np  # noqa: E402
 
 
 def _as_2d(image: np.ndarray) -> np.ndarray:
+    """An image as matplotlib can draw it: ``[H, W]`` for one channel, ``[H, W, 3]`` for
+    RGB; any other channel count (2, 4, ...: never taken for alpha) as the mean of its
+    channels, drawn in grey."""
     image = np.asarray(image)
-    return image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+    if image.ndim == 3 and image.shape[-1] != 3:
+        return image[..., 0] if image.shape[-1] == 1 else image.mean(axis=-1)
+    return image
+
+
+def _rgb_unit(image: np.ndarray, vmin: float | None, vmax: float | None) -> np.ndarray:
+    """An RGB image mapped from ``[vmin, vmax]`` (``None``: its own min / max) to [0, 1],
+    the only range matplotlib draws RGB floats in; values outside are clipped."""
+    image = np.asarray(image, np.float64)
+    lo = float(image.min()) if vmin is None else float(vmin)
+    hi = float(image.max()) if vmax is None else float(vmax)
+    if hi <= lo:
+        return np.zeros_like(image)
+    return np.clip((image - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _title_lines(titles) -> int:
+    """The most lines of any title of a grid (0 without titles)."""
+    if titles is None:
+        return 0
+    return max((str(t).count("\n") + 1 for row in titles for t in row), default=0)
 
 
 def image_grid(
@@ -29,14 +53,18 @@ def image_grid(
 ) -> plt.Figure:
     """A grid of images, one row per entry of the first axis.
 
+    Single-channel images are drawn with ``cmap``, RGB images (C = 3) in colour, images of
+    any other channel count as the grey mean of their channels.
+
     Args:
-        images: ``[rows, cols, H, W]`` or ``[rows, cols, H, W, C]`` (C = 1 or 3).
-        titles: Optional ``[rows][cols]`` titles (e.g. target probabilities).
+        images: ``[rows, cols, H, W]`` or ``[rows, cols, H, W, C]``.
+        titles: Optional ``[rows][cols]`` titles (e.g. target probabilities); the rows
+            are spaced for the longest one, however many lines it has.
         row_labels: Optional label written left of each row.
         suptitle: Optional figure title.
         cmap: Colour map for single-channel images.
-        vmin: Lower end of the colour scale (``None``: per image).
-        vmax: Upper end of the colour scale.
+        vmin: Lower end of the colour scale, for RGB images too (``None``: per image).
+        vmax: Upper end of the colour scale (``None``: per image).
         cell_size: Inches per image.
 
     Returns:
@@ -46,15 +74,21 @@ def image_grid(
     if images.ndim < 4:
         raise ValueError(f"images have shape {images.shape}, expected [rows, cols, H, W(, C)]")
     rows, cols = images.shape[:2]
+    title_height = max(0.25, 0.11 + 0.14 * _title_lines(titles))  # inches above each image
     fig, axes = plt.subplots(
-        rows, cols, figsize=(cols * cell_size + 0.6, rows * (cell_size + 0.25) + 0.4), squeeze=False
+        rows,
+        cols,
+        figsize=(cols * cell_size + 0.6, rows * (cell_size + title_height) + 0.4),
+        squeeze=False,
     )
     for r in range(rows):
         for c in range(cols):
             ax = axes[r, c]
-            ax.imshow(
-                _as_2d(images[r, c]), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
-            )
+            image = _as_2d(images[r, c])
+            if image.ndim == 3:  # RGB: matplotlib ignores vmin / vmax, so map them here
+                ax.imshow(_rgb_unit(image, vmin, vmax), interpolation="nearest")
+            else:
+                ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if titles is not None:
@@ -92,18 +126,19 @@ def probability_grid(
         target_probs: ``[L, E]``.
         row_labels: One label per row.
         suptitle: Optional figure title.
-        vmin: Lower end of the grey scale.
-        vmax: Upper end of the grey scale.
+        vmin: Lower end of the pixel range drawn (grey scale, or each RGB channel).
+        vmax: Upper end of the pixel range drawn.
     """
     titles = [[_format_prob(p) for p in row] for row in np.asarray(target_probs)]
     return image_grid(images, titles, row_labels, suptitle, vmin=vmin, vmax=vmax)
 
 
 def _format_prob(p: float) -> str:
-    """Enough digits to tell 0.999 from 0.9999: ``p=0.99994``."""
+    """Enough digits to tell 0.999 from 0.9999: ``p=0.99994``; below 0.999 three digits,
+    rounded down, so a value under the usual 0.999 cap never reads as reaching it."""
     if p >= 0.999:
         return f"p={p:.5f}"
-    return f"p={p:.3f}"
+    return f"p={math.floor(p * 1000) / 1000:.3f}"
 
 
 # ----------------------------------------------------------------------------------------
@@ -356,6 +391,8 @@ def retrain_comparison(table: Mapping, title: str | None = None) -> plt.Figure:
     Returns:
         The matplotlib figure: four panels sharing the round axis.
     """
+    from matplotlib.ticker import MaxNLocator
+
     modes = [m for m in table if m != "settings"]
     if not modes or not all(table[m] for m in modes):
         raise ValueError("table has no rounds; expected at least round 0 of one mode")
@@ -391,11 +428,12 @@ def retrain_comparison(table: Mapping, title: str | None = None) -> plt.Figure:
     ax_steps.set_ylabel("steps")
     ax_acc.set_title("test accuracy: clean (solid) and after FGSM")
     ax_acc.set_ylabel("%")
-    ax_conf.set_title("mean top digit probability")
+    ax_conf.set_title("mean top class probability (the data's classes)")
     ax_conf.set_ylabel("probability")
     ax_conf.set_ylim(-0.02, 1.02)
     for ax in axes.flat:
         ax.set_xlabel("round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     if title:

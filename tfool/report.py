@@ -63,8 +63,10 @@ def write_backwork_outputs(
     io.write_npz(os.path.join(out, "images.npz"), **result_arrays(result))
     names_all = class_names or data.class_names
     summary = summarize(result, data, names_all)
-    if data is not None:
-        summary.update({"data_source": data.source, "dataset": data.name})
+    if data is not None:  # the data's classes: the columns of images.npz's probabilities
+        summary.update(
+            {"data_source": data.source, "dataset": data.name, "class_names": list(names_all)}
+        )
         if len(result.layer_names) > 1:
             summary["layer_distances"] = layer_distances(
                 model,
@@ -108,7 +110,7 @@ def write_backwork_outputs(
     fig = plots.image_grid(
         masks.reshape(result.images.shape),
         row_labels=names,
-        suptitle=f"salient features: top {keep} pixels of d p[label] / d input (positive part)",
+        suptitle=_salient_title(keep, flat.shape[1:]),
     )
     _save(fig, os.path.join(out, "salient.png"))
 
@@ -126,6 +128,21 @@ def write_backwork_outputs(
         )
         _save(fig, os.path.join(out, "attribution.png"))
     return summary
+
+
+def _salient_title(keep: int, image_shape) -> str:
+    """What ``salient.png`` shows: pixels of grey images, pixel values of colour ones."""
+    what = "d p[label] / d input (positive part)"
+    channels = image_shape[-1] if len(image_shape) == 3 else 1
+    if channels == 1:
+        return f"salient features: top {keep} pixels of {what}"
+    size = int(np.prod(image_shape))
+    drawn = (
+        "a pixel's colour: its channels kept"
+        if channels == 3
+        else "grey: the share of a pixel's channels kept"
+    )
+    return f"salient features: top {keep} of the {size} pixel values\nof {what}; {drawn}"
 
 
 def _is_rubbish(config: BackworkConfig, num_layers: int) -> bool:
@@ -297,8 +314,8 @@ def format_retrain_table(summary: Mapping) -> str:
             f"mode {summary['mode']}{', from scratch' if summary['from_scratch'] else ''}; "
             f"fooled = rows of fresh noise (fixed seed, {fool['rows']} rows) whose target "
             f"reached p >= {fool['threshold']} within {fool['budget']} steps; old = every "
-            "earlier round's negatives under this round's model; noise/zeros p = top digit "
-            "probability of uniform noise / an all-zero image"
+            "earlier round's negatives under this round's model; noise/zeros p = top class "
+            "probability (the data's classes) of uniform noise / an all-zero image"
         )
     if summary.get("interrupted"):
         lines.append(
@@ -321,7 +338,10 @@ def _opt(value, width: int, spec: str) -> str:
 
 def write_sweep_outputs(output_dir: str | os.PathLike, sweep) -> str:
     """Writes ``robustness.json``/``.csv``, ``accuracy_vs_eps.png`` and ``examples.png``
-    of a ``tfool.experiments.SweepReport``; returns the console summary."""
+    of a ``tfool.experiments.SweepReport``; returns the console summary.
+
+    ``examples.png`` shows correctly classified test images: a model that classifies none
+    of them correctly gets none, and the summary says so."""
     from tfool import plots
 
     out = os.fspath(output_dir)
@@ -336,7 +356,13 @@ def write_sweep_outputs(output_dir: str | os.PathLike, sweep) -> str:
         result.clean_accuracy,
         title=f"{sweep.dataset_name}: accuracy under attack ({sweep.num_images} test images)",
     )
+    _save(curves, os.path.join(out, "accuracy_vs_eps.png"))
     ex = sweep.examples
+    if not len(ex.images):
+        return (
+            f"{format_sweep_summary(report)}\nno examples.png: the model classifies none of "
+            f"the {sweep.num_images} test images correctly"
+        )
     examples = plots.attack_examples(
         ex.images,
         ex.adversarial,
@@ -345,8 +371,7 @@ def write_sweep_outputs(output_dir: str | os.PathLike, sweep) -> str:
         ex.eps,
         suptitle=f"eps = {ex.eps:g}: original, perturbation (x 1/eps), adversarial",
     )
-    for name, fig in (("accuracy_vs_eps.png", curves), ("examples.png", examples)):
-        _save(fig, os.path.join(out, name))
+    _save(examples, os.path.join(out, "examples.png"))
     return format_sweep_summary(report)
 
 

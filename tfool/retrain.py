@@ -57,7 +57,7 @@ class RetrainConfig:
         fooling_seed: Seed of its initial noise (the same in every round and mode) and of
             the noise images whose confidence every round records.
         fooling_threshold: Target probability at which a row counts as fooled.
-        num_noise_probe: Uniform-noise images whose top digit probability is recorded.
+        num_noise_probe: Uniform-noise images whose top class probability is recorded.
     """
 
     rounds: int = 0
@@ -118,6 +118,15 @@ NEGATIVE_CLASS_NAME = "negative"
 STATE_FILE = "state.json"
 #: Training of every round: two epochs from the previous round's weights, else as usual.
 DEFAULT_TRAIN_CONFIG = models.TrainConfig(epochs=2)
+
+
+def negative_class_name(class_names: Sequence[str]) -> str:
+    """The name of the extra class: ``NEGATIVE_CLASS_NAME``, or with ``_`` appended until
+    it differs from every class name of the data (which may have a class "negative")."""
+    name = NEGATIVE_CLASS_NAME
+    while name in class_names:
+        name += "_"
+    return name
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -258,7 +267,8 @@ def augment_with_negatives(
     # among themselves does not depend on how many rows are added.
     keys = np.concatenate([order_rng.random(len(data.x_train)), order_rng.random(len(added))])
     order = np.argsort(keys, kind="stable")
-    names = tuple(data.class_names) + ((NEGATIVE_CLASS_NAME,) if mode == "extra_class" else ())
+    extra = (negative_class_name(data.class_names),) if mode == "extra_class" else ()
+    names = tuple(data.class_names) + extra
     return AugmentedData(
         x_train=x[order],
         y_train=y[order],
@@ -402,10 +412,13 @@ def fooling_config(backwork_config: BackworkConfig, config: RetrainConfig) -> Ba
     re-initialisation, ``config.fooling_examples`` rows per label from noise seeded by
     ``config.fooling_seed``, at most ``config.fooling_budget`` steps, a save (and so a test)
     after every step, and a label stopping only when all its rows are past
-    ``config.fooling_threshold``."""
+    ``config.fooling_threshold``. With one row per label there is no batch to keep
+    diverse, so the batch cost is off (it needs two rows)."""
+    one_row = config.fooling_examples < 2
     return dataclasses.replace(
         backwork_config,
         num_examples=config.fooling_examples,
+        batch_cost_coeff=0.0 if one_row else backwork_config.batch_cost_coeff,
         max_num_steps=config.fooling_budget,
         seed=config.fooling_seed,
         save_freq=1,
@@ -429,7 +442,7 @@ def measure_fooling(
     """Backworks fresh noise (a fixed seed) against ``model`` within a step budget and
     counts the rows whose target probability reaches the threshold.
 
-    With an extra output class the target digit's probability counts, not the extra
+    With an extra output class the target class's probability counts, not the extra
     class's.
 
     Args:
@@ -466,7 +479,7 @@ def top_digit_confidence(
     model: keras.Model, images: np.ndarray, num_classes: int, strategy=None
 ) -> float:
     """Mean over ``images`` of the largest probability among the first ``num_classes``
-    classes (the digits: an extra negative class is left out)."""
+    classes (the data's classes: an extra negative class is left out)."""
     probs = attacks.probabilities(model, images, strategy=strategy)
     return float(probs[:, :num_classes].max(axis=1).mean())
 
@@ -500,9 +513,9 @@ class RoundRecord:
         backwork_max_num_steps: ... its step limit (``None``: a result given to the call).
         backwork_seconds: ... wall time.
         fooling: ``measure_fooling`` of this round's model (fixed seed and budget).
-        confidence_on_noise: Mean top digit probability on uniform-noise images (a fixed
+        confidence_on_noise: Mean top class probability on uniform-noise images (a fixed
             seed, the same in every round).
-        confidence_on_zeros: Top digit probability of an all-zero image.
+        confidence_on_zeros: Top class probability of an all-zero image.
         seconds: Wall time of the whole round.
     """
 
@@ -691,7 +704,7 @@ def _with_negative_class(model: keras.Model, data: Dataset) -> Dataset:
     """``data`` with the extra class named when ``model`` was grown by one; it has no
     images, so no reference set and no row of it is ever made."""
     if _num_outputs(model) == data.num_classes + 1:
-        names = (*data.class_names, NEGATIVE_CLASS_NAME)
+        names = (*data.class_names, negative_class_name(data.class_names))
         return dataclasses.replace(data, class_names=names)
     return data
 
