@@ -60,10 +60,12 @@ def define_model_flags(
     )
 
     @flags.validator(
-        "model_path", message="--model_path must end in .keras", flag_values=flag_values
+        "model_path",
+        message="--model_path must end in .keras (or .h5 / .hdf5 for an existing Keras 2 model)",
+        flag_values=flag_values,
     )
     def _keras_suffix(value):
-        return bool(value) and value.endswith(".keras")
+        return bool(value) and value.endswith((".keras", ".h5", ".hdf5"))
 
     @flags.validator(
         "learning_rate", message="--learning_rate must be > 0", flag_values=flag_values

@@ -50,6 +50,10 @@ def test_config_defaults_are_the_posts():
         (dict(init="zeros"), "init='zeros'"),
         (dict(learning_rate=0.0), "learning_rate=0.0"),
         (dict(softmax_cost="hinge"), "softmax_cost='hinge'"),
+        (dict(labels=(1.5,)), r"holds 1.5, not an integer class index"),
+        (dict(labels=(2.0,)), r"holds 2.0, not an integer class index"),
+        (dict(labels=(True,)), r"holds True, not an integer class index"),
+        (dict(labels=3), r"labels=3 must be a sequence of integer class indices"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):

@@ -342,8 +342,25 @@ def test_load_of_a_missing_or_misnamed_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no model file"):
         models.load_model(tmp_path / "missing.keras")
     (tmp_path / "model.h5").write_bytes(b"x")
-    with pytest.raises(ValueError, match="must end in .keras"):
+    with pytest.raises(ValueError, match="not an HDF5 model file"):
         models.load_model(tmp_path / "model.h5")
+    (tmp_path / "model.bin").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"must end in .keras \(the native Keras format\) or .h5"):
+        models.load_model(tmp_path / "model.bin")
+    saved = tmp_path / "exported"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"a TensorFlow SavedModel, .*model.save\('model.keras'\)"):
+        models.load_model(saved)
+
+
+def test_a_legacy_h5_model_is_loaded(small_cnn, tmp_path):
+    path = tmp_path / "old.h5"
+    small_cnn.save(path)  # Keras' legacy HDF5 writer
+    loaded = models.load_model(path)
+    x = np.random.default_rng(0).uniform(size=(2, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), small_cnn.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- get_or_train

@@ -287,9 +287,13 @@ def gradient_x_input(
 def ig_steps(method: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """The path positions and quadrature weights of one integrated-gradients rule.
 
-    The same rules as Captum's ``approximation_methods``: Riemann sums over ``n_steps``
-    points (left, right, middle; the trapezoid rule includes both ends) and Gauss-Legendre
-    nodes mapped from [-1, 1] to [0, 1].
+    Captum's ``approximation_methods`` by name: Riemann sums over ``n_steps`` points (left,
+    right, middle) and Gauss-Legendre nodes mapped from [-1, 1] to [0, 1] give Captum's
+    weights. ``riemann_trapezoid`` is the exact trapezoid rule on ``n_steps`` points
+    including both ends (weights ``1/(n-1)``, halved at the ends, summing to 1), where
+    Captum's weights are ``1/n`` (halved at the ends) and sum to ``(n-1)/n``: multiply a
+    tfool trapezoid attribution by ``(n_steps - 1) / n_steps`` to get Captum's numbers
+    (3.1% apart at 32 steps).
 
     Args:
         method: One of ``IG_METHODS``.

@@ -149,7 +149,23 @@ class BackworkConfig:
         return cls(**settings)
 
     def __post_init__(self):
-        object.__setattr__(self, "labels", tuple(int(lbl) for lbl in self.labels))
+        try:
+            labels = tuple(self.labels)
+        except TypeError:
+            raise ValueError(
+                f"labels={self.labels!r} must be a sequence of integer class indices"
+            ) from None
+        bad = [
+            lbl
+            for lbl in labels
+            if isinstance(lbl, (bool, np.bool_)) or not isinstance(lbl, (int, np.integer))
+        ]
+        if bad:
+            raise ValueError(
+                f"labels={list(labels)} holds {bad[0]!r}, not an integer class index; "
+                "expected integers such as (0, 3)"
+            )
+        object.__setattr__(self, "labels", tuple(int(lbl) for lbl in labels))
         if self.layer_cost_coeffs is not None:
             object.__setattr__(
                 self, "layer_cost_coeffs", tuple(float(c) for c in self.layer_cost_coeffs)
@@ -436,7 +452,10 @@ def estimate_memory(
             )
     width = 2 if config.reference_dtype in ("float16", "bfloat16") else 4
     references = num_refs * (sum(dims[:-1]) * width + 4 * len(dims[:-1]))  # values, norms
-    batch = rows * (image + sum(dims)) * 4 * 8  # x, m, v, grad; activations forward/back
+    # x, m, v and the gradient of every row, plus the model's activations forward and back
+    batch = rows * image * 4 * 4 + max(
+        _tf.batch_memory(model, rows, gradients=True), rows * sum(dims) * 4 * 2
+    )
     per_label = num_refs // max(len(config.labels), 1)
     chunk = per_label if config.chunk_size is None else min(per_label, config.chunk_size)
     distances = int(config.num_examples) * chunk * 4 * 3 * len(config.labels)

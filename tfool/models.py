@@ -406,26 +406,43 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     return io.write_with(path, lambda tmp: model.save(tmp))
 
 
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
 def load_model(path: str | os.PathLike, compile: bool = False) -> keras.Model:
-    """Loads a ``.keras`` model.
+    """Loads a Keras model: the native ``.keras`` format, or the legacy HDF5 format
+    (``.h5``, ``.hdf5``) that Keras 2 wrote.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is corrupt, not a Keras model or a folder (the message names it).
+        ValueError: the file is corrupt, not a Keras model, a TensorFlow SavedModel folder
+            (the message says how to convert it), or a folder (the message names it).
     """
     path = Path(path)
     if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            raise ValueError(
+                f"model path {path} is a TensorFlow SavedModel, which Keras 3 cannot load "
+                "as a model with layers: load it where it was made and save it with "
+                "model.save('model.keras') (or keras.saving.save_model), then pass that file"
+            )
         raise ValueError(f"model path {path} is a folder, expected a .keras file")
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
-    if path.suffix != ".keras":
-        raise ValueError(f"model path {str(path)!r} must end in .keras (the native Keras format)")
-    if not zipfile.is_zipfile(path):
+    if path.suffix not in MODEL_SUFFIXES:
+        raise ValueError(
+            f"model path {str(path)!r} must end in .keras (the native Keras format) or "
+            ".h5 (the legacy HDF5 format)"
+        )
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is not a .keras model file (not a zip archive): corrupt?")
+    if path.suffix != ".keras" and path.read_bytes()[:8] != b"\x89HDF\r\n\x1a\n":
+        raise ValueError(f"{path} is not an HDF5 model file (no HDF5 signature): corrupt?")
     try:
         return keras.saving.load_model(path, compile=compile)
     except Exception as err:  # keras raises many types for damaged archives
-        raise ValueError(f"{path} could not be loaded as a Keras model: {err}") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path} could not be loaded as a Keras model: {first[:200]}") from err
 
 
 def check_compatible(model: keras.Model, image_shape: Sequence[int], num_classes: int, path=None):
