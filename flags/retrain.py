@@ -43,7 +43,9 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_boolean(
         name="retrain_resume",
         default=_D.resume,
-        help="Continue from the rounds finished in <output_dir>/retrain (same flags needed).",
+        help="Continue the rounds finished in <output_dir>/retrain/<mode>/, made with the same "
+        "flags, model weights and data (checked before any work, every difference named). "
+        "Without it a folder with finished rounds is refused, never started afresh over.",
         **fv,
     )
     flags.DEFINE_integer(

@@ -57,7 +57,7 @@ def test_retrain_table_has_a_line_per_round_and_the_measurement():
     assert first[:4] == ["0", "99.00%", "70.00%", "20.00%"] and "100.0%" in first
     assert second[0] == "1" and "0.0%" in second and "-" in second  # no median: none fooled
     assert "80 rows" in lines[5] and "within 100 steps" in lines[5]
-    assert lines[-1].startswith("INTERRUPTED after 1 finished round(s)")
+    assert lines[-1].startswith("INTERRUPTED with 2 finished round(s) (round 0 included)")
 
 
 def test_attribution_outputs_are_written_and_reloadable(small_cnn, small_data, tmp_path):

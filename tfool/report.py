@@ -319,7 +319,8 @@ def format_retrain_table(summary: Mapping) -> str:
         )
     if summary.get("interrupted"):
         lines.append(
-            f"INTERRUPTED after {summary['rounds']} finished round(s); resuming continues them"
+            f"INTERRUPTED with {len(summary['records'])} finished round(s) (round 0 "
+            "included); resuming continues them"
         )
     return "\n".join(lines)
 
