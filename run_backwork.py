@@ -134,17 +134,66 @@ def _check_memory(model, dataset, config) -> None:
     )
 
 
-def _check_resume_state(output_dir: str) -> None:
-    """A damaged ``state.json`` of the rounds to resume is refused before any work."""
-    if not (FLAGS.retrain_rounds and FLAGS.retrain_resume):
+def _check_resume_state(output_dir: str, model=None, dataset=None, config=None) -> None:
+    """Refuses, before any work, a retraining folder this run would reset or mix with
+    (``tfool.retrain.check_folder``): a damaged ``state.json``, finished rounds without
+    ``--retrain_resume``, or finished rounds made with other settings, weights or data.
+
+    With ``output_dir`` alone (before anything is loaded) it checks what the flags decide:
+    the modes, the retraining, training and backworking settings (the labels as the saved
+    classes name them), and that the model to compare is there (not one to train). With
+    the model, its data and the backworking config (before the first backwork run writes
+    anything) it checks everything, the fingerprints of the weights and data among them.
+    """
+    if not FLAGS.retrain_rounds:
         return
+    import functools
+
     from tfool import retrain
 
-    for mode in FLAGS.retrain_mode:
+    train_config = model_flags.train_config(FLAGS)
+    entries = [v.strip() for v in FLAGS.backwork_labels]
+    # class names stand in as distinct indices until the saved classes resolve them
+    flags_only = backwork_flags.backwork_config(
+        FLAGS, resolve_label=lambda name: 10**9 + entries.index(name)
+    )
+    for retrain_config in retrain_flags.retrain_configs(FLAGS):
+        where = os.path.join(output_dir, "retrain", retrain_config.mode)
         try:
-            retrain.read_state(os.path.join(output_dir, "retrain", mode))
+            if config is not None:
+                retrain.check_folder(where, model, dataset, config, retrain_config, train_config)
+                continue
+            state = retrain.read_state(where)
+            saved = state["settings"] if state is not None else {}
+            names = saved.get("data", {}).get("class_names")
+            flag_config, unchecked = flags_only, ["backwork.labels"]
+            if names:
+                try:
+                    labels = _labels(names, functools.partial(_named, names))
+                    flag_config = dataclasses.replace(flag_config, labels=labels)
+                    unchecked = []
+                except ValueError:
+                    pass  # other classes: the check with the data says so
+            if FLAGS.backwork_rubbish and not FLAGS.backwork_layer_cost_coeffs:
+                unchecked.append("backwork.layer_cost_coeffs")  # the model's layers decide
+            retrain.check_folder(
+                where, None, None, flag_config, retrain_config, train_config, unchecked=unchecked
+            )
+            if state is not None and state["records"]:  # resumed: the model must be there
+                path = model_flags.model_path(FLAGS, saved.get("data", {}).get("name", ""))
+                if not os.path.exists(path):
+                    raise ValueError(
+                        f"the finished rounds in {where} were made with a model of weights "
+                        f"fingerprint {saved['model']['weights'][:12]}..., but "
+                        f"--model_path={path} does not exist (this run would train a new "
+                        "one); point --model_path at the model they were made with, or write "
+                        "to another --output_dir"
+                    )
+        except retrain.FolderConflict as err:
+            raise ValueError(err.describe("--retrain_resume", "--output_dir")) from err
         except ValueError as err:
-            raise ValueError(f"--retrain_resume: {err}") from err
+            flag = "--retrain_resume" if FLAGS.retrain_resume else "--retrain_rounds"
+            raise ValueError(f"{flag}: {err}") from err
 
 
 def _named(class_names, name: str) -> int:
@@ -156,13 +205,33 @@ def _named(class_names, name: str) -> int:
     return class_names.index(name)
 
 
+#: The files run_backwork.py writes into --output_dir besides retrain/ and the manifest
+#: (tfool.report.write_backwork_outputs and the flags file); their names are checked first.
+OUTPUT_NAMES = (
+    "backworked.png",
+    "worst_train.png",
+    "salient.png",
+    "attribution.png",
+    "images.npz",
+    "summary.json",
+    "flags.cfg",
+)
+
+
 def main(argv: list[str]) -> int:
-    """Loads data and the classifier, backworks, writes every output and prints a summary."""
+    """Takes the output folder; loads data and the classifier, backworks, writes every
+    output and prints a summary."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     common = common_flags.common_config(FLAGS)
     common_flags.setup_logging(common.verbosity)
-    common_flags.check_folders(FLAGS)  # before any work
+    common_flags.check_folders(FLAGS, OUTPUT_NAMES)  # before any work
+    with common_flags.claim_output_dir(FLAGS, "run_backwork.py") as outputs:  # one run a folder
+        return outputs.done(_backwork(common, outputs))
+
+
+def _backwork(common, outputs) -> int:
+    """The run, in the output folder it holds: checks, backworks, writes, prints."""
     _check_resume_state(common.output_dir)
     # deferred: TensorFlow loads slowly
     from tfool import backwork, callbacks, distribute, interrupts, report
@@ -186,7 +255,12 @@ def main(argv: list[str]) -> int:
             callbacks.TensorBoardLogger(FLAGS.tensorboard_dir, layer_names=config.layer_names)
         )
     _check_memory(model, dataset, config)
-    common_flags.write_flags_file(FLAGS, common.output_dir)  # every check passed: it starts
+    _check_resume_state(common.output_dir, model, dataset, config)  # weights and data too
+    # every check passed: the earlier run's files go, flags.cfg records the data used
+    outputs.start(
+        data_source=dataset.source if dataset is not None else None,
+        keep=_model_files(dataset),
+    )
     # built once, shared by the backworker and the report
     refs = backwork.reference_set(model, dataset, config) if dataset is not None else None
     if refs is not None and refs.sizes:
@@ -234,11 +308,23 @@ def main(argv: list[str]) -> int:
     return status
 
 
+def _model_files(dataset) -> list[str]:
+    """The cached model this run uses (with its record and folder): never removed as an
+    earlier run's file."""
+    if dataset is None:
+        return []
+    from tfool import models
+
+    path = model_flags.model_path(FLAGS, dataset.name)
+    return [path, str(models.record_path(path)), os.path.dirname(path)]
+
+
 def _retrain(model, dataset, config, initial, output_dir, cbs, strategy) -> int:
     """``--retrain_rounds`` rounds of backwork, augment and retrain per ``--retrain_mode``;
     writes each mode's outputs and the comparison of the modes."""
     from tfool import interrupts, report, retrain
 
+    _check_resume_state(output_dir, model, dataset, config)  # every mode, before any writes
     results = []
     folder = os.path.join(output_dir, "retrain")
     for retrain_config in retrain_flags.retrain_configs(FLAGS):
@@ -265,11 +351,23 @@ def _retrain(model, dataset, config, initial, output_dir, cbs, strategy) -> int:
     return 130 if results[-1].interrupted else 0
 
 
-#: The flags that set the library arguments its errors name.
+#: The flags that set the library arguments its errors name (regular expressions, matched
+#: as words: ``common_flags.run_with_clear_errors``).
 FLAG_HINTS = {
     "weights=": "--backwork_weights",
     "source=": "--data_source",
     "data_dir": "--data_dir",
+    r"labels(=| \[| is empty)": "--backwork_labels",
+    "class (name|index|label)": "--backwork_labels",
+    "layer_names": "--backwork_layer_names",
+    "layer '[^']*' is not in model": "--backwork_layer_names",
+    "layer_cost_coeffs": "--backwork_layer_cost_coeffs",
+    "input_size": "--backwork_image_size",
+    "image_size": "--data_image_size",
+    "num_examples": "--backwork_num_examples",
+    "initial_images": "--backwork_init_from",
+    "reference_size": "--backwork_reference_size",
+    "chunk_size": "--backwork_chunk_size",
 }
 
 

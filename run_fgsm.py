@@ -40,11 +40,45 @@ FLAGS = flags.FLAGS
 log = logging.getLogger("tfool")
 
 
-def _start_outputs(common: common_flags.CommonConfig, flag_values: flags.FlagValues) -> None:
-    """Makes the output folder and writes ``flags.cfg``: every mode calls it once its data
-    and models are loaded and checked, so a refused run leaves nothing behind."""
-    os.makedirs(common.output_dir, exist_ok=True)
-    common_flags.write_flags_file(flag_values, common.output_dir)
+#: The name of run_fgsm.py's flags file: its own, so that it never replaces the
+#: ``flags.cfg`` of a run_backwork.py run.
+FLAGS_FILE = "fgsm_flags.cfg"
+
+#: The files each mode writes into --output_dir (tfool.report's ``write_*_outputs``) besides
+#: the flags file and the manifest; ``survey`` also writes ``survey_<model>.png`` per model.
+#: Their names are checked before any work.
+OUTPUT_NAMES = {
+    "sweep": ("robustness.json", "robustness.csv", "accuracy_vs_eps.png", "examples.png"),
+    "project": ("projection.json", "projection.npz", "projection.png"),
+    "survey": ("survey.json", "survey.csv"),
+    "attribute": ("attribution.json", "attribution.png"),
+    "photos": ("photos.json", "photos.npz", "photo_fgsm.png", "photo_attribution.png"),
+}
+
+
+def _start_outputs(
+    outputs: common_flags.OutputFolder | None,
+    common: common_flags.CommonConfig,
+    flag_values: flags.FlagValues,
+    dataset: data.Dataset | None = None,
+) -> None:
+    """Starts writing into the output folder ``main`` holds: removes the earlier run's
+    files and writes ``fgsm_flags.cfg`` (with the data source ``dataset`` came from). Every
+    mode calls it once its data and models are loaded and checked, so a refused run leaves
+    nothing behind. Without ``outputs`` (a mode called on its own) it only makes the folder
+    and writes the flags file."""
+    source = dataset.source if dataset is not None else None
+    if outputs is None:
+        os.makedirs(common.output_dir, exist_ok=True)
+        common_flags.write_flags_file(
+            flag_values, common.output_dir, name=FLAGS_FILE, data_source=source
+        )
+        return
+    keep = []
+    if dataset is not None:  # the cached model it uses
+        path = model_flags.model_path(flag_values, dataset.name)
+        keep = [path, str(models.record_path(path)), os.path.dirname(path)]
+    outputs.start(data_source=source, keep=keep)
 
 
 def _data_model(common: common_flags.CommonConfig, cfg, flag_values: flags.FlagValues, strategy):
@@ -71,7 +105,7 @@ def _data_model(common: common_flags.CommonConfig, cfg, flag_values: flags.FlagV
     return dataset, model
 
 
-def sweep_mode(common, cfg, flag_values, strategy=None) -> str:
+def sweep_mode(common, cfg, flag_values, strategy=None, outputs=None) -> str:
     """The eps sweep: robustness.json/.csv, accuracy_vs_eps.png, examples.png; a summary."""
     dataset, model = _data_model(common, cfg, flag_values, strategy)
     cells = len(cfg.methods) * len(cfg.eps_values)
@@ -95,7 +129,7 @@ def sweep_mode(common, cfg, flag_values, strategy=None) -> str:
         f"--fgsm_batch_size={cfg.batch_size}",
         "lower --fgsm_batch_size",
     )
-    _start_outputs(common, flag_values)
+    _start_outputs(outputs, common, flag_values, dataset)
     found = experiments.attack_sweep(
         model,
         dataset,
@@ -109,11 +143,11 @@ def sweep_mode(common, cfg, flag_values, strategy=None) -> str:
         return report.write_sweep_outputs(common.output_dir, found)
 
 
-def project_mode(common, cfg, flag_values, strategy=None) -> str:
+def project_mode(common, cfg, flag_values, strategy=None, outputs=None) -> str:
     """Gradient projection on an ImageNet model: projection.png/.json/.npz; a summary."""
     icfg = imagenet_flags.imagenet_config(flag_values)
     model = imagenet.load_imagenet_model(icfg.model, icfg.weights, icfg.input_size, strategy)
-    _start_outputs(common, flag_values)
+    _start_outputs(outputs, common, flag_values)
     result = projection.project(
         model,
         icfg.image,
@@ -127,7 +161,7 @@ def project_mode(common, cfg, flag_values, strategy=None) -> str:
         return report.write_projection_outputs(common.output_dir, result, model, image_name)
 
 
-def survey_mode(common, cfg, flag_values, strategy=None) -> str:
+def survey_mode(common, cfg, flag_values, strategy=None, outputs=None) -> str:
     """The noise survey: survey.json, survey.csv and survey_<model>.png per model; a summary."""
     icfg = imagenet_flags.imagenet_config(flag_values)
     surveyed = [
@@ -140,7 +174,7 @@ def survey_mode(common, cfg, flag_values, strategy=None) -> str:
         f"--fgsm_survey_batch_size={icfg.survey.batch_size}",
         "lower --fgsm_survey_batch_size",
     )
-    _start_outputs(common, flag_values)
+    _start_outputs(outputs, common, flag_values)
     result = survey.noise_survey(
         surveyed,
         icfg.survey,
@@ -152,10 +186,10 @@ def survey_mode(common, cfg, flag_values, strategy=None) -> str:
         return report.write_survey_outputs(common.output_dir, result, surveyed)
 
 
-def attribute_mode(common, cfg, flag_values, strategy=None) -> str:
+def attribute_mode(common, cfg, flag_values, strategy=None, outputs=None) -> str:
     """Every attribution method on test images and their FGSM images: attribution.png/.json."""
     dataset, model = _data_model(common, cfg, flag_values, strategy)
-    _start_outputs(common, flag_values)
+    _start_outputs(outputs, common, flag_values, dataset)
     found = experiments.attribute_test_and_fgsm(
         model,
         dataset,
@@ -167,7 +201,7 @@ def attribute_mode(common, cfg, flag_values, strategy=None) -> str:
         return report.write_attribution_outputs(common.output_dir, found)
 
 
-def photos_mode(common, cfg, flag_values, strategy=None) -> str:
+def photos_mode(common, cfg, flag_values, strategy=None, outputs=None) -> str:
     """FGSM and attributions on ImageNet photos: photo_fgsm.png, photo_attribution.png,
     photos.json/.npz; a summary."""
     icfg = imagenet_flags.imagenet_config(flag_values)
@@ -177,7 +211,7 @@ def photos_mode(common, cfg, flag_values, strategy=None) -> str:
         name if names.count(name) == 1 else path: imagenet.load_image(path, model.input_size)
         for name, path in zip(names, icfg.photos)
     }
-    _start_outputs(common, flag_values)
+    _start_outputs(outputs, common, flag_values)
     found = experiments.photo_attacks(model, photos, icfg.photo, strategy=strategy)
     with interrupts.protected():
         return report.write_photo_outputs(common.output_dir, found)
@@ -194,9 +228,9 @@ def _check_images(mode: str, flag_values: flags.FlagValues) -> None:
         imagenet.load_image(path, 8)
 
 
-#: run_fgsm.py's modes: ``--fgsm_mode`` -> function(common, config, flag_values, strategy)
-#: that loads its models, starts the outputs (``_start_outputs``), writes them and returns
-#: a console summary.
+#: run_fgsm.py's modes: ``--fgsm_mode`` -> function(common, config, flag_values, strategy,
+#: outputs) that loads its models, starts the outputs (``_start_outputs``), writes them and
+#: returns a console summary.
 MODES = {
     "sweep": sweep_mode,
     "project": project_mode,
@@ -215,8 +249,18 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         flags.adopt_module_key_flags(module, flag_values)  # --help lists every group
 
 
-def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
-    """Runs the mode chosen by ``--fgsm_mode`` with the parsed ``flag_values``."""
+def _output_names(mode: str, flag_values: flags.FlagValues) -> tuple[str, ...]:
+    """The names of the files ``mode`` writes into --output_dir."""
+    names = (*OUTPUT_NAMES[mode], FLAGS_FILE)
+    if mode == "survey":
+        models_named = [entry.split("=")[0].strip() for entry in flag_values.fgsm_survey_models]
+        names += tuple(f"survey_{name}.png" for name in models_named)
+    return names
+
+
+def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> int:
+    """Runs the mode chosen by ``--fgsm_mode`` with the parsed ``flag_values``, in the
+    output folder it takes for itself."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     start = time.perf_counter()
@@ -225,32 +269,43 @@ def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
     mode = flag_values.fgsm_mode
     cfg = fgsm_flags.fgsm_config(flag_values)
     dist = distribution_flags.distribution_config(flag_values)
-    common_flags.check_folders(flag_values)  # before any work
-    _check_images(mode, flag_values)  # before the output folder is made
-    strategy = distribute.get_strategy(dist.name, dist.num_gpus, dist.tpu_address)  # first
-    log.info("distribution: %s", distribute.describe(strategy))
-    summary = MODES[mode](common, cfg, flag_values, strategy=strategy)
-    if common.verbosity:
-        print(summary)
-    log.info(
-        "%s finished in %.0f s; outputs in %s",
-        mode,
-        time.perf_counter() - start,
-        common.output_dir,
-    )
+    common_flags.check_folders(flag_values, _output_names(mode, flag_values))  # before any work
+    _check_images(mode, flag_values)  # before the output folder is taken
+    with common_flags.claim_output_dir(flag_values, "run_fgsm.py", FLAGS_FILE) as outputs:
+        strategy = distribute.get_strategy(dist.name, dist.num_gpus, dist.tpu_address)  # first
+        summary = MODES[mode](common, cfg, flag_values, strategy=strategy, outputs=outputs)
+        if common.verbosity:
+            print(summary)
+        log.info(
+            "%s finished in %.0f s; outputs in %s",
+            mode,
+            time.perf_counter() - start,
+            common.output_dir,
+        )
+        return outputs.done(0)
 
 
-#: The flags that set the library arguments its errors name.
+#: The flags that set the library arguments its errors name (regular expressions, matched
+#: as words: ``common_flags.run_with_clear_errors``).
 FLAG_HINTS = {
     "weights=": "--fgsm_imagenet_weights",
     "source=": "--data_source",
     "data_dir": "--data_dir",
+    "input_size": "--fgsm_imagenet_image_size",
+    "image_size": "--data_image_size",
+    "class (name|index|label)": "--fgsm_project_targets",
+}
+
+#: What differs in a mode: the survey's models and noise have their own flags.
+MODE_FLAG_HINTS = {
+    "survey": {"weights=": "--fgsm_survey_weights", "image_size": "--fgsm_survey_image_size"},
 }
 
 
 def _main_with_clear_errors(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> int:
     """``main``, with bad input (files, class names, weights, disks) in one line, exit code 2."""
-    return common_flags.run_with_clear_errors(lambda: main(argv, flag_values), FLAG_HINTS)
+    hints = {**FLAG_HINTS, **MODE_FLAG_HINTS.get(flag_values.fgsm_mode, {})}
+    return common_flags.run_with_clear_errors(lambda: main(argv, flag_values), hints)
 
 
 def run() -> None:

@@ -113,10 +113,15 @@ def test_idx_needs_data_dir():
     assert _parse(["--data_source=npz"]).data_dir is None
 
 
-@pytest.mark.parametrize("path", ["model.h5", "model", "model.keras/", ""])
+@pytest.mark.parametrize("path", ["model", "model.keras/", "model.pt", ""])
 def test_model_path_must_end_in_keras(path):
     with pytest.raises(flags.IllegalFlagValueError, match=r"\.keras"):
         _parse([f"--model_path={path}"])
+
+
+@pytest.mark.parametrize("path", ["model.keras", "legacy.h5", "legacy.hdf5"])
+def test_model_path_takes_keras_and_legacy_h5_files(path):
+    assert _parse([f"--model_path={path}"]).model_path == path
 
 
 def test_validators_never_touch_disk(tmp_path):

@@ -136,4 +136,4 @@ def test_run_fgsm_passes_the_strategy_to_training_and_attacks(tmp_path, monkeypa
     assert isinstance(seen["train"], tf.distribute.OneDeviceStrategy)
     assert seen["sweep"] is seen["train"]
     assert (out / "robustness.json").exists()
-    assert "--distribution_strategy=one_device" in (out / "flags.cfg").read_text()
+    assert "--distribution_strategy=one_device" in (out / "fgsm_flags.cfg").read_text()

@@ -1,14 +1,17 @@
-"""Tests for tfool.io: atomic writes, JSON with NumPy values, CSV quoting, permissions."""
+"""Tests for tfool.io: atomic writes and their temporary names, JSON with NumPy values, CSV
+quoting, permissions, names too long, the record of what is written (the output folder's
+lock and manifest: tests/test_folders.py)."""
 
 import csv
 import json
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tfool import io
+from tfool import io, models
 
 
 def _leftovers(folder):
@@ -181,3 +184,83 @@ def test_check_writable_folder_names_what_is_wrong(tmp_path, kind):
     }
     with pytest.raises(ValueError, match=message[kind]):
         io.check_writable_folder(path, "out")
+
+
+def _name_max(folder):
+    return io._pathconf(Path(folder), "PC_NAME_MAX", 255)
+
+
+@pytest.mark.parametrize(
+    "make_name",
+    [
+        lambda limit: "m.keras",
+        lambda limit: "a" * 20 + ".keras",
+        lambda limit: "n" * (limit - 6) + ".keras",  # the longest legal name
+        lambda limit: "x." + "s" * (limit - 2),  # the longest legal suffix
+    ],
+    ids=["short", "medium", "longest", "longest_suffix"],
+)
+def test_temporary_names_are_never_longer_than_the_final_name(tmp_path, monkeypatch, make_name):
+    limit = _name_max(tmp_path)
+    name = make_name(limit)
+    seen = []
+    real = io.tempfile.mkstemp
+
+    def mkstemp(**kwargs):
+        fd, tmp = real(**kwargs)
+        seen.append(Path(tmp).name)
+        return fd, tmp
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", mkstemp)
+    path = io.write_text(tmp_path / name, "x")
+    assert path.read_text() == "x" and len(path.name.encode()) <= limit
+    (tmp,) = seen
+    assert len(tmp.encode()) <= max(len(name.encode()), 32) and tmp.startswith(".tmp")
+    if name.endswith(".keras"):
+        assert Path(tmp).suffix == ".keras"  # writers that pick a format by extension
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_a_model_with_the_longest_legal_name_is_saved(tmp_path, small_cnn):
+    name = "m" * (_name_max(tmp_path) - len(".keras")) + ".keras"
+    path = models.save_model(small_cnn, tmp_path / name)
+    assert models.load_model(path).count_params() == small_cnn.count_params()
+
+
+def test_check_names_says_which_name_and_how_long(tmp_path):
+    limit = _name_max(tmp_path)
+    io.check_names(tmp_path / "new" / ("a" * limit), ["b" * limit], "--x")
+    with pytest.raises(ValueError, match=rf"--x: the name 'aaa.*' is {limit + 1} bytes long"):
+        io.check_names(tmp_path / ("a" * (limit + 1)) / "sub", [], "--x")
+    with pytest.raises(ValueError, match=rf"more than the {limit} bytes"):
+        io.check_names(tmp_path, ["b" * (limit + 1)], "--x")
+    deep = tmp_path.joinpath(*["d" * 200] * 25)
+    with pytest.raises(ValueError, match="--x=.*its paths would be .* bytes long"):
+        io.check_names(deep, ["a.png"], "--x")
+    assert list(tmp_path.iterdir()) == []  # nothing made
+
+
+def test_recording_lists_every_file_written_through_io(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = tmp_path / "run"
+    seen = []
+    with io.recording(folder, on_write=lambda rec: seen.append(len(rec.files))) as rec:
+        io.write_text(folder / "a.txt", "abc")
+        io.write_json(folder / "sub" / "b.json", {"b": 1})
+        io.write_npz(folder / "c.npz", c=np.zeros(3))
+        io.write_csv(folder / "d.csv", ["d"], [[1]])
+        fig = plt.figure()
+        io.save_figure(fig, folder / "e.png")
+        plt.close(fig)
+        io.write_with(folder / "f.bin", lambda p: p.write_bytes(b"12345"))
+        io.write_text(folder / "a.txt", "abcdef")  # again: keeps its place, new size
+        io.write_text(tmp_path / "outside.txt", "not this folder's")
+    io.write_text(folder / "later.txt", "after the block")
+    assert list(rec.files) == ["a.txt", "sub/b.json", "c.npz", "d.csv", "e.png", "f.bin"]
+    for rel, size in rec.files.items():
+        assert size == (folder / rel).stat().st_size > 0
+    assert rec.files["a.txt"] == 6 and seen == [1, 2, 3, 4, 5, 6, 6]

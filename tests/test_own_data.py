@@ -288,7 +288,7 @@ def test_rgb_fgsm_sweep_and_attributions(rgb_npz, rgb_model, tmp_path, monkeypat
     assert "goodfellow_fgsm_error_at_0_25" not in report  # MNIST's numbers, not this data's
     assert sum(report["gradient_sign_image"]["predicted_class_counts"]) == 32
     assert len(report["gradient_sign_image"]["predicted_class_counts"]) == 4
-    for name in ("robustness.csv", "flags.cfg"):
+    for name in ("robustness.csv", "fgsm_flags.cfg"):
         assert (out / name).stat().st_size > 0
     assert _coloured_share(out / "examples.png") > 0.05
     (originals,) = figures.examples

@@ -18,7 +18,7 @@ from absl import flags
 import run_backwork
 from flags import backwork as backwork_flags
 from tfool import backwork as bw
-from tfool import models
+from tfool import io, models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -155,6 +155,12 @@ def test_run_writes_every_output(tmp_path, model_path):
     assert "converged" in proc.stdout and "label" in proc.stdout
     assert any(p.name.startswith("events") for p in (tmp_path / "tb").iterdir())
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
+    # the manifest lists every file the run wrote, with its size; the lock is gone
+    manifest = json.loads((out / io.MANIFEST_NAME).read_text())
+    assert manifest["script"] == "run_backwork.py" and manifest["status"] == "finished"
+    assert manifest["flags_file"] == "flags.cfg"
+    listed = {f["path"]: f["bytes"] for f in manifest["files"]}
+    assert listed == {p.name: p.stat().st_size for p in out.iterdir() if p.name != "manifest.json"}
     # flags.cfg replays the same configuration
     replay = fresh_flags([f"--flagfile={out / 'flags.cfg'}"])
     assert backwork_flags.backwork_config(replay).labels == (0, 7)
@@ -221,6 +227,10 @@ def test_interrupt_writes_what_was_found(tmp_path, model_path, signum):
     assert "INTERRUPTED" in rest and "stopping at the next safe point" in rest
     for name in ("summary.json", "backworked.png", "flags.cfg"):
         assert (out / name).stat().st_size > 0, name
+    assert not (out / io.LOCK_NAME).exists()  # the folder is free again
+    manifest = json.loads((out / io.MANIFEST_NAME).read_text())
+    assert manifest["status"] == "interrupted" and manifest["ended"]
+    assert {"images.npz", "summary.json", "flags.cfg"} <= {f["path"] for f in manifest["files"]}
 
 
 @pytest.mark.slow
@@ -315,8 +325,6 @@ def test_init_from_is_checked_before_training(tmp_path, monkeypatch, caplog):
     bad.write_bytes(b"garbage")
     res = bw.backwork(*_tiny_run())
     saved = tmp_path / "saved.npz"
-    from tfool import io
-
     io.write_npz(saved, **bw.result_arrays(res))
     for init_from, message in [
         (tmp_path / "missing.npz", "no such file"),

@@ -73,7 +73,7 @@ def test_sweep_writes_every_output(tmp_path, model_path):
 
     replay = flags.FlagValues()
     run_fgsm.define_flags(replay)
-    replay(["run_fgsm", f"--flagfile={out / 'flags.cfg'}"])
+    replay(["run_fgsm", f"--flagfile={out / 'fgsm_flags.cfg'}"])
     assert fgsm_flags.fgsm_config(replay) == fgsm_flags.fgsm_config(fv)
     assert replay.model_path == str(model_path)
 
@@ -92,7 +92,7 @@ def test_stray_arguments_are_rejected(tmp_path, model_path):
     fv = _flags(tmp_path, model_path)
     with pytest.raises(app.UsageError, match="unexpected arguments: extra"):
         run_fgsm.main(["run_fgsm", "extra"], fv)
-    assert not (tmp_path / "flags.cfg").exists()
+    assert not (tmp_path / "fgsm_flags.cfg").exists()
 
 
 def test_every_mode_flag_value_has_a_function():

@@ -113,7 +113,7 @@ def test_project_from_grey_with_random_vgg16(tmp_path):
 
     replay = flags.FlagValues()
     run_fgsm.define_flags(replay)
-    replay(["run_fgsm", f"--flagfile={out / 'flags.cfg'}"])
+    replay(["run_fgsm", f"--flagfile={out / 'fgsm_flags.cfg'}"])
     assert imagenet_flags.imagenet_config(replay) == imagenet_flags.imagenet_config(fv)
 
 
@@ -204,7 +204,7 @@ def test_attribute_writes_every_method_for_test_and_fgsm_images(tmp_path, model_
     changed = sum(f["predicted"] != t["predicted"] for t, f in zip(rows[::2], rows[1::2]))
     assert report["fgsm_changed_answer"] == changed
     _check_png(out / "attribution.png")
-    assert (out / "flags.cfg").is_file()
+    assert (out / "fgsm_flags.cfg").is_file()
 
 
 @pytest.mark.parametrize(
@@ -327,7 +327,7 @@ def test_bad_photos_are_a_clear_error_before_the_model(tmp_path, monkeypatch, ar
     fv = _flags(out, "--fgsm_mode=photos", *args)
     with pytest.raises(error, match=match):
         run_fgsm.main(["run_fgsm"], fv)
-    assert not out.exists()  # not even flags.cfg
+    assert not out.exists()  # not even fgsm_flags.cfg
 
 
 @pytest.mark.parametrize("value", ["0", "300", "nan", "two", ""])
