@@ -118,8 +118,11 @@ def floor_seconds(refs: ReferenceSet, repeats: int) -> float:
     return best
 
 
-def _median_seconds(fn, steps: int) -> float:
+def _median_seconds(fn, steps: int, first: list | None = None) -> float:
+    start = time.perf_counter()
     fn()
+    if first is not None:
+        first.append(time.perf_counter() - start)  # a trace, when the call made one
     fn()  # compiled and warm
     times = []
     for _ in range(steps):
@@ -129,32 +132,38 @@ def _median_seconds(fn, steps: int) -> float:
     return float(np.median(times))
 
 
-def engine_seconds(engine, active: np.ndarray, steps: int) -> float:
-    """Median seconds of the compiled step (cost, gradient, Adam) with ``active`` labels."""
+def engine_seconds(engine, active: np.ndarray, steps: int, first: list | None = None) -> float:
+    """Median seconds of the compiled step (cost, gradient, Adam) with ``active`` labels;
+    the first call's seconds are appended to ``first``."""
     rows = np.repeat(active, engine.per)
 
     def one():
         grad = engine.compute(active)[0]
         engine.apply(grad, rows)
 
-    return _median_seconds(one, steps)
+    return _median_seconds(one, steps, first)
 
 
 def long_tail(model, data, config, refs: ReferenceSet, steps: int, repeats: int) -> list:
     """The step with k = L, ..., 1 labels running (the last k), each beside the floor of
-    the running labels' references."""
+    the running labels' references, and the cost of each new trace (its first call less
+    a compiled step)."""
     engine = bw._engine_for(model, data, config, refs)
     num = len(config.labels)
     rows = []
     for k in range(num, 0, -1):
         active = np.zeros(num, bool)
         active[num - k :] = True
-        step = engine_seconds(engine, active, steps)
+        traces, first = engine.traces, []
+        step = engine_seconds(engine, active, steps, first)
+        trace = first[0] - step if engine.traces > traces else None
         floor = floor_seconds(refs.for_labels(config.labels[num - k :]), repeats)
-        rows.append({"running": k, "step_s": step, "floor_s": floor})
+        rows.append({"running": k, "step_s": step, "floor_s": floor, "trace_s": trace})
+        traced = f", new trace {trace:.2f} s" if trace is not None else ""
         print(
             f"  {k:2d}/{num} labels running: step {1e3 * step:6.1f} ms, floor of their "
-            f"references {1e3 * floor:5.1f} ms, {step / rows[0]['step_s']:.2f}x the full step"
+            f"references {1e3 * floor:5.1f} ms, {step / rows[0]['step_s']:.2f}x the full "
+            f"step{traced}"
         )
     print(f"  compiled step sizes: {engine.traces}")
     return rows
@@ -191,7 +200,8 @@ def breakdown(model, data, config, refs: ReferenceSet, steps: int, full_step: fl
             cost, _ = costs.total_cost(
                 acts, refs_r, norms_r, labels, coeffs, transposed=refs.transposed
             )
-        return tape.gradient(tf.reduce_sum(cost), acts)
+            total = tf.reduce_sum(cost)  # inside the tape, so the gradient is taken
+        return tape.gradient(total, acts)
 
     grad = engine.compute()[0]
     all_rows = tf.constant(np.arange(num * per), tf.int32)
