@@ -319,6 +319,19 @@ def test_mismatched_weights_file(tmp_path):
         imagenet.load_imagenet_model("mobilenet_v2", path, input_size=32)
 
 
+def test_a_foreign_weights_file_is_refused_in_one_short_line(tmp_path, recwarn):
+    other = imagenet.load_imagenet_model("mobilenet_v2", None, input_size=32)
+    path = tmp_path / "mobilenet.weights.h5"
+    other.model.save_weights(path)
+    recwarn.clear()
+    with pytest.raises(ValueError) as err:
+        imagenet.load_imagenet_model("efficientnet_lite0", path, input_size=32)
+    message = str(err.value)
+    assert "could not be loaded into efficientnet_lite0" in message
+    assert "\n" not in message and len(message) <= 300, message
+    assert not [w for w in recwarn if "keras" in str(w.filename)]  # Keras' warnings silenced
+
+
 def test_missing_imagenet_weights_fail_fast_offline(empty_keras_home):
     start = time.perf_counter()
     with pytest.raises(ConnectionError) as err:

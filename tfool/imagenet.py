@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import socket
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -749,12 +750,21 @@ def from_keras(
     return ImagenetModel(model, fn, size, name, tuple(names), weights)
 
 
+def _first_line(err: BaseException, limit: int = 120) -> str:
+    """The first line of an error's message, cut to ``limit`` characters (Keras' messages
+    about foreign weights files list every variable)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _load_keras_file(path: Path, input_size, name: str) -> keras.Model:
     try:
-        model = keras.saving.load_model(path, compile=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = keras.saving.load_model(path, compile=False)
     except Exception as err:  # keras raises many types for damaged archives
         raise ValueError(
-            f"weights file {str(path)!r} could not be loaded as a Keras model: {err}"
+            f"weights file {str(path)!r} could not be loaded as a Keras model: {_first_line(err)}"
         ) from err
     size = _input_size(model, f"model file {str(path)!r}")
     if input_size is not None and size != input_size:
@@ -861,16 +871,19 @@ def load_imagenet_model(
                         input_shape=(*size, 3),
                         classifier_activation=None,
                     )
-                if weights_file is not None and arch.own is not None:
-                    arch.own.load(model, weights_file)
-                elif weights_file is not None:
-                    model.load_weights(weights_file)
+                with warnings.catch_warnings():  # Keras warns per variable of a foreign file
+                    warnings.simplefilter("ignore")
+                    if weights_file is not None and arch.own is not None:
+                        arch.own.load(model, weights_file)
+                    elif weights_file is not None:
+                        model.load_weights(weights_file)
             except (ValueError, OSError, KeyError) as err:
                 where = (
                     f"weights file {str(weights_file)!r}" if weights_file else f"weights={kind!r}"
                 )
                 raise ValueError(
-                    f"{where} could not be loaded into {name} at {size}: {err}"
+                    f"{where} could not be loaded into {name} at {size}: "
+                    f"{_first_line(err, 70)} (another architecture or image size?)"
                 ) from err
             finally:
                 socket.setdefaulttimeout(old_timeout)
