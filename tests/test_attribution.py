@@ -576,3 +576,12 @@ _X = np.zeros((2, *SHAPE), np.float32)
 def test_bad_arguments_raise_value_error(linear, call, match):
     with pytest.raises(ValueError, match=match):
         call(linear[0])
+
+
+def test_trapezoid_weights_and_captums():
+    n = 32
+    alphas, weights = attribution.ig_steps("riemann_trapezoid", n)
+    np.testing.assert_allclose(alphas, np.linspace(0, 1, n))
+    assert weights.sum() == pytest.approx(1.0)  # the exact trapezoid rule
+    captum = np.array([0.5 / n] + [1.0 / n] * (n - 2) + [0.5 / n])  # Captum's, summing to (n-1)/n
+    np.testing.assert_allclose(weights * (n - 1) / n, captum)  # the documented conversion

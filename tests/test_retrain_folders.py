@@ -11,32 +11,15 @@ import numpy as np
 import pytest
 from absl import flags
 
+# the tiny settings of tests/test_retrain.py, shared
+from test_retrain import EXTRA, TINY_BACKWORK, TINY_TRAIN, rc  # noqa: E402, F401
+
 import run_backwork
 from flags import backwork as backwork_flags
 from flags import common as common_flags
 from flags import model as model_flags
 from flags import retrain as retrain_flags
-from tfool import backwork as bw
 from tfool import data, models, retrain
-
-TINY_BACKWORK = bw.BackworkConfig(
-    labels=(0, 1), num_examples=3, reference_size=20, max_num_steps=10, jit_compile=False
-)
-TINY_TRAIN = models.TrainConfig(epochs=1, batch_size=50, learning_rate=1e-3, verbose=0)
-EXTRA = {
-    "num_zero": 10,
-    "num_noise": 10,
-    "fooling_budget": 6,
-    "fooling_examples": 2,
-    "num_noise_probe": 20,
-}
-
-
-def rc(rounds, mode="uniform", **kw):
-    """A RetrainConfig that keeps the tiny configs' epochs and step limit."""
-    return retrain.RetrainConfig(
-        rounds=rounds, mode=mode, epochs=None, max_num_steps=None, **{**EXTRA, **kw}
-    )
 
 
 def snapshot(root) -> dict:
