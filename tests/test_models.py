@@ -405,7 +405,10 @@ def test_get_or_train_refuses_a_corrupt_file(
     "build, message",
     [
         ({"num_classes": 5}, "has 5 outputs, expected 10"),
-        ({"input_shape": (32, 32, 1)}, "images have shape (28, 28, 1) but model 'mnist_cnn' takes (32, 32, 1)"),
+        (
+            {"input_shape": (32, 32, 1)},
+            "images have shape (28, 28, 1) but model 'mnist_cnn' takes (32, 32, 1)",
+        ),
     ],
 )
 def test_get_or_train_refuses_an_incompatible_model(
