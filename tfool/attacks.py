@@ -188,7 +188,7 @@ def _resolve(model_fn, from_logits, x: np.ndarray) -> tuple[Any, bool]:
     """The model to attack and whether it returns logits: a Keras model's final softmax is
     stripped (``tfool.classifier.logits_model``); outputs are checked once per model
     against what they are taken for (``tfool.classifier.probe``)."""
-    fn, is_logits = classifier.score_fn(model_fn, from_logits)
+    fn, is_logits = classifier.logits_model(model_fn, from_logits)
     if len(x):
         _tf.cached(
             model_fn,

@@ -177,9 +177,9 @@ def _scored(model_fn: ModelFn, from_logits: bool | None, score: str) -> tuple[Mo
     """The model to differentiate and whether it returns logits: the ``output`` score is
     the model's own output; the others read a Keras model before its final softmax."""
     if score == "output":
-        classifier.score_fn(model_fn, from_logits)  # a model tfool cannot read is refused
+        classifier.logits_model(model_fn, from_logits)  # a model tfool cannot read is refused
         return model_fn, from_logits is not False
-    return classifier.score_fn(model_fn, from_logits)
+    return classifier.logits_model(model_fn, from_logits)
 
 
 def _input_gradients(

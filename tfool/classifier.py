@@ -13,7 +13,7 @@ when the graph shows one; otherwise the outputs are checked to be probabilities)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -151,13 +151,19 @@ class _Graph:
         return self.output.get(name) if self.calls.get(name) == 1 else None
 
 
-def output_layer(model: keras.Model) -> keras.layers.Layer:
-    """The layer that makes the model's output (past pass-through layers such as
-    ``Dropout``)."""
+def _output_end(model: keras.Model) -> tuple[keras.layers.Layer, Any]:
+    """The layer that makes the model's output, past pass-through layers such as
+    ``Dropout``, and the tensor it was called on."""
     layer, inp = _producer(model.outputs[0])
     while isinstance(layer, _PASS_THROUGH) and inp is not None:
         layer, inp = _producer(inp)
-    return layer
+    return layer, inp
+
+
+def output_layer(model: keras.Model) -> keras.layers.Layer:
+    """The layer that makes the model's output (past pass-through layers such as
+    ``Dropout``)."""
+    return _output_end(model)[0]
 
 
 def final_softmax(model: keras.Model) -> str | None:
@@ -205,9 +211,7 @@ class _WithoutActivation(keras.layers.Layer):
 
 
 def _strip(model: keras.Model) -> keras.Model:
-    layer, inp = _producer(model.outputs[0])
-    while isinstance(layer, _PASS_THROUGH) and inp is not None:
-        layer, inp = _producer(inp)
+    layer, inp = _output_end(model)
     if inp is None:
         raise ValueError(
             f"model {model.name!r}: the layer {layer.name!r} that ends in a softmax takes "
@@ -555,11 +559,3 @@ def image_shape(model: keras.Model, data_shape: Sequence[int] | None = None) -> 
             f"the images have shape {data_shape} but model {model.name!r} takes {shown}"
         )
     return data_shape
-
-
-def score_fn(model: Any, from_logits: bool | None = None) -> tuple[Callable, bool]:
-    """``logits_model`` for callables too: the function to call and whether it returns
-    logits (any model with several outputs is refused)."""
-    if isinstance(model, keras.Model) and has_graph(model):
-        check_graph(model)
-    return logits_model(model, from_logits)
