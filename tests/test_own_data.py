@@ -225,7 +225,8 @@ def test_rgb_arrays_train_the_reference_cnn_and_write_every_output(
     assert run_backwork._labels(NAMES, None) == (0, 1, 2, 3)
 
 
-def test_rgb_retraining_with_uniform_and_extra_class(rgb_npz, rgb_model, tmp_path, monkeypatch):
+def test_rgb_retraining_with_the_extra_class(rgb_npz, rgb_model, tmp_path, monkeypatch):
+    # the uniform mode's rounds are run end to end in tests/test_flags_retrain.py
     out = tmp_path / "run"
     argv = [
         "--dataset=arrays",
@@ -235,7 +236,7 @@ def test_rgb_retraining_with_uniform_and_extra_class(rgb_npz, rgb_model, tmp_pat
         "--backwork_labels=red,green,blue,grey",
         *QUICK,
         "--retrain_rounds=1",
-        "--retrain_mode=uniform,extra_class",
+        "--retrain_mode=extra_class",
         "--retrain_epochs=1",
         "--retrain_num_zero=4",
         "--retrain_num_noise=4",
@@ -246,7 +247,7 @@ def test_rgb_retraining_with_uniform_and_extra_class(rgb_npz, rgb_model, tmp_pat
     ]
     assert _backwork(monkeypatch, argv) == 0
     _check_outputs(out, range(4), (SIZE, SIZE, 3), 2, NAMES)
-    for mode, outputs in (("uniform", 4), ("extra_class", 5)):
+    for mode, outputs in (("extra_class", 5),):
         where = out / "retrain" / mode
         summary = json.loads((where / "retrain.json").read_text())
         assert [r["round"] for r in summary["records"]] == [0, 1]
@@ -262,7 +263,7 @@ def test_rgb_retraining_with_uniform_and_extra_class(rgb_npz, rgb_model, tmp_pat
         for name in ("retrain.png", "round_0/backworked.png", "round_1/backworked.png"):
             assert (where / name).stat().st_size > 0, name
     table = json.loads((out / "retrain" / "retrain_modes.json").read_text())
-    assert set(table) == {"uniform", "extra_class", "settings"}
+    assert set(table) == {"extra_class", "settings"}
     assert _coloured_share(out / "retrain" / "retrain_images.png") > 0.05
 
 
