@@ -302,7 +302,7 @@ def _backwork(common, outputs) -> int:
         )
     print(report.format_backwork_table(summary))
     status = 130 if result.interrupted else 0
-    if FLAGS.retrain_rounds and not result.interrupted:
+    if (FLAGS.retrain_rounds or FLAGS.retrain_stress) and not result.interrupted:
         status = _retrain(model, dataset, config, result, common.output_dir, cbs[:1], strategy)
     print(f"outputs in {common.output_dir}/")
     return status
@@ -325,6 +325,14 @@ def _retrain(model, dataset, config, initial, output_dir, cbs, strategy) -> int:
     from tfool import interrupts, report, retrain
 
     _check_resume_state(output_dir, model, dataset, config)  # every mode, before any writes
+    stress_dir = os.path.join(output_dir, "retrain", "stress")
+    if FLAGS.retrain_stress and not FLAGS.retrain_resume and os.path.isdir(stress_dir):
+        if any(name.endswith(".json") for name in os.listdir(stress_dir)):
+            raise ValueError(
+                f"--output_dir={output_dir!r} holds finished stress test parts in {stress_dir}; "
+                "--retrain_resume continues them (with the same flags), or choose another "
+                "--output_dir"
+            )
     results = []
     folder = os.path.join(output_dir, "retrain")
     for retrain_config in retrain_flags.retrain_configs(FLAGS):
@@ -348,7 +356,32 @@ def _retrain(model, dataset, config, initial, output_dir, cbs, strategy) -> int:
             break
     with interrupts.protected():
         report.write_retrain_comparison(folder, results, dataset.class_names)
-    return 130 if results[-1].interrupted else 0
+    if results[-1].interrupted:
+        return 130
+    if FLAGS.retrain_stress:
+        return _stress(model, dataset, config, results, folder, strategy)
+    return 0
+
+
+def _stress(model, dataset, config, results, folder, strategy) -> int:
+    """``--retrain_stress``: the stress test on round 0 and every mode's last model."""
+    from tfool import interrupts, report, stress
+
+    named = [("round_0", results[0].models[0])]
+    named += [(r.mode, r.models[-1]) for r in results if r.rounds > 0]
+    out = stress.stress_models(
+        named,
+        dataset,
+        config,
+        retrain_flags.stress_config(FLAGS),
+        output_dir=os.path.join(folder, "stress"),
+        resume=FLAGS.retrain_resume,
+        strategy=strategy,
+    )
+    with interrupts.protected():
+        report.write_stress_outputs(folder, out, results)
+    print(report.format_stress_table(out))
+    return 0 if out["complete"] else 130
 
 
 #: The flags that set the library arguments its errors name (regular expressions, matched

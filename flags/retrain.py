@@ -5,12 +5,14 @@ from __future__ import annotations
 from absl import flags
 
 from tfool.retrain import MODES, RetrainConfig
+from tfool.stress import STARTS, StressConfig
 
 #: The round count of the README's retraining experiment (``--retrain_rounds=2``).
 RECOMMENDED_ROUNDS = 2
 
 
 _D = RetrainConfig()
+_S = StressConfig()
 
 
 def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -30,7 +32,8 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         help="Comma-separated modes, each run in <output_dir>/retrain/<mode>/ from the same "
         "model: uniform (negatives get 1/C for each of the C classes, the MNIST post), extra_class "
         "(a new 'negative' class, Nguyen et al. 2015), control (the same rounds with nothing "
-        "added). With several, retrain_modes.json/.png compare them.",
+        "added), adversarial (nothing added, every batch replaced by its FGSM/PGD images: "
+        "--retrain_adversarial_*). With several, retrain_modes.json/.png compare them.",
         **fv,
     )
     flags.DEFINE_boolean(
@@ -107,6 +110,118 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         **fv,
     )
 
+    flags.DEFINE_float(
+        name="retrain_adversarial_eps",
+        default=_D.adversarial_eps,
+        lower_bound=0.0,
+        upper_bound=1.0,
+        help="--retrain_mode=adversarial: L-infinity radius (pixel range [0, 1]) of the attack "
+        "every training batch is replaced by; in (0, 1].",
+        **fv,
+    )
+    flags.DEFINE_float(
+        name="retrain_adversarial_step",
+        default=_D.adversarial_step,
+        lower_bound=0.0,
+        help="Its step size (Wong et al. 2020: 1.25 x eps for FGSM from a random start); > 0.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="retrain_adversarial_steps",
+        default=_D.adversarial_steps,
+        lower_bound=1,
+        help="Its steps: 1 is FGSM from a random start (Wong et al. 2020), more is PGD from a "
+        "random start (Madry et al. 2018); >= 1.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="retrain_adversarial_epochs",
+        default=_D.adversarial_epochs,
+        lower_bound=1,
+        help="--retrain_mode=adversarial: training epochs per round (default: --retrain_epochs); "
+        ">= 1.",
+        **fv,
+    )
+    flags.DEFINE_boolean(
+        name="retrain_stress",
+        default=False,
+        help="After the rounds, the stress test (--stress_*) on the starting model (round_0) "
+        "and every mode's last model: backworking from uniform and Gaussian noise, zeros and "
+        "other classes' test digits, rubbish images, PGD accuracy and targeted PGD; written to "
+        "<output_dir>/retrain/stress.json and stress.png, every finished part kept in "
+        "retrain/stress/ (--retrain_resume continues it).",
+        **fv,
+    )
+    flags.DEFINE_list(
+        name="stress_budgets",
+        default=[str(b) for b in _S.budgets],
+        help="Comma-separated step budgets at which the stress test reads the share of rows "
+        f"past p >= {_S.threshold} (one run of the largest per start); integers >= 1.",
+        **fv,
+    )
+    flags.DEFINE_list(
+        name="stress_starts",
+        default=list(_S.starts),
+        help=f"Starting points of the stress test's backworking runs, from {', '.join(STARTS)}.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="stress_examples",
+        default=_S.examples,
+        lower_bound=1,
+        help="Rows per label of every stress-test backworking run; >= 1.",
+        **fv,
+    )
+    flags.DEFINE_list(
+        name="stress_pgd_eps",
+        default=[f"{e:g}" for e in _S.pgd_eps],
+        help=f"L-infinity radii of the untargeted PGD accuracy ({_S.pgd_steps} steps of "
+        f"{_S.pgd_step_size:g} from a random start); each in [0, 1].",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="stress_attack_examples",
+        default=_S.attack_examples,
+        lower_bound=1,
+        help="Test images the PGD attacks run on (a seeded subset); >= 1.",
+        **fv,
+    )
+    flags.DEFINE_integer(
+        name="stress_seed",
+        default=_S.seed,
+        lower_bound=0,
+        help="Seed of the stress test's starts, attacked images, targets and PGD starts; >= 0.",
+        **fv,
+    )
+
+    @flags.validator(
+        "stress_budgets",
+        message="--stress_budgets must be distinct comma-separated integers >= 1",
+        **fv,
+    )
+    def _budgets(values):
+        try:
+            budgets = [int(v) for v in values]
+        except ValueError:
+            return False
+        return bool(budgets) and min(budgets) >= 1 and len(set(budgets)) == len(budgets)
+
+    @flags.validator(
+        "stress_starts",
+        message=f"--stress_starts must be one or more of {', '.join(STARTS)}, each once",
+        **fv,
+    )
+    def _starts(values):
+        return bool(values) and set(values) <= set(STARTS) and len(set(values)) == len(values)
+
+    @flags.validator(
+        "stress_pgd_eps",
+        message="--stress_pgd_eps must be one or more comma-separated numbers in [0, 1]",
+        **fv,
+    )
+    def _pgd_eps(values):
+        return _unit_numbers(values)
+
     @flags.validator(
         "retrain_mode",
         message=f"--retrain_mode must be one or more of {', '.join(MODES)}, each once",
@@ -121,11 +236,7 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         **fv,
     )
     def _eps(values):
-        try:
-            eps = [float(v) for v in values]
-        except ValueError:
-            return False
-        return bool(eps) and all(0 <= e <= 1 for e in eps)
+        return _unit_numbers(values)
 
     @flags.multi_flags_validator(
         ["retrain_rounds", "retrain_resume"],
@@ -146,6 +257,24 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         def _needs_training_data(values):
             return values["retrain_rounds"] == 0 or values["backwork_model"] == "mnist_cnn"
 
+        @flags.multi_flags_validator(
+            ["retrain_stress", "backwork_model"],
+            message="--retrain_stress needs --backwork_model=mnist_cnn: its backworking runs "
+            "need the model's training data (--dataset)",
+            **fv,
+        )
+        def _stress_needs_training_data(values):
+            return not values["retrain_stress"] or values["backwork_model"] == "mnist_cnn"
+
+
+def _unit_numbers(values) -> bool:
+    """Whether ``values`` are one or more numbers in [0, 1]."""
+    try:
+        numbers = [float(v) for v in values]
+    except ValueError:
+        return False
+    return bool(numbers) and all(0 <= e <= 1 for e in numbers)
+
 
 def retrain_configs(flag_values: flags.FlagValues = flags.FLAGS) -> tuple[RetrainConfig, ...]:
     """Converts the parsed ``--retrain_*`` flags into one ``RetrainConfig`` per mode."""
@@ -164,6 +293,23 @@ def retrain_configs(flag_values: flags.FlagValues = flags.FLAGS) -> tuple[Retrai
             fooling_budget=f.retrain_fooling_budget,
             fooling_examples=f.retrain_fooling_examples,
             fooling_seed=f.retrain_fooling_seed,
+            adversarial_eps=f.retrain_adversarial_eps,
+            adversarial_step=f.retrain_adversarial_step,
+            adversarial_steps=f.retrain_adversarial_steps,
+            adversarial_epochs=f.retrain_adversarial_epochs,
         )
         for mode in f.retrain_mode
+    )
+
+
+def stress_config(flag_values: flags.FlagValues = flags.FLAGS) -> StressConfig:
+    """Converts the parsed ``--stress_*`` flags into a ``StressConfig``."""
+    f = flag_values
+    return StressConfig(
+        budgets=tuple(int(b) for b in f.stress_budgets),
+        starts=tuple(f.stress_starts),
+        examples=f.stress_examples,
+        pgd_eps=tuple(float(e) for e in f.stress_pgd_eps),
+        attack_examples=f.stress_attack_examples,
+        seed=f.stress_seed,
     )

@@ -73,10 +73,61 @@ def test_flags_convert_to_config():
     )
 
 
+def test_adversarial_and_stress_flags_convert_to_configs():
+    fv = fresh_flags(
+        [
+            "--retrain_rounds=2",
+            "--retrain_mode=adversarial",
+            "--retrain_adversarial_eps=0.2",
+            "--retrain_adversarial_step=0.05",
+            "--retrain_adversarial_steps=7",
+            "--retrain_adversarial_epochs=4",
+            "--retrain_stress",
+            "--stress_budgets=10,30",
+            "--stress_starts=zeros,digits",
+            "--stress_examples=3",
+            "--stress_pgd_eps=0.05",
+            "--stress_attack_examples=77",
+            "--stress_seed=5",
+        ]
+    )
+    (config,) = retrain_flags.retrain_configs(fv)
+    assert config == retrain_flags.RetrainConfig(
+        rounds=2,
+        mode="adversarial",
+        adversarial_eps=0.2,
+        adversarial_step=0.05,
+        adversarial_steps=7,
+        adversarial_epochs=4,
+    )
+    assert fv.retrain_stress
+    assert retrain_flags.stress_config(fv) == retrain_flags.StressConfig(
+        budgets=(10, 30),
+        starts=("zeros", "digits"),
+        examples=3,
+        pgd_eps=(0.05,),
+        attack_examples=77,
+        seed=5,
+    )
+    assert retrain_flags.stress_config(fresh_flags([])) == retrain_flags.StressConfig()
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["--retrain_rounds=-1"], "retrain_rounds"),
+        (["--retrain_adversarial_steps=0"], "retrain_adversarial_steps"),
+        (["--retrain_adversarial_eps=1.5"], "retrain_adversarial_eps"),
+        (["--stress_budgets=10,10"], "stress_budgets"),
+        (["--stress_budgets=0"], "stress_budgets"),
+        (["--stress_budgets=ten"], "stress_budgets"),
+        (["--stress_starts=uniform,sky"], "stress_starts"),
+        (["--stress_pgd_eps=2"], "stress_pgd_eps"),
+        (["--stress_examples=0"], "stress_examples"),
+        (
+            ["--retrain_stress", "--backwork_model=vgg16", "--backwork_rubbish"],
+            "--retrain_stress needs --backwork_model=mnist_cnn",
+        ),
         (["--retrain_mode=soft"], "retrain_mode"),
         (["--retrain_epochs=0"], "retrain_epochs"),
         (["--retrain_num_zero=-1"], "retrain_num_zero"),
@@ -115,7 +166,14 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
         "--backwork_max_num_steps=10",
         "--nobackwork_jit_compile",
         "--retrain_rounds=1",
-        "--retrain_mode=extra_class,control",
+        "--retrain_mode=extra_class,adversarial",
+        "--retrain_adversarial_eps=0.1",
+        "--retrain_stress",
+        "--stress_budgets=2,4",
+        "--stress_starts=uniform,digits",
+        "--stress_examples=2",
+        "--stress_pgd_eps=0.1",
+        "--stress_attack_examples=10",
         "--retrain_epochs=1",
         "--retrain_fooling_budget=2",
         "--retrain_fooling_examples=2",
@@ -144,16 +202,30 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
         "retrain/retrain_images.png",
     ):
         assert (out / name).stat().st_size > 0, name
-    for mode in ("extra_class", "control"):
+    for mode in ("extra_class", "adversarial"):
         assert (out / "retrain" / mode / "retrain.png").stat().st_size > 0
         for r in (0, 1):
             assert (out / "retrain" / mode / f"round_{r}" / "backworked.png").stat().st_size > 0
     grown = models.load_model(out / "retrain" / "extra_class" / "round_1" / "model.keras")
     assert grown.outputs[0].shape[-1] == 11
-    control = models.load_model(out / "retrain" / "control" / "round_1" / "model.keras")
-    assert control.outputs[0].shape[-1] == 10
+    adversarial = models.load_model(out / "retrain" / "adversarial" / "round_1" / "model.keras")
+    assert adversarial.outputs[0].shape[-1] == 10
     table = json.loads((out / "retrain" / "retrain_modes.json").read_text())
-    assert [len(table[m]) for m in ("extra_class", "control")] == [2, 2]
-    assert table["control"][1]["train_size"] == table["control"][0]["train_size"]
+    assert [len(table[m]) for m in ("extra_class", "adversarial")] == [2, 2]
+    assert table["adversarial"][1]["train_size"] == table["adversarial"][0]["train_size"]
     assert "--retrain_rounds=1" in (out / "flags.cfg").read_text()
     assert "test acc" in proc.stdout and "fooled" in proc.stdout
+    # the stress test: round 0 and each mode's last model, every part, the figure
+    stress = json.loads((out / "retrain" / "stress.json").read_text())
+    assert [k for k in stress if k != "settings"] == ["round_0", "extra_class", "adversarial"]
+    assert stress["settings"]["complete"] is True
+    assert stress["settings"]["arms"]["adversarial"]["adversarial_eps"] == 0.1
+    for name in ("round_0", "extra_class", "adversarial"):
+        row = stress[name]
+        assert set(row["fooling"]) == {"uniform", "digits"}
+        assert set(row["fooling"]["digits"]) == set(row["rubbish"]) == {"2", "4"}
+        assert list(row["pgd_accuracy"]) == ["0.1"]
+        assert 0 <= row["targeted_pgd_success"] <= 1 and 0 <= row["clean_accuracy"] <= 1
+        assert (out / "retrain" / "stress" / f"{name}.json").is_file()
+    assert (out / "retrain" / "stress.png").stat().st_size > 0
+    assert "round_0: clean" in proc.stdout and "fooling/digits" in proc.stdout

@@ -56,7 +56,8 @@ def marked_negatives(count=6, offset=0.5):
 def test_augment_shapes_and_targets_sum_to_one(mode):
     ds, neg = marked_dataset(), marked_negatives()
     aug = retrain.augment_with_negatives(ds, neg, mode, num_zero=4, num_noise=5, seed=1)
-    n = len(ds.x_train) + (len(neg) + 4 + 5 if mode != "control" else 0)
+    adds = mode not in ("control", "adversarial")
+    n = len(ds.x_train) + (len(neg) + 4 + 5 if adds else 0)
     width = ds.num_classes + (mode == "extra_class")
     assert aug.x_train.shape == (n, H, W, 1) and aug.x_train.dtype == np.float32
     assert aug.y_train.shape == (n, width) and aug.y_train.dtype == np.float32
@@ -64,7 +65,7 @@ def test_augment_shapes_and_targets_sum_to_one(mode):
     np.testing.assert_allclose(aug.y_train.sum(axis=1), 1.0, rtol=1e-6)
     assert np.all(aug.y_train >= 0)
     counts = np.bincount(aug.origin, minlength=4)
-    if mode == "control":  # nothing added
+    if not adds:  # nothing added
         assert counts.tolist() == [len(ds.x_train), 0, 0, 0]
         assert aug.y_train.shape == (len(ds.x_train), width)
         assert aug.class_names == ds.class_names and np.all(aug.y_train.max(axis=1) == 1.0)

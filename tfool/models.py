@@ -256,20 +256,21 @@ def predict_classes(
     return np.argmax(predict_logits(model, x, batch_size, strategy), axis=-1)
 
 
-def _train_step(model: keras.Model, soft_targets: bool = False) -> Callable:
+def _train_step(model: keras.Model, soft_targets: bool = False, adversary=None) -> Callable:
     """The compiled per-replica step: one Adam update on a (slice of a) global batch.
 
     Each replica sums its rows' cross-entropy (padding rows weigh 0) and divides by the
     global batch size; the optimiser sums the gradients over the replicas, so the update
-    is the global batch's mean gradient whatever the split.
+    is the global batch's mean gradient whatever the split. With an ``adversary``
+    (``tfool.adversarial.AdversarialTraining``) the step takes a ``[2]`` seed and trains on
+    the batch it attacks.
     """
     if soft_targets:  # [N, C] target distributions (retraining with negatives)
         loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None)
     else:
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
-    @tf.function
-    def step(x, y, weight, global_rows):
+    def update(x, y, weight, global_rows):
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
             losses = loss_fn(y, logits) * weight
@@ -280,7 +281,15 @@ def _train_step(model: keras.Model, soft_targets: bool = False) -> Callable:
         hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1), labels), tf.float32)
         return tf.reduce_sum(losses), tf.reduce_sum(hits * weight)
 
-    return step
+    if adversary is None:
+        return tf.function(update)
+
+    @tf.function
+    def attacked(x, y, weight, global_rows, seed):
+        x_adv = adversary.perturb(model, loss_fn, x, y, seed)
+        return update(x_adv, y, weight, global_rows)
+
+    return attacked
 
 
 def train(
@@ -289,6 +298,7 @@ def train(
     config: TrainConfig = TrainConfig(),
     strategy: tf.distribute.Strategy | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    adversary=None,
 ) -> TrainResult:
     """Trains a logits classifier with Adam and cross-entropy, then measures test accuracy.
 
@@ -315,6 +325,10 @@ def train(
         config: Epochs, global batch size, learning rate, seed, verbosity.
         strategy: Optional ``tf.distribute`` strategy.
         callbacks: Extra Keras callbacks.
+        adversary: A ``tfool.adversarial.AdversarialTraining``: every batch is replaced by
+            the images its attack finds against the current weights (seeded by
+            ``config.seed`` and the step), the reported loss and accuracy are on those.
+            ``None``: the clean batches.
 
     Returns:
         A ``TrainResult``; ``history`` holds the per-epoch mean ``loss`` and ``accuracy``.
@@ -338,7 +352,9 @@ def train(
         soft = np.ndim(data.y_train) == 2
         compile_classifier(model, lr, soft_targets=soft)
         model.optimizer.build(model.trainable_variables)
-    step = _train_step(model, soft)
+    step = _train_step(model, soft, adversary)
+    if adversary is not None:
+        logger.info("adversarial training: %s", adversary.describe())
     hooks = keras.callbacks.CallbackList(
         list(callbacks),
         add_history=False,
@@ -374,7 +390,8 @@ def train(
             split = distribute.SplitBatch(strategy, len(rows))
             x, y = split.split(data.x_train[rows], data.y_train[rows])
             total = tf.constant(len(rows), tf.float32)
-            losses, correct = split.run(step, x, y, split.row_mask(), total)
+            extra = () if adversary is None else (_step_seed(config.seed, epoch * steps + i),)
+            losses, correct = split.run(step, x, y, split.row_mask(), total, *extra)
             loss_sum += split.total(losses)
             hits += split.total(correct)
             seen += len(rows)
@@ -392,6 +409,11 @@ def train(
     acc = evaluate(model, data.x_test, data.y_test, strategy=strategy)
     logger.info("trained %s: %.2f%% test accuracy in %.1f s", model.name, 100 * acc, seconds)
     return TrainResult(acc, seconds, len(history["loss"]), history)
+
+
+def _step_seed(seed: int, step: int) -> tf.Tensor:
+    """The ``[2]`` seed of one adversarial training step's random start."""
+    return tf.constant([int(seed), int(step)], tf.int64)
 
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> Path:

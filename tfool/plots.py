@@ -12,6 +12,11 @@ matplotlib.use("Agg")  # headless: figures are written to files, never shown
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+#: The colour of each retraining mode in every figure.
+MODE_COLOURS = {"uniform": "C0", "extra_class": "C3", "control": "C7", "adversarial": "C2"}
+#: The stress test's starts (``tfool.stress.STARTS``; plots imports nothing of tfool).
+STRESS_STARTS = ("uniform", "gaussian", "zeros", "digits")
+
 
 def _as_2d(image: np.ndarray) -> np.ndarray:
     """An image as matplotlib can draw it: ``[H, W]`` for one channel, ``[H, W, 3]`` for
@@ -399,7 +404,7 @@ def retrain_comparison(table: Mapping, title: str | None = None) -> plt.Figure:
     settings = table.get("settings", {})
     fig, axes = plt.subplots(2, 2, figsize=(11.5, 8))
     (ax_fool, ax_steps), (ax_acc, ax_conf) = axes
-    colours = {"uniform": "C0", "extra_class": "C3", "control": "C7"}
+    colours = MODE_COLOURS
     for k, mode in enumerate(modes):
         rows = table[mode]
         c = colours.get(mode, f"C{k + 4}")
@@ -440,6 +445,77 @@ def retrain_comparison(table: Mapping, title: str | None = None) -> plt.Figure:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def stress_figure(table: Mapping, title: str | None = None):
+    """The stress test of several models (``tfool.stress``; ``retrain/stress.json``).
+
+    Five panels of the share of rows past the threshold against the step budget, one per
+    start (and the rubbish runs), one line per model; a sixth of accuracy under PGD
+    against eps (clean accuracy at eps 0) with the targeted PGD success marked.
+
+    Args:
+        table: ``{name: summary, ..., "settings": ...}`` as ``stress.json`` holds it.
+        title: Optional figure title.
+
+    Returns:
+        The matplotlib figure.
+    """
+    names = [n for n in table if n != "settings"]
+    if not names:
+        raise ValueError("table holds no model; expected at least one")
+    settings = table.get("settings", {}).get("stress", {})
+    thr = settings.get("threshold", 0.999)
+    panels = [("fooling", s) for s in settings.get("starts", STRESS_STARTS)] + [("rubbish", None)]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
+    flat = list(axes.flat)
+    for ax, (kind, start) in zip(flat, panels):
+        for k, name in enumerate(names):
+            rates = table[name].get(kind, {})
+            rates = rates.get(start, {}) if start else rates
+            if not rates:
+                continue
+            budgets = sorted(rates, key=int)
+            y = [100 * rates[b]["rate"] for b in budgets]
+            ax.plot([int(b) for b in budgets], y, "o-", color=_model_colour(name, k), label=name)
+        what = f"from {start}" if start else "rubbish (class probabilities only), from uniform"
+        ax.set_title(f"backworked {what}", fontsize=10)
+        ax.set_xscale("log")
+        ax.set_xlabel("step budget")
+        ax.set_ylabel(f"rows past p >= {thr} (%)")
+        ax.set_ylim(-3, 103)
+    ax = flat[len(panels)] if len(panels) < len(flat) else None
+    if ax is not None:
+        for k, name in enumerate(names):
+            row, colour = table[name], _model_colour(name, k)
+            pgd = row.get("pgd_accuracy", {})
+            eps = sorted(pgd, key=float)
+            x = ([0.0] if "clean_accuracy" in row else []) + [float(e) for e in eps]
+            y = ([100 * row["clean_accuracy"]] if "clean_accuracy" in row else []) + [
+                100 * pgd[e] for e in eps
+            ]
+            ax.plot(x, y, "o-", color=colour, label=name)
+            if row.get("targeted_pgd_success") is not None:
+                t_eps = settings.get("targeted_eps", 0.3)
+                ax.plot([t_eps], [100 * row["targeted_pgd_success"]], "x", color=colour, ms=9)
+        ax.set_title("accuracy under PGD (x: targeted PGD success)", fontsize=10)
+        ax.set_xlabel("eps (L-infinity)")
+        ax.set_ylabel("%")
+        ax.set_ylim(-3, 103)
+    for ax in flat[len(panels) + 1 :]:
+        ax.axis("off")
+    for ax in flat:
+        if ax.has_data():
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _model_colour(name: str, k: int) -> str:
+    return "C1" if name == "round_0" else MODE_COLOURS.get(name, f"C{k + 4}")
 
 
 # ----------------------------------------------------------------------------------------

@@ -325,6 +325,68 @@ def format_retrain_table(summary: Mapping) -> str:
     return "\n".join(lines)
 
 
+def write_stress_outputs(output_dir: str | os.PathLike, found: Mapping, results=()) -> dict:
+    """Writes ``stress.json`` (per model: ``clean_accuracy``, ``pgd_accuracy`` {eps: value},
+    ``targeted_pgd_success``, ``fooling`` {start: {budget: {"rate", "median_steps"}}},
+    ``rubbish`` {budget: ...}, ``seconds`` per part; and the ``settings``, the retraining
+    arms' among them) and ``stress.png`` (``plots.stress_figure``).
+
+    Args:
+        output_dir: The folder (``<output_dir>/retrain`` for run_backwork.py).
+        found: ``tfool.stress.stress_models``' result.
+        results: The ``RetrainResult`` of every mode, whose settings are recorded.
+
+    Returns:
+        The table written.
+    """
+    from tfool import plots
+
+    table = {
+        name: {**row, "seconds": found["seconds"].get(name, {})}
+        for name, row in found["models"].items()
+    }
+    arms = {
+        r.mode: {"rounds": r.rounds, **{k: v for k, v in r.settings.items() if k != "backwork"}}
+        for r in results
+    }
+    table["settings"] = {**found["settings"], "complete": found["complete"], "arms": arms}
+    io.write_json(os.path.join(output_dir, "stress.json"), table)
+    if found["models"]:
+        fig = plots.stress_figure(table, title="how hard each model is to fool")
+        _save(fig, os.path.join(output_dir, "stress.png"))
+    return table
+
+
+def format_stress_table(found: Mapping) -> str:
+    """One line per model of a stress test: clean and PGD accuracy, targeted PGD success,
+    and the share of rows fooled at every budget per start."""
+    settings = found["settings"]["stress"]
+    budgets = [str(b) for b in settings["budgets"]]
+    kinds = [f"fooling/{s}" for s in settings["starts"]] + ["rubbish"]
+    lines = []
+    for name, row in found["models"].items():
+        pgd = " ".join(f"{e}: {100 * v:.1f}%" for e, v in row.get("pgd_accuracy", {}).items())
+        clean = row.get("clean_accuracy")
+        target = row.get("targeted_pgd_success")
+        lines.append(
+            f"{name}: clean {_opt(clean and 100 * clean, 6, '.2f')}%  PGD {pgd}  targeted "
+            f"{_opt(target and 100 * target, 5, '.1f')}%"
+        )
+        for kind in kinds:
+            part = row.get(kind.split("/")[0], {})
+            part = part.get(kind.split("/")[1], {}) if "/" in kind else part
+            if part:
+                rates = "  ".join(
+                    f"{b} steps {100 * part[b]['rate']:5.1f}%" for b in budgets if b in part
+                )
+                lines.append(f"    {kind:<18} {rates}")
+    lines.append(
+        f"fooled = rows whose target reached p >= {settings['threshold']} within the budget "
+        f"({settings['examples']} rows per label and start, never re-initialised)"
+    )
+    return "\n".join(lines)
+
+
 def _opt(value, width: int, spec: str) -> str:
     """A number for the table, ``-`` when there is none."""
     if value is None:

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfool import _tf, attacks, classifier, interrupts, io, models
+from tfool.adversarial import AdversarialTraining
 from tfool.backwork import (
     BackworkCallback,
     BackworkConfig,
@@ -31,8 +32,10 @@ from tfool.data import Dataset, ImageClassSet
 logger = logging.getLogger(__name__)
 
 #: ``uniform`` and ``extra_class`` add the negatives; ``control`` adds nothing (the same
-#: rounds, epochs and seeds), so what differs from it is the negatives' doing.
-MODES = ("uniform", "extra_class", "control")
+#: rounds, epochs and seeds), so what differs from it is the negatives' doing;
+#: ``adversarial`` adds nothing either but trains on every batch's FGSM/PGD images
+#: (``tfool.adversarial``), the defence the adversarial-examples literature trusts.
+MODES = ("uniform", "extra_class", "control", "adversarial")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +45,9 @@ class RetrainConfig:
     Attributes:
         rounds: Retraining rounds after round 0 (the measured starting model); 0 runs none.
         mode: ``uniform`` targets for the negatives (the MNIST post), an ``extra_class``
-            (Nguyen et al.), or ``control``: the same rounds with nothing added.
+            (Nguyen et al.), ``control``: the same rounds with nothing added, or
+            ``adversarial``: nothing added, every round trained adversarially
+            (``adversarial_*``).
         from_scratch: Train a freshly initialised model every round instead of going on
             from the previous round's weights.
         resume: Continue the rounds finished in the output folder, which must have been
@@ -60,6 +65,11 @@ class RetrainConfig:
             the noise images whose confidence every round records.
         fooling_threshold: Target probability at which a row counts as fooled.
         num_noise_probe: Uniform-noise images whose top class probability is recorded.
+        adversarial_eps: ``adversarial`` mode: the L-infinity radius of the training attack.
+        adversarial_step: Its step size (Wong et al. 2020: ``1.25 * eps`` for one step).
+        adversarial_steps: Its steps: 1 is FGSM from a random start, more is PGD.
+        adversarial_epochs: ``adversarial`` mode: training epochs per round (``None``:
+            ``epochs``).
     """
 
     rounds: int = 0
@@ -76,9 +86,14 @@ class RetrainConfig:
     fooling_seed: int = 1000
     fooling_threshold: float = 0.999
     num_noise_probe: int = 1000
+    adversarial_eps: float = 0.3
+    adversarial_step: float = 0.375
+    adversarial_steps: int = 1
+    adversarial_epochs: int | None = None
 
     def __post_init__(self):
         _check_mode(self.mode)
+        self.adversarial_training()  # checks the adversarial_* fields
         if int(self.rounds) != self.rounds or self.rounds < 0:
             raise ValueError(f"rounds={self.rounds} must be an integer >= 0")
         eps = (self.fgsm_eps,) if np.isscalar(self.fgsm_eps) else tuple(self.fgsm_eps)
@@ -97,10 +112,21 @@ class RetrainConfig:
             value = getattr(self, name)
             if int(value) != value or value < 1:
                 raise ValueError(f"{name}={value} must be an integer >= 1")
-        for name in ("epochs", "max_num_steps"):
+        for name in ("epochs", "max_num_steps", "adversarial_epochs"):
             value = getattr(self, name)
             if value is not None and (int(value) != value or value < 1):
                 raise ValueError(f"{name}={value} must be an integer >= 1 or None")
+
+    def adversarial_training(self) -> AdversarialTraining:
+        """The training attack of ``adversarial`` mode (``adversarial_*``)."""
+        return AdversarialTraining(
+            eps=self.adversarial_eps, step_size=self.adversarial_step, steps=self.adversarial_steps
+        )
+
+    def adversary(self) -> AdversarialTraining | None:
+        """What ``models.train`` gets as ``adversary`` in this mode (``None`` but in
+        ``adversarial`` mode)."""
+        return self.adversarial_training() if self.mode == "adversarial" else None
 
     def round_configs(
         self, backwork_config: BackworkConfig, train_config: models.TrainConfig
@@ -109,8 +135,11 @@ class RetrainConfig:
         if self.max_num_steps is not None:
             steps = min(backwork_config.max_num_steps, self.max_num_steps)
             backwork_config = dataclasses.replace(backwork_config, max_num_steps=steps)
-        if self.epochs is not None:
-            train_config = dataclasses.replace(train_config, epochs=self.epochs)
+        epochs = self.epochs
+        if self.mode == "adversarial" and self.adversarial_epochs is not None:
+            epochs = self.adversarial_epochs
+        if epochs is not None:
+            train_config = dataclasses.replace(train_config, epochs=epochs)
         return backwork_config, train_config
 
 
@@ -196,8 +225,8 @@ def augment_with_negatives(
 
     ``uniform`` (the MNIST post): every added image gets the uniform target ``1/C`` over
     the ``C`` classes. ``extra_class`` (Nguyen et al. 2015): every added image is labelled
-    with a new class ``C``; the targets have ``C + 1`` columns. ``control``: nothing is
-    added (the negatives are checked, then left out). The data's own images keep one-hot
+    with a new class ``C``; the targets have ``C + 1`` columns. ``control`` and
+    ``adversarial``: nothing is added (the negatives are checked, then left out). The data's own images keep one-hot
     targets and, for a given seed, the same order among themselves in every mode (the
     added rows are interleaved). Nothing of ``data`` or ``negatives`` is modified.
 
@@ -205,7 +234,7 @@ def augment_with_negatives(
         data: The original dataset (integer labels).
         negatives: Backworked images ``[M, H, W, C]`` or ``[L, E, H, W, C]`` (a
             ``BackworkResult.images``); ``M`` may be 0.
-        mode: ``uniform``, ``extra_class`` or ``control``.
+        mode: ``uniform``, ``extra_class``, ``control`` or ``adversarial``.
         num_zero: All-zero images to add, >= 0.
         num_noise: Uniform-noise images in [0, 1] to add, >= 0.
         seed: Seed of the noise images and of the shuffle (``np.random.default_rng``).
@@ -232,7 +261,7 @@ def augment_with_negatives(
     negatives = negatives.reshape(-1, *shape)
     if not np.all(np.isfinite(negatives)):
         raise ValueError("negatives contain non-finite pixels (nan or inf)")
-    if mode == "control":
+    if mode in ("control", "adversarial"):
         negatives, num_zero, num_noise = negatives[:0], 0, 0
 
     rng, order_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 0])
@@ -788,6 +817,14 @@ _NAMES_ONLY = (("model", "name"), ("data", "name"), ("data", "source"))
 _NOT_SETTINGS = ("rounds", "mode", "from_scratch", "resume", "epochs", "max_num_steps")
 
 
+def _is_setting(field: str, mode: str) -> bool:
+    """Whether a ``RetrainConfig`` field decides the rounds of ``mode`` (``adversarial_*``
+    only those of ``adversarial`` mode)."""
+    if field.startswith("adversarial_"):
+        return mode == "adversarial"
+    return field not in _NOT_SETTINGS
+
+
 def weights_fingerprint(model: keras.Model) -> str:
     """A SHA-256 (hex) of every weight array of ``model``: its dtype, shape and bytes, in the
     model's order. The same weights under another model or file name have the same
@@ -811,7 +848,7 @@ def _settings(model, data, backwork_config, train_config, config) -> dict:
     settings = {
         "mode": config.mode,
         "from_scratch": bool(config.from_scratch),
-        **{k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_SETTINGS},
+        **{k: v for k, v in dataclasses.asdict(config).items() if _is_setting(k, config.mode)},
         "backwork": dataclasses.asdict(backwork_config),
         "train": train,
     }
@@ -1204,7 +1241,9 @@ def retrain_rounds(
                 round_models[-1], data.num_classes, config.mode, config.from_scratch, strategy
             )
             round_train = dataclasses.replace(train_config, seed=train_config.seed + r)
-            trained = models.train(round_model, augmented, round_train, strategy)
+            trained = models.train(
+                round_model, augmented, round_train, strategy, adversary=config.adversary()
+            )
             interrupts.check()
             train = (len(augmented.x_train), float(trained.train_seconds))
             round_config = dataclasses.replace(backwork_config, seed=backwork_config.seed + r)
