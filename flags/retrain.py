@@ -7,7 +7,7 @@ from absl import flags
 from tfool.retrain import MODES, RetrainConfig
 from tfool.stress import STARTS, StressConfig
 
-#: The round count of the README's retraining experiment (``--retrain_rounds=2``).
+#: The round count of the retraining example in docs/retraining.md (``--retrain_rounds=2``).
 RECOMMENDED_ROUNDS = 2
 
 
@@ -23,7 +23,7 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         default=_D.rounds,
         lower_bound=0,
         help="Rounds of backwork, augment and retrain after the usual backwork; 0 (default) "
-        f"retrains nothing, {RECOMMENDED_ROUNDS} is the README's experiment; >= 0.",
+        f"retrains nothing, {RECOMMENDED_ROUNDS} is the example in docs/retraining.md; >= 0.",
         **fv,
     )
     flags.DEFINE_list(
