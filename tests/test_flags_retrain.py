@@ -170,7 +170,7 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
         "--retrain_adversarial_eps=0.1",
         "--retrain_stress",
         "--stress_budgets=2,4",
-        "--stress_starts=uniform,digits",
+        "--stress_starts=digits",
         "--stress_examples=2",
         "--stress_pgd_eps=0.1",
         "--stress_attack_examples=10",
@@ -222,7 +222,7 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
     assert stress["settings"]["arms"]["adversarial"]["adversarial_eps"] == 0.1
     for name in ("round_0", "extra_class", "adversarial"):
         row = stress[name]
-        assert set(row["fooling"]) == {"uniform", "digits"}
+        assert set(row["fooling"]) == {"digits"}
         assert set(row["fooling"]["digits"]) == set(row["rubbish"]) == {"2", "4"}
         assert list(row["pgd_accuracy"]) == ["0.1"]
         assert 0 <= row["targeted_pgd_success"] <= 1 and 0 <= row["clean_accuracy"] <= 1
