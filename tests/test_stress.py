@@ -126,7 +126,8 @@ def test_every_part_is_measured_and_kept(stressed, small_cnn, small_data):
     saved = io.read_json(out / "m.json")
     assert saved["weights"] == retrain.weights_fingerprint(small_cnn)
     assert set(saved["parts"]) == set(TINY.parts())
-    assert set(found["seconds"]["m"]) == set(TINY.parts())
+    assert set(found["seconds"]["m"]) == set(found["measured"]["m"]) == set(TINY.parts())
+    assert set(saved["seconds"]) == set(TINY.parts())
 
 
 def test_pgd_accuracy_is_the_models_own(stressed, small_cnn, small_data):
@@ -147,7 +148,8 @@ def test_a_finished_folder_resumes_without_work_and_refuses_otherwise(
     again = stress.stress_models(
         [("m", small_cnn)], small_data, BACKWORK, TINY, output_dir=out, resume=True
     )
-    assert again["models"] == found["models"] and again["seconds"]["m"] == {}
+    assert again["models"] == found["models"] and again["measured"]["m"] == []
+    assert again["seconds"] == found["seconds"]  # kept in the folder
     with pytest.raises(ValueError, match="resume=True continues it"):
         stress.stress_models([("m", small_cnn)], small_data, BACKWORK, TINY, output_dir=out)
     other = dataclasses.replace(TINY, seed=9)
@@ -174,7 +176,7 @@ def test_an_interrupted_test_continues_with_the_missing_parts(
     again = stress.stress_models(
         [("m", small_cnn)], small_data, BACKWORK, TINY, output_dir=tmp_path, resume=True
     )
-    assert set(again["seconds"]["m"]) == set(TINY.parts()) - set(kept)
+    assert set(again["measured"]["m"]) == set(TINY.parts()) - set(kept)
     assert again["models"] == found["models"]  # seeded: the same values as in one go
 
 

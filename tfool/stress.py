@@ -199,8 +199,8 @@ def budget_rates(first: np.ndarray, budgets: Sequence[int]) -> dict:
 
 
 def _backwork_rates(model, data, run_config, initial, config, references, strategy):
-    """A fooling or rubbish run's ``budget_rates`` plus its rows and seconds; ``None`` when
-    it was interrupted."""
+    """A fooling or rubbish run's ``budget_rates``, its rows and their mean target
+    probability at the end; ``None`` when it was interrupted."""
     reach = _FirstReach(config.threshold)
     result = backwork(
         model, data, run_config, strategy, [reach], initial_images=initial, references=references
@@ -372,10 +372,11 @@ def _part_file(output_dir, name: str) -> Path:
     return Path(output_dir) / f"{name}.json"
 
 
-def _load_parts(path: Path, wanted: dict, weights: str, resume: bool) -> dict:
-    """The finished parts of one model's file; refuses a file made otherwise."""
+def _load_parts(path: Path, wanted: dict, weights: str, resume: bool) -> tuple[dict, dict]:
+    """The finished parts of one model's file and their seconds; refuses a file made
+    otherwise."""
     if not path.exists():
-        return {}
+        return {}, {}
     saved = io.read_json(path)
     if not resume:
         raise ValueError(
@@ -386,7 +387,7 @@ def _load_parts(path: Path, wanted: dict, weights: str, resume: bool) -> dict:
         raise ValueError(f"{path} was made with other stress or backworking settings or data")
     if saved.get("weights") != weights:
         raise ValueError(f"{path} was made for another model (weights fingerprint differs)")
-    return dict(saved.get("parts", {}))
+    return dict(saved.get("parts", {})), dict(saved.get("seconds", {}))
 
 
 def stress_models(
@@ -405,8 +406,8 @@ def stress_models(
     finished parts.
 
     Returns:
-        ``{"models": {name: summarise(...)}, "seconds": {name: {part: s}}, "settings": ...,
-        "complete": bool}``.
+        ``{"models": {name: summarise(...)}, "seconds": {name: {part: s}}, "measured":
+        {name: [the parts measured by this call]}, "settings": ..., "complete": bool}``.
     """
     wanted = settings(data, backwork_config, config)
     prints = {name: weights_fingerprint(model) for name, model in named}
@@ -416,15 +417,22 @@ def stress_models(
         done = {
             n: _load_parts(_part_file(output_dir, n), wanted, prints[n], resume) for n, _ in named
         }
-    table, seconds, complete = {}, {}, True
+    table, seconds, measured, complete = {}, {}, {}, True
     for name, model in named:
-        store, seconds[name] = dict(done.get(name, {})), {}
+        store, seconds[name] = done.get(name, ({}, {}))
+        measured[name] = []
 
         def keep(part, value, took, name=name, store=store):
             store[part] = value
             seconds[name][part] = took
+            measured[name].append(part)
             if output_dir is not None:
-                record = {"settings": wanted, "weights": prints[name], "parts": store}
+                record = {
+                    "settings": wanted,
+                    "weights": prints[name],
+                    "parts": store,
+                    "seconds": seconds[name],
+                }
                 with interrupts.protected():
                     io.write_json(_part_file(output_dir, name), record)
 
@@ -440,4 +448,10 @@ def stress_models(
             complete = False
             logger.warning("stress test interrupted during %s; finished parts are kept", name)
             break
-    return {"models": table, "seconds": seconds, "settings": wanted, "complete": complete}
+    return {
+        "models": table,
+        "seconds": seconds,
+        "measured": measured,
+        "settings": wanted,
+        "complete": complete,
+    }
