@@ -233,6 +233,7 @@ def main(argv: list[str]) -> int:
 def _backwork(common, outputs) -> int:
     """The run, in the output folder it holds: checks, backworks, writes, prints."""
     _check_resume_state(common.output_dir)
+    _check_stress_folder(common.output_dir)
     # deferred: TensorFlow loads slowly
     from tfool import backwork, callbacks, distribute, interrupts, report
 
@@ -325,16 +326,10 @@ def _retrain(model, dataset, config, initial, output_dir, cbs, strategy) -> int:
     from tfool import interrupts, report, retrain
 
     _check_resume_state(output_dir, model, dataset, config)  # every mode, before any writes
-    stress_dir = os.path.join(output_dir, "retrain", "stress")
-    if FLAGS.retrain_stress and not FLAGS.retrain_resume and os.path.isdir(stress_dir):
-        if any(name.endswith(".json") for name in os.listdir(stress_dir)):
-            raise ValueError(
-                f"--output_dir={output_dir!r} holds finished stress test parts in {stress_dir}; "
-                "--retrain_resume continues them (with the same flags), or choose another "
-                "--output_dir"
-            )
     results = []
     folder = os.path.join(output_dir, "retrain")
+    if not FLAGS.retrain_rounds:  # --retrain_stress alone: the given model, no rounds
+        return _stress([("round_0", model)], dataset, config, [], folder, strategy)
     for retrain_config in retrain_flags.retrain_configs(FLAGS):
         where = os.path.join(folder, retrain_config.mode)
         result = retrain.retrain_rounds(
@@ -359,16 +354,29 @@ def _retrain(model, dataset, config, initial, output_dir, cbs, strategy) -> int:
     if results[-1].interrupted:
         return 130
     if FLAGS.retrain_stress:
-        return _stress(model, dataset, config, results, folder, strategy)
+        named = [("round_0", results[0].models[0])]
+        named += [(r.mode, r.models[-1]) for r in results if r.rounds > 0]
+        return _stress(named, dataset, config, results, folder, strategy)
     return 0
 
 
-def _stress(model, dataset, config, results, folder, strategy) -> int:
-    """``--retrain_stress``: the stress test on round 0 and every mode's last model."""
+def _check_stress_folder(output_dir) -> None:
+    """Refuses, before any work, finished stress test parts without --retrain_resume."""
+    stress_dir = os.path.join(output_dir, "retrain", "stress")
+    if FLAGS.retrain_stress and not FLAGS.retrain_resume and os.path.isdir(stress_dir):
+        if any(name.endswith(".json") for name in os.listdir(stress_dir)):
+            raise ValueError(
+                f"--output_dir={output_dir!r} holds finished stress test parts in {stress_dir}; "
+                "--retrain_resume continues them (with the same flags), or choose another "
+                "--output_dir"
+            )
+
+
+def _stress(named, dataset, config, results, folder, strategy) -> int:
+    """``--retrain_stress``: the stress test of the ``(name, model)`` pairs (round 0 and
+    every mode's last model); writes ``stress.json`` and ``stress.png`` into ``folder``."""
     from tfool import interrupts, report, stress
 
-    named = [("round_0", results[0].models[0])]
-    named += [(r.mode, r.models[-1]) for r in results if r.rounds > 0]
     out = stress.stress_models(
         named,
         dataset,

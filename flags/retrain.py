@@ -216,11 +216,11 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
     @flags.validator(
         "stress_pgd_eps",
-        message="--stress_pgd_eps must be one or more comma-separated numbers in [0, 1]",
+        message="--stress_pgd_eps must be one or more distinct comma-separated numbers in [0, 1]",
         **fv,
     )
     def _pgd_eps(values):
-        return _unit_numbers(values)
+        return _unit_numbers(values) and len({f"{float(v):g}" for v in values}) == len(values)
 
     @flags.validator(
         "retrain_mode",
@@ -239,12 +239,21 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         return _unit_numbers(values)
 
     @flags.multi_flags_validator(
-        ["retrain_rounds", "retrain_resume"],
-        message="--retrain_resume needs --retrain_rounds >= 1 (the rounds to reach)",
+        ["retrain_rounds", "retrain_resume", "retrain_stress"],
+        message="--retrain_resume needs --retrain_rounds >= 1 (the rounds to reach) or "
+        "--retrain_stress (the stress test to continue)",
         **fv,
     )
     def _resume_needs_rounds(values):
-        return values["retrain_rounds"] > 0 or not values["retrain_resume"]
+        return (
+            values["retrain_rounds"] > 0 or values["retrain_stress"] or not values["retrain_resume"]
+        )
+
+    for name in ("retrain_adversarial_eps", "retrain_adversarial_step"):
+
+        @flags.validator(name, message=f"--{name} must be a number > 0", **fv)
+        def _positive(value):
+            return value > 0
 
     if "backwork_model" in flag_values:  # run_backwork.py: only the MNIST CNN has data here
 

@@ -1,5 +1,11 @@
 """tfool.adversarial: the training attack, and models.train / retraining with it."""
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -9,6 +15,7 @@ from tfool import attacks, models, retrain
 from tfool.adversarial import AdversarialTraining
 from tfool.backwork import BackworkConfig
 
+ROOT = Path(__file__).resolve().parents[1]
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
 
@@ -116,7 +123,55 @@ def test_adversarial_settings_only_decide_the_adversarial_mode(small_cnn, small_
         settings = retrain._settings(None, None, BackworkConfig(), train, config)
         keys = {k for k in settings if k.startswith("adversarial_")}
         assert keys == (
-            {"adversarial_eps", "adversarial_step", "adversarial_steps", "adversarial_epochs"}
+            {"adversarial_eps", "adversarial_step", "adversarial_steps"}  # epochs: in train
             if mode == "adversarial"
             else set()
         )
+
+
+@pytest.mark.slow
+def test_two_replicas_draw_their_own_starts(tmp_path):
+    """Two logical CPUs (a fresh process): adversarial training runs under a mirrored
+    strategy, and the two slices of a batch get different random starts."""
+    script = textwrap.dedent(
+        """
+        import numpy as np, tensorflow as tf, keras
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from tfool import data, models
+        from tfool.adversarial import AdversarialTraining
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        adversary = AdversarialTraining(eps=0.3, step_size=0.1)
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+        with strategy.scope():
+            model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(),
+                                      keras.layers.Dense(3)])
+        x = tf.zeros((4, 6, 6, 1)) + 0.5
+        y = tf.zeros((4,), tf.int64)
+        seed = tf.constant([1, 2], tf.int64)
+        fn = tf.function(lambda x, y, s: adversary.perturb(model, loss, x, y, s))
+        out = strategy.experimental_local_results(strategy.run(fn, args=(x, y, seed)))
+        assert not np.allclose(out[0].numpy(), out[1].numpy())
+        one = fn(x, y, seed).numpy()
+        assert np.array_equal(out[0].numpy(), one)  # replica 0 draws as one device does
+        rng = np.random.default_rng(0)
+        ds = data.Dataset(rng.uniform(size=(40, 6, 6, 1)).astype("float32"),
+                          np.arange(40) % 3, np.zeros((6, 6, 6, 1), "float32"),
+                          np.arange(6) % 3, ("a", "b", "c"), "synthetic", "tiny")
+        result = models.train(model, ds, models.TrainConfig(epochs=1, batch_size=10,
+                              verbose=0), strategy, adversary=adversary)
+        assert np.isfinite(result.history["loss"][0])
+        print("OK")
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]

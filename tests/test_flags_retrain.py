@@ -110,6 +110,7 @@ def test_adversarial_and_stress_flags_convert_to_configs():
         seed=5,
     )
     assert retrain_flags.stress_config(fresh_flags([])) == retrain_flags.StressConfig()
+    assert fresh_flags(["--retrain_stress", "--retrain_resume"]).retrain_resume  # continues it
 
 
 @pytest.mark.parametrize(
@@ -118,6 +119,9 @@ def test_adversarial_and_stress_flags_convert_to_configs():
         (["--retrain_rounds=-1"], "retrain_rounds"),
         (["--retrain_adversarial_steps=0"], "retrain_adversarial_steps"),
         (["--retrain_adversarial_eps=1.5"], "retrain_adversarial_eps"),
+        (["--retrain_adversarial_eps=0"], "--retrain_adversarial_eps must be a number > 0"),
+        (["--retrain_adversarial_step=0"], "--retrain_adversarial_step must be a number > 0"),
+        (["--stress_pgd_eps=0.1,0.10"], "stress_pgd_eps"),
         (["--stress_budgets=10,10"], "stress_budgets"),
         (["--stress_budgets=0"], "stress_budgets"),
         (["--stress_budgets=ten"], "stress_budgets"),
@@ -166,7 +170,7 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
         "--backwork_max_num_steps=10",
         "--nobackwork_jit_compile",
         "--retrain_rounds=1",
-        "--retrain_mode=extra_class,adversarial",
+        "--retrain_mode=extra_class,control,adversarial",
         "--retrain_adversarial_eps=0.1",
         "--retrain_stress",
         "--stress_budgets=2,4",
@@ -202,7 +206,7 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
         "retrain/retrain_images.png",
     ):
         assert (out / name).stat().st_size > 0, name
-    for mode in ("extra_class", "adversarial"):
+    for mode in ("extra_class", "control", "adversarial"):
         assert (out / "retrain" / mode / "retrain.png").stat().st_size > 0
         for r in (0, 1):
             assert (out / "retrain" / mode / f"round_{r}" / "backworked.png").stat().st_size > 0
@@ -211,16 +215,18 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
     adversarial = models.load_model(out / "retrain" / "adversarial" / "round_1" / "model.keras")
     assert adversarial.outputs[0].shape[-1] == 10
     table = json.loads((out / "retrain" / "retrain_modes.json").read_text())
-    assert [len(table[m]) for m in ("extra_class", "adversarial")] == [2, 2]
-    assert table["adversarial"][1]["train_size"] == table["adversarial"][0]["train_size"]
+    assert [len(table[m]) for m in ("extra_class", "control", "adversarial")] == [2, 2, 2]
+    for mode in ("control", "adversarial"):  # nothing added
+        assert table[mode][1]["train_size"] == table[mode][0]["train_size"]
     assert "--retrain_rounds=1" in (out / "flags.cfg").read_text()
     assert "test acc" in proc.stdout and "fooled" in proc.stdout
     # the stress test: round 0 and each mode's last model, every part, the figure
     stress = json.loads((out / "retrain" / "stress.json").read_text())
-    assert [k for k in stress if k != "settings"] == ["round_0", "extra_class", "adversarial"]
+    names = ["round_0", "extra_class", "control", "adversarial"]
+    assert [k for k in stress if k != "settings"] == names
     assert stress["settings"]["complete"] is True
     assert stress["settings"]["arms"]["adversarial"]["adversarial_eps"] == 0.1
-    for name in ("round_0", "extra_class", "adversarial"):
+    for name in names:
         row = stress[name]
         assert set(row["fooling"]) == {"digits"}
         assert set(row["fooling"]["digits"]) == set(row["rubbish"]) == {"2", "4"}
@@ -229,3 +235,18 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
         assert (out / "retrain" / "stress" / f"{name}.json").is_file()
     assert (out / "retrain" / "stress.png").stat().st_size > 0
     assert "round_0: clean" in proc.stdout and "fooling/digits" in proc.stdout
+    # the stress test alone (no rounds) of the same model: continued from its kept parts
+    again = [a for a in args if not a.startswith(("--retrain_rounds", "--retrain_mode"))]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run_backwork.py"), *again, "--retrain_resume"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    alone = json.loads((out / "retrain" / "stress.json").read_text())
+    assert [k for k in alone if k != "settings"] == ["round_0"]
+    assert alone["round_0"] == stress["round_0"]  # nothing measured again
+    assert "stress clean_accuracy" not in proc.stderr

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from tfool import backwork as bw
 from tfool import io, report, retrain, stress
 from tfool.backwork import BackworkConfig
 
@@ -24,6 +25,9 @@ TINY = stress.StressConfig(
         ({"starts": ("uniform", "sky")}, "starts=.*distinct names"),
         ({"starts": ("zeros", "zeros")}, "starts"),
         ({"pgd_eps": (0.1, 1.5)}, "pgd_eps"),
+        ({"pgd_eps": (0.1, 0.10)}, "pgd_eps=.* distinct"),
+        ({"budgets": (2.5,)}, "budgets"),
+        ({"gaussian_mean": float("nan")}, "gaussian_mean=nan"),
         ({"targeted_eps": 0.0}, "targeted_eps=0.0"),
         ({"threshold": 1.0}, "threshold=1.0"),
         ({"examples": 0}, "examples=0"),
@@ -122,7 +126,10 @@ def test_every_part_is_measured_and_kept(stressed, small_cnn, small_data):
     assert 0 <= row["targeted_pgd_success"] <= 1
     assert set(row["fooling"]) == set(stress.STARTS)
     for rates in [*row["fooling"].values(), row["rubbish"]]:
-        assert list(rates) == ["2", "5"] and rates["2"]["rate"] <= rates["5"]["rate"]
+        assert list(rates) == ["2", "5"]
+        for budget in rates.values():
+            assert 0 <= budget["rate"] <= 1
+            assert (budget["median_steps"] is None) == (budget["rate"] == 0)
     saved = io.read_json(out / "m.json")
     assert saved["weights"] == retrain.weights_fingerprint(small_cnn)
     assert set(saved["parts"]) == set(TINY.parts())
@@ -157,12 +164,64 @@ def test_a_finished_folder_resumes_without_work_and_refuses_otherwise(
         stress.stress_models(
             [("m", small_cnn)], small_data, BACKWORK, other, output_dir=out, resume=True
         )
+    with pytest.raises(ValueError, match="stress seed 2000 but this run asks for 9"):
+        stress.stress_models(
+            [("m", small_cnn)], small_data, BACKWORK, other, output_dir=out, resume=True
+        )
+
+
+def test_a_new_model_under_a_kept_name_is_measured_afresh(stressed, small_cnn, small_data):
+    """More rounds make a mode's last model another one: its old parts are not reused."""
+    out = stressed[1]
     moved = retrain.copy_model(small_cnn)
     moved.set_weights([w + 0.01 for w in moved.get_weights()])
-    with pytest.raises(ValueError, match="another model"):
-        stress.stress_models(
-            [("m", moved)], small_data, BACKWORK, TINY, output_dir=out, resume=True
-        )
+    wanted = stress.settings(small_data, BACKWORK, TINY)
+    moved_print = retrain.weights_fingerprint(moved)
+    assert stress._load_parts(out / "m.json", wanted, moved_print, resume=True) == ({}, {})
+    own = retrain.weights_fingerprint(small_cnn)
+    kept = stress._load_parts(out / "m.json", wanted, own, resume=True)
+    assert set(kept[0]) == set(TINY.parts())
+
+
+def test_first_reach_is_the_loops_step(small_cnn, small_data):
+    """The step a row first reaches the threshold, read from the real loop: step 0 is the
+    start, step k the save after k updates; a row fooled from the start counts 0."""
+    run = stress.fooling_config(BACKWORK, dataclasses.replace(TINY, budgets=(6,)))
+    run = dataclasses.replace(run, prob_cap_min=0.6)
+    reach, probs = retrain._FirstReach(0.6), []
+
+    class Every(bw.BackworkCallback):
+        def on_save(self, event):
+            probs.append((event.step, np.asarray(event.target_probs).copy()))
+
+    initial = stress.start_images("digits", small_data, BACKWORK.labels, TINY)
+    initial[0, 0] = small_data.x_test[small_data.y_test == 0][0]  # a real 0
+    bw.backwork(small_cnn, small_data, run, None, [reach, Every()], initial_images=initial)
+    assert probs[0][0] == 0 and probs[0][1][0, 0] > 0.6 and reach.first[0, 0] == 0
+    for row in np.ndindex(reach.first.shape):
+        steps = [step for step, p in probs if p[row] >= 0.6]
+        assert reach.first[row] == (steps[0] if steps else -1)
+    assert [step for step, _ in probs] == list(range(len(probs)))  # a save after every step
+
+
+def test_ctrl_c_keeps_the_finished_parts_and_stops(small_cnn, small_data, tmp_path, monkeypatch):
+    calls = []
+    measure = stress._measure
+
+    def interrupted_at_the_third(part, *args):
+        calls.append(part)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return measure(part, *args)
+
+    monkeypatch.setattr(stress, "_measure", interrupted_at_the_third)
+    found = stress.stress_models(
+        [("a", small_cnn), ("b", small_cnn)], small_data, BACKWORK, TINY, output_dir=tmp_path
+    )
+    assert not found["complete"] and list(found["models"]) == ["a"]  # b never started
+    assert found["measured"]["a"] == list(TINY.parts()[:2])
+    assert set(io.read_json(tmp_path / "a.json")["parts"]) == set(TINY.parts()[:2])
+    assert not (tmp_path / "b.json").exists()
 
 
 def test_an_interrupted_test_continues_with_the_missing_parts(

@@ -60,11 +60,18 @@ class AdversarialTraining:
             x: The clean batch.
             y: Its targets (as the loss takes them).
             seed: ``[2]`` int seed of the random start (``tf.random.stateless_uniform``).
+                Under a ``tf.distribute`` strategy replica ``k > 0`` draws from ``seed +
+                [k * REPLICA_SEED_STRIDE, 0]``, so the slices of a batch get independent
+                starts (replica 0, and a single device, draw from ``seed`` itself). The
+                starts are then not those of a single-device run: adversarial training
+                under several replicas matches one device in distribution, not step by
+                step.
 
         Returns:
             Images within ``eps`` of ``x`` and inside the pixel range, no gradient through.
         """
         lo, hi = float(self.clip_min), float(self.clip_max)
+        seed = _replica_seed(seed)
         delta = tf.random.stateless_uniform(tf.shape(x), seed, -self.eps, self.eps, x.dtype)
         x_adv = tf.clip_by_value(x + delta, lo, hi)
         for _ in range(int(self.steps)):
@@ -74,3 +81,17 @@ class AdversarialTraining:
             x_adv = x_adv + self.step_size * tf.sign(tape.gradient(loss, x_adv))
             x_adv = tf.clip_by_value(x + tf.clip_by_value(x_adv - x, -self.eps, self.eps), lo, hi)
         return tf.stop_gradient(x_adv)
+
+
+#: How far apart the seeds of two replicas' random starts are (``perturb``).
+REPLICA_SEED_STRIDE = 1_000_003
+
+
+def _replica_seed(seed: tf.Tensor) -> tf.Tensor:
+    """``seed`` moved by the replica's index in its sync group (0 outside a strategy)."""
+    ctx = tf.distribute.get_replica_context()
+    replica = 0 if ctx is None else ctx.replica_id_in_sync_group
+    if isinstance(replica, int) and replica == 0:
+        return seed
+    step = tf.cast(replica, seed.dtype) * REPLICA_SEED_STRIDE
+    return seed + tf.stack([step, tf.zeros_like(step)])

@@ -328,7 +328,9 @@ def train(
         adversary: A ``tfool.adversarial.AdversarialTraining``: every batch is replaced by
             the images its attack finds against the current weights (seeded by
             ``config.seed`` and the step), the reported loss and accuracy are on those.
-            ``None``: the clean batches.
+            Under several replicas each slice draws its own random start, so the run
+            matches a single-device one in distribution, not step by step. ``None``: the
+            clean batches.
 
     Returns:
         A ``TrainResult``; ``history`` holds the per-epoch mean ``loss`` and ``accuracy``.

@@ -820,6 +820,8 @@ _NOT_SETTINGS = ("rounds", "mode", "from_scratch", "resume", "epochs", "max_num_
 def _is_setting(field: str, mode: str) -> bool:
     """Whether a ``RetrainConfig`` field decides the rounds of ``mode`` (``adversarial_*``
     only those of ``adversarial`` mode)."""
+    if field == "adversarial_epochs":  # decides train.epochs, which is compared
+        return False
     if field.startswith("adversarial_"):
         return mode == "adversarial"
     return field not in _NOT_SETTINGS

@@ -40,7 +40,7 @@ import tensorflow as tf
 from tfool import _tf, attacks, interrupts, io, models
 from tfool.backwork import BackworkConfig, backwork, reference_set
 from tfool.data import Dataset
-from tfool.retrain import _FirstReach, _with_negative_class, weights_fingerprint
+from tfool.retrain import _differences, _FirstReach, _with_negative_class, weights_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ class StressConfig:
     seed: int = 2000
 
     def __post_init__(self):
-        budgets = tuple(sorted({int(b) for b in self.budgets})) if self.budgets else ()
+        whole = all(_tf.is_finite_number(b) and int(b) == b for b in self.budgets)
+        budgets = tuple(sorted({int(b) for b in self.budgets})) if whole else ()
         if not budgets or budgets[0] < 1 or len(budgets) != len(self.budgets):
             raise ValueError(f"budgets={self.budgets} must be distinct integers >= 1")
         object.__setattr__(self, "budgets", budgets)
@@ -98,6 +99,8 @@ class StressConfig:
         eps = tuple(float(e) for e in self.pgd_eps)
         if not all(_tf.is_finite_number(e) and 0 <= e <= 1 for e in eps):
             raise ValueError(f"pgd_eps={self.pgd_eps} must be numbers in [0, 1]")
+        if len({f"{e:g}" for e in eps}) != len(eps):
+            raise ValueError(f"pgd_eps={self.pgd_eps} must be distinct (as %g prints them)")
         object.__setattr__(self, "pgd_eps", eps)
         if self.targeted_eps is not None and not (
             _tf.is_finite_number(self.targeted_eps) and 0 < self.targeted_eps <= 1
@@ -109,6 +112,8 @@ class StressConfig:
             value = getattr(self, name)
             if int(value) != value or value < 1:
                 raise ValueError(f"{name}={value} must be an integer >= 1")
+        if not _tf.is_finite_number(self.gaussian_mean):
+            raise ValueError(f"gaussian_mean={self.gaussian_mean} must be a finite number")
         for name in ("pgd_step_size", "gaussian_std"):
             value = getattr(self, name)
             if not (_tf.is_finite_number(value) and value > 0):
@@ -247,7 +252,7 @@ def _measure(part, model, data, backwork_config, config, references, strategy, n
         return models.evaluate(model, data.x_test, data.y_test, strategy=strategy)
     x, y = _attacked_subset(data, config)
     if part.startswith("pgd_accuracy/"):
-        eps = float(part.split("/")[1])
+        eps = {f"{e:g}": e for e in config.pgd_eps}[part.split("/")[1]]
         return float(np.mean(_pgd(model, x, eps, y, config, False, strategy) == y))
     if part == "targeted_pgd_success":
         rng = np.random.default_rng([config.seed, 200])
@@ -384,9 +389,15 @@ def _load_parts(path: Path, wanted: dict, weights: str, resume: bool) -> tuple[d
             "same settings), or choose another output_dir"
         )
     if saved.get("settings") != wanted:
-        raise ValueError(f"{path} was made with other stress or backworking settings or data")
-    if saved.get("weights") != weights:
-        raise ValueError(f"{path} was made for another model (weights fingerprint differs)")
+        differences = _differences(saved.get("settings") or {}, wanted) or ["its version"]
+        raise ValueError(
+            f"{path} was made with other stress or backworking settings or data: "
+            + "; ".join(differences[:4])
+            + "; choose another output_dir"
+        )
+    if saved.get("weights") != weights:  # e.g. more rounds: the mode's last model is new
+        logger.warning("%s was measured for another model; measuring this one afresh", path)
+        return {}, {}
     return dict(saved.get("parts", {})), dict(saved.get("seconds", {}))
 
 
@@ -441,10 +452,10 @@ def stress_models(
                 model, data, backwork_config, config, done=store, on_part=keep, strategy=strategy
             )
         except KeyboardInterrupt:  # Ctrl-C inside an attack or between parts
-            pass
+            complete = False
         if store:
             table[name] = summarise(store, config)
-        if len(store) < len(config.parts()):
+        if not complete or len(store) < len(config.parts()):
             complete = False
             logger.warning("stress test interrupted during %s; finished parts are kept", name)
             break
