@@ -469,7 +469,9 @@ def stress_figure(table: Mapping, title: str | None = None):
     panels = [("fooling", s) for s in settings.get("starts", STRESS_STARTS)] + [("rubbish", None)]
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
     flat = list(axes.flat)
+    width = 0.8 / len(names)
     for ax, (kind, start) in zip(flat, panels):
+        budgets = []
         for k, name in enumerate(names):
             rates = table[name].get(kind, {})
             rates = rates.get(start, {}) if start else rates
@@ -477,13 +479,14 @@ def stress_figure(table: Mapping, title: str | None = None):
                 continue
             budgets = sorted(rates, key=int)
             y = [100 * rates[b]["rate"] for b in budgets]
-            ax.plot([int(b) for b in budgets], y, "o-", color=_model_colour(name, k), label=name)
-        what = f"from {start}" if start else "rubbish (class probabilities only), from uniform"
+            x = np.arange(len(budgets)) + (k - (len(names) - 1) / 2) * width
+            bars = ax.bar(x, y, width, color=_model_colour(name, k), label=name)
+            ax.bar_label(bars, [f"{v:.0f}" for v in y], fontsize=6, padding=1)
+        what = f"from {start}" if start else "rubbish (softmax cost only), from uniform"
         ax.set_title(f"backworked {what}", fontsize=10)
-        ax.set_xscale("log")
-        ax.set_xlabel("step budget")
+        ax.set_xticks(np.arange(len(budgets)), [f"{b} steps" for b in budgets])
         ax.set_ylabel(f"rows past p >= {thr} (%)")
-        ax.set_ylim(-3, 103)
+        ax.set_ylim(0, 110)
     ax = flat[len(panels)] if len(panels) < len(flat) else None
     if ax is not None:
         for k, name in enumerate(names):
@@ -498,7 +501,7 @@ def stress_figure(table: Mapping, title: str | None = None):
             if row.get("targeted_pgd_success") is not None:
                 t_eps = settings.get("targeted_eps", 0.3)
                 ax.plot([t_eps], [100 * row["targeted_pgd_success"]], "x", color=colour, ms=9)
-        ax.set_title("accuracy under PGD (x: targeted PGD success)", fontsize=10)
+        ax.set_title("clean (eps 0) and PGD accuracy; x: targeted", fontsize=10)
         ax.set_xlabel("eps (L-infinity)")
         ax.set_ylabel("%")
         ax.set_ylim(-3, 103)
@@ -507,7 +510,7 @@ def stress_figure(table: Mapping, title: str | None = None):
     for ax in flat:
         if ax.has_data():
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+    flat[0].legend(fontsize=7)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
