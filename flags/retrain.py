@@ -187,6 +187,15 @@ def define_retrain_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         **fv,
     )
     flags.DEFINE_integer(
+        name="stress_reference_size",
+        default=_S.reference_size,
+        lower_bound=1,
+        help="At most this many training images per label in the reference sets of the "
+        "stress test's backworking runs (default: --backwork_reference_size); the step time "
+        "grows with it; >= 1.",
+        **fv,
+    )
+    flags.DEFINE_integer(
         name="stress_seed",
         default=_S.seed,
         lower_bound=0,
@@ -321,4 +330,5 @@ def stress_config(flag_values: flags.FlagValues = flags.FLAGS) -> StressConfig:
         pgd_eps=tuple(float(e) for e in f.stress_pgd_eps),
         attack_examples=f.stress_attack_examples,
         seed=f.stress_seed,
+        reference_size=f.stress_reference_size,
     )

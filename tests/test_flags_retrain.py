@@ -89,6 +89,7 @@ def test_adversarial_and_stress_flags_convert_to_configs():
             "--stress_pgd_eps=0.05",
             "--stress_attack_examples=77",
             "--stress_seed=5",
+            "--stress_reference_size=100",
         ]
     )
     (config,) = retrain_flags.retrain_configs(fv)
@@ -108,6 +109,7 @@ def test_adversarial_and_stress_flags_convert_to_configs():
         pgd_eps=(0.05,),
         attack_examples=77,
         seed=5,
+        reference_size=100,
     )
     assert retrain_flags.stress_config(fresh_flags([])) == retrain_flags.StressConfig()
     assert fresh_flags(["--retrain_stress", "--retrain_resume"]).retrain_resume  # continues it

@@ -34,6 +34,7 @@ TINY = stress.StressConfig(
         ({"attack_examples": 2.5}, "attack_examples=2.5"),
         ({"pgd_step_size": 0}, "pgd_step_size=0"),
         ({"seed": -1}, "seed=-1"),
+        ({"reference_size": 0}, "reference_size=0"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):
@@ -104,6 +105,9 @@ def test_run_configs_keep_the_costs_and_never_reinitialise():
     assert run.prob_cap_min == config.threshold and run.labels == BACKWORK.labels
     one_row = stress.fooling_config(BACKWORK, dataclasses.replace(config, examples=1))
     assert one_row.batch_cost_coeff == 0.0
+    assert run.reference_size == BACKWORK.reference_size == 20  # the run's
+    cut = stress.fooling_config(BACKWORK, dataclasses.replace(config, reference_size=7))
+    assert cut.reference_size == 7
     rubbish = stress.rubbish_config(BACKWORK, config)
     assert rubbish.layer_names == ("probabilities",)
     assert rubbish.reference_cost_coeff == rubbish.batch_cost_coeff == 0.0

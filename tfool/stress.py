@@ -69,6 +69,10 @@ class StressConfig:
         targeted_eps: Radius of the targeted PGD attack (``None``: none).
         attack_examples: Test images attacked (a seeded subset; all when larger).
         seed: Seed of the starts, the attacked subset, the targets and the PGD starts.
+        reference_size: At most this many training images per label form the reference
+            sets of the fooling runs (``None``: the run's ``reference_size``): the step
+            time grows with the reference set, and 1,000-step runs from several starts
+            on several models may need a smaller one.
     """
 
     budgets: tuple[int, ...] = (100, 300, 1000)
@@ -84,6 +88,7 @@ class StressConfig:
     targeted_eps: float | None = 0.3
     attack_examples: int = 1000
     seed: int = 2000
+    reference_size: int | None = None
 
     def __post_init__(self):
         whole = all(_tf.is_finite_number(b) and int(b) == b for b in self.budgets)
@@ -118,6 +123,10 @@ class StressConfig:
             value = getattr(self, name)
             if not (_tf.is_finite_number(value) and value > 0):
                 raise ValueError(f"{name}={value} must be a positive number")
+        if self.reference_size is not None and (
+            int(self.reference_size) != self.reference_size or self.reference_size < 1
+        ):
+            raise ValueError(f"reference_size={self.reference_size} must be an integer >= 1")
         if int(self.seed) != self.seed or self.seed < 0:
             raise ValueError(f"seed={self.seed} must be an integer >= 0")
 
@@ -134,11 +143,14 @@ def fooling_config(backwork_config: BackworkConfig, config: StressConfig) -> Bac
     """The backworking settings of a fooling run: ``backwork_config``'s costs, labels and
     learning rate, ``config.examples`` rows per label, ``max(config.budgets)`` steps, a
     save (and so a reading) after every step, a label stopping once all its rows are past
-    the threshold, and no re-initialisation (the window never fills). One row per label
-    has no batch to keep diverse: its batch cost is off."""
+    the threshold, and no re-initialisation (the window never fills); the reference sets
+    cut to ``config.reference_size`` when set. One row per label has no batch to keep
+    diverse: its batch cost is off."""
     budget = max(config.budgets)
+    refs = config.reference_size or backwork_config.reference_size
     return dataclasses.replace(
         backwork_config,
+        reference_size=refs,
         num_examples=config.examples,
         batch_cost_coeff=0.0 if config.examples < 2 else backwork_config.batch_cost_coeff,
         max_num_steps=budget,
