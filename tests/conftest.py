@@ -1,6 +1,10 @@
 """Shared fixtures: offline mode, the embedded sample and a small trained CNN."""
 
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["TFOOL_OFFLINE"] = "1"  # tests never download
@@ -43,3 +47,32 @@ def small_cnn(small_data):
 @pytest.fixture()
 def rng():
     return np.random.default_rng(0)
+
+
+#: The preamble of a script run on two logical CPUs (set before TensorFlow starts).
+TWO_CPUS = """
+import numpy as np, tensorflow as tf, keras
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+
+
+@pytest.fixture()
+def run_on_two_cpus(tmp_path):
+    """Runs a script body in a fresh Python process whose one CPU is split into two logical
+    devices (``/cpu:0``, ``/cpu:1``); returns the ``CompletedProcess``."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), TF_CPP_MIN_LOG_LEVEL="2")
+
+    def run(body: str) -> subprocess.CompletedProcess:
+        script = TWO_CPUS + textwrap.dedent(body)
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    return run

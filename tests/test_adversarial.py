@@ -1,9 +1,5 @@
 """tfool.adversarial: the training attack, and models.train / retraining with it."""
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import keras
@@ -130,15 +126,11 @@ def test_adversarial_settings_only_decide_the_adversarial_mode(small_cnn, small_
 
 
 @pytest.mark.slow
-def test_two_replicas_draw_their_own_starts(tmp_path):
+def test_two_replicas_draw_their_own_starts(run_on_two_cpus):
     """Two logical CPUs (a fresh process): adversarial training runs under a mirrored
     strategy, and the two slices of a batch get different random starts."""
-    script = textwrap.dedent(
+    proc = run_on_two_cpus(
         """
-        import numpy as np, tensorflow as tf, keras
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from tfool import data, models
         from tfool.adversarial import AdversarialTraining
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -164,14 +156,5 @@ def test_two_replicas_draw_their_own_starts(tmp_path):
         assert np.isfinite(result.history["loss"][0])
         print("OK")
         """
-    )
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]

@@ -1,9 +1,5 @@
 """Tests of tfool.attacks: the defining properties of each attack and its argument checks."""
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import keras
@@ -266,14 +262,10 @@ def test_one_replica_strategies_give_the_same_result(small_cnn, images):
 
 
 @pytest.mark.slow
-def test_two_replica_mirrored_strategy_matches_single_device(tmp_path):
+def test_two_replica_mirrored_strategy_matches_single_device(run_on_two_cpus):
     """Two logical CPUs (needs a fresh process): odd batches are padded and split in order."""
-    script = textwrap.dedent(
+    proc = run_on_two_cpus(
         """
-        import numpy as np, tensorflow as tf, keras
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from tfool import attacks
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3),
@@ -289,15 +281,6 @@ def test_two_replica_mirrored_strategy_matches_single_device(tmp_path):
         assert np.allclose(p, attacks.probabilities(model, x), atol=1e-6)
         print("OK")
         """
-    )
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stderr[-3000:]
 
