@@ -77,6 +77,35 @@ def test_batch_slices_cover_every_row_once_in_order(rows, size):
     assert all(0 < s.stop - s.start <= size for s in slices)
 
 
+def test_fold_batches_threads_the_state_through_every_batch_in_order():
+    seen = _tf.fold_batches(lambda state, rows: [*state, (rows.start, rows.stop)], 7, 3, [])
+    assert seen == [(0, 3), (3, 6), (6, 7)]
+    total = _tf.fold_batches(lambda s, rows: s + int(np.arange(7)[rows].sum()), 7, 2, 0)
+    assert total == 21
+    assert _tf.fold_batches(lambda s, rows: s + 1, 0, 3, "untouched") == "untouched"
+    with pytest.raises(ValueError, match="batch_size=0"):
+        _tf.fold_batches(lambda s, rows: s, 4, 0)
+
+
+def test_fold_batches_stops_at_an_interrupt_between_batches():
+    import os
+    import signal
+
+    from tfool import interrupts
+
+    seen = []
+
+    def step(state, rows):
+        seen.append(rows.start)
+        if rows.start == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered at the next batch's check
+        return state
+
+    with interrupts.safe_points(), pytest.raises(KeyboardInterrupt):
+        _tf.fold_batches(step, 8, 2, None)
+    assert seen == [0, 2]
+
+
 def test_input_gradient_matches_the_formula_and_returns_the_score():
     x = tf.constant(np.arange(6, dtype=np.float32).reshape(2, 3))
     grad, score = _tf.input_gradient(lambda p: tf.reduce_sum(p**2, axis=1), x)

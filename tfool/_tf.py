@@ -159,6 +159,33 @@ def batch_slices(num_rows: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(start + int(batch_size), int(num_rows)))
 
 
+def fold_batches(
+    step: Callable[[Any, slice], Any], num_rows: int, batch_size: int, state: Any = None
+) -> Any:
+    """The one streaming fold of tfool's host loops: ``state = step(state, rows)`` for every
+    ``rows`` slice of ``batch_slices(num_rows, batch_size)``, in order, with a Ctrl-C /
+    SIGTERM check (``tfool.interrupts.check``) before each batch.
+
+    Only one batch's values are alive at a time beside ``state``, so a pass over data that
+    does not fit in memory at once streams through it.
+
+    Args:
+        step: ``(state, rows) -> state``.
+        num_rows: Rows to cover, >= 0.
+        batch_size: Rows per batch, >= 1.
+        state: The initial state.
+
+    Returns:
+        The final state (``state`` itself when there are no rows).
+    """
+    if isinstance(batch_size, bool) or int(batch_size) < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be an int >= 1")
+    for rows in batch_slices(num_rows, batch_size):
+        interrupts.check()
+        state = step(state, rows)
+    return state
+
+
 def input_gradient(score_fn: Callable, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """``d sum(score) / d x`` and the per-row score, where ``score_fn(x)`` returns one score
     per row (any further outputs it returns are ignored for the gradient).
@@ -360,9 +387,10 @@ def map_batches(
     if num_rows == 0:
         raise ValueError("map_batches got no rows; expected at least one")
     shared = {i: tf.convert_to_tensor(arrays[i]) for i in keep}
-    parts = []
-    for rows in batch_slices(num_rows, batch_size):
-        interrupts.check()
+
+    def step(parts: list, rows: slice) -> list:
         args = [shared[i] if i in keep else arrays[i][rows] for i in range(len(arrays))]
-        parts.append(run_batch(fn, args, strategy, keep))
+        return [*parts, run_batch(fn, args, strategy, keep)]
+
+    parts = fold_batches(step, num_rows, batch_size, [])
     return tf.nest.map_structure(lambda *p: np.concatenate(p), *parts)
