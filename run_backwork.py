@@ -4,6 +4,7 @@ classifier (the reference CNN on MNIST by default, or any data and Keras model).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -26,10 +27,9 @@ def _classifier(common, strategy, start):
     from tfool import data, imagenet, models
 
     if FLAGS.backwork_model != "mnist_cnn":
+        spec = backwork_flags.model_spec(FLAGS)
         with strategy.scope():
-            im = imagenet.load_imagenet_model(
-                FLAGS.backwork_model, FLAGS.backwork_weights, FLAGS.backwork_image_size
-            )
+            im = spec.load()
         log.info("model: %s (%s weights), input %s", im.name, im.weights, im.image_shape)
         return imagenet.unit_pixel_model(im), None, None, im.class_names, im.class_index
     ds = data.load_dataset(
@@ -44,13 +44,17 @@ def _classifier(common, strategy, start):
         "x".join(str(d) for d in ds.image_shape),
         ds.num_classes,
     )
-    _initial_images(start, _labels(ds.class_names, lambda name: _named(ds.class_names, name)))
+    lookup = functools.partial(_named, ds.class_names)
+    labels = _labels(ds.class_names, lookup)  # checked before any training
+    if start is not None:  # and the saved result's labels and examples
+        flags_config = backwork_flags.backwork_config(FLAGS, resolve_label=lookup)
+        _initial_images(start, labels, flags_config.num_examples)
     path = model_flags.model_path(FLAGS, ds.name)
     model, trained = models.get_or_train(path, ds, model_flags.train_config(FLAGS), strategy)
     accuracy = trained.test_accuracy if trained else models.evaluate(model, ds.x_test, ds.y_test)
     log.info("model: %s, test accuracy %.2f%% on %s", path, 100 * accuracy, ds.name)
     models.warn_if_chance(accuracy, ds, path)
-    return model, ds, accuracy, ds.class_names, lambda name: _named(ds.class_names, name)
+    return model, ds, accuracy, ds.class_names, lookup
 
 
 def _initial_result(path: str | None):
@@ -100,7 +104,7 @@ def _labels(class_names, lookup) -> tuple[int, ...]:
     return labels
 
 
-def _initial_images(start, labels):
+def _initial_images(start, labels, num_examples: int):
     """The saved result's final images, checked against the run's labels and examples."""
     if start is None:
         return None
@@ -110,19 +114,32 @@ def _initial_images(start, labels):
             f"--backwork_init_from={FLAGS.backwork_init_from} holds labels {saved}, but "
             f"--backwork_labels asks for {list(labels)}"
         )
-    if start.images.shape[1] != FLAGS.backwork_num_examples:
+    if start.images.shape[1] != num_examples:
         raise ValueError(
             f"--backwork_init_from={FLAGS.backwork_init_from} holds {start.images.shape[1]} "
-            f"images per label, but --backwork_num_examples={FLAGS.backwork_num_examples}"
+            f"images per label, but --backwork_num_examples={num_examples}"
         )
     return start.images
 
 
-def _check_memory(model, dataset, config) -> None:
-    """Refuses a run whose estimated memory exceeds what the machine has available."""
+def _config(model, class_names, lookup):
+    """The run's ``BackworkConfig``: the flags', with the labels as the model's classes."""
+    from tfool import classifier
+
+    config = backwork_flags.backwork_config(
+        FLAGS,
+        num_layers=len(classifier.default_layer_names(model)),
+        resolve_label=lookup,
+    )
+    return dataclasses.replace(config, labels=_labels(class_names, lookup))
+
+
+def _check_memory(setup) -> None:
+    """Refuses a run whose estimated memory exceeds what the machine has available
+    (``setup``: the run's ``tfool.backwork.prepare``)."""
     from tfool import _tf, backwork
 
-    need = backwork.estimate_memory(model, dataset, config)
+    need = backwork.estimate_memory(setup.model, setup.data, setup.config, prepared=setup)
     log.info("memory estimate: %s", need.describe())
     _tf.check_memory(
         need.total,
@@ -206,7 +223,7 @@ def _named(class_names, name: str) -> int:
 
 
 #: The files run_backwork.py writes into --output_dir besides retrain/ and the manifest
-#: (tfool.report.write_backwork_outputs and the flags file); their names are checked first.
+#: (tfool.report.write_backwork_files and the flags file); their names are checked first.
 OUTPUT_NAMES = (
     "backworked.png",
     "worst_train.png",
@@ -235,19 +252,14 @@ def _backwork(common, outputs) -> int:
     _check_resume_state(common.output_dir)
     _check_stress_folder(common.output_dir)
     # deferred: TensorFlow loads slowly
-    from tfool import backwork, callbacks, distribute, interrupts, report
+    from tfool import backwork, callbacks, distribute
 
     dist = distribution_flags.distribution_config(FLAGS)
     strategy = distribute.get_strategy(dist.name, dist.num_gpus, dist.tpu_address)  # first
     start = _initial_result(FLAGS.backwork_init_from)  # checked before any training
     model, dataset, accuracy, class_names, lookup = _classifier(common, strategy, start)
-    config = backwork_flags.backwork_config(
-        FLAGS,
-        num_layers=len(backwork.default_layer_names(model)),
-        resolve_label=lookup,
-    )
-    config = dataclasses.replace(config, labels=_labels(class_names, lookup))
-    initial_images = _initial_images(start, config.labels)
+    config = _config(model, class_names, lookup)
+    initial_images = _initial_images(start, config.labels, config.num_examples)
     cbs = [
         callbacks.ProgressLogger(every=25 if common.verbosity else 10**9, class_names=class_names)
     ]
@@ -255,23 +267,17 @@ def _backwork(common, outputs) -> int:
         cbs.append(
             callbacks.TensorBoardLogger(FLAGS.tensorboard_dir, layer_names=config.layer_names)
         )
-    _check_memory(model, dataset, config)
+    # the model read once (activation model, layers, checked inputs): the memory estimate,
+    # the backworker and the report share it
+    setup = backwork.prepare(model, dataset, config)
+    _check_memory(setup)
     _check_resume_state(common.output_dir, model, dataset, config)  # weights and data too
     # every check passed: the earlier run's files go, flags.cfg records the data used
     outputs.start(
         data_source=dataset.source if dataset is not None else None,
         keep=_model_files(dataset),
     )
-    # built once, shared by the backworker and the report
-    refs = backwork.reference_set(model, dataset, config) if dataset is not None else None
-    if refs is not None and refs.sizes:
-        log.info(
-            "reference sets: %d to %d training images per label, %.2f GB (%s)",
-            min(refs.sizes),
-            max(refs.sizes),
-            refs.nbytes / 1e9,
-            refs.dtype,
-        )
+    setup = _with_references(setup)
     result = backwork.backwork(
         model,
         dataset,
@@ -279,8 +285,41 @@ def _backwork(common, outputs) -> int:
         strategy=strategy,
         callbacks=cbs,
         initial_images=initial_images,
-        references=refs,
+        prepared=setup,
     )
+    status = _write_outputs(common.output_dir, result, setup, accuracy, class_names)
+    if (FLAGS.retrain_rounds or FLAGS.retrain_stress) and not result.interrupted:
+        status = _retrain(model, dataset, config, result, common.output_dir, cbs[:1], strategy)
+    print(f"outputs in {common.output_dir}/")
+    return status
+
+
+def _with_references(setup):
+    """``setup`` with its reference sets, built once (none without data), and logged."""
+    if setup.data is None:
+        return setup
+    setup = setup.with_references()
+    refs = setup.references
+    if refs.sizes:
+        log.info(
+            "reference sets: %d to %d training images per label, %.2f GB (%s)",
+            min(refs.sizes),
+            max(refs.sizes),
+            refs.nbytes / 1e9,
+            refs.dtype,
+        )
+    return setup
+
+
+def _write_outputs(output_dir, result, setup, accuracy, class_names) -> int:
+    """Analyses the result and writes every file of the run; prints the summary table.
+
+    Returns:
+        The exit status: 130 when the run was interrupted, else 0.
+    """
+    from tfool import analysis, interrupts, report
+
+    dataset = setup.data
     extra = {
         "model": FLAGS.backwork_model,
         "model_accuracy": accuracy,
@@ -291,22 +330,12 @@ def _backwork(common, outputs) -> int:
         ),
     }
     with interrupts.protected():  # every file written, whatever signal comes meanwhile
-        summary = report.write_backwork_outputs(
-            common.output_dir,
-            result,
-            model,
-            dataset,
-            config,
-            extra=extra,
-            class_names=class_names,
-            references=refs,
+        found = analysis.analyse_backwork(
+            result, setup.model, dataset, setup.config, class_names=class_names, prepared=setup
         )
+        summary = report.write_backwork_files(output_dir, result, found, setup.config, extra)
     print(report.format_backwork_table(summary))
-    status = 130 if result.interrupted else 0
-    if (FLAGS.retrain_rounds or FLAGS.retrain_stress) and not result.interrupted:
-        status = _retrain(model, dataset, config, result, common.output_dir, cbs[:1], strategy)
-    print(f"outputs in {common.output_dir}/")
-    return status
+    return 130 if result.interrupted else 0
 
 
 def _model_files(dataset) -> list[str]:
@@ -396,6 +425,7 @@ def _stress(named, dataset, config, results, folder, strategy) -> int:
 #: as words: ``common_flags.run_with_clear_errors``).
 FLAG_HINTS = {
     "weights=": "--backwork_weights",
+    "model=": "--backwork_model",
     "source=": "--data_source",
     "data_dir": "--data_dir",
     r"labels(=| \[| is empty)": "--backwork_labels",

@@ -35,6 +35,7 @@ from tfool import (
     report,
     survey,
 )
+from tfool.config import CommonConfig
 
 FLAGS = flags.FLAGS
 log = logging.getLogger("tfool")
@@ -58,7 +59,7 @@ OUTPUT_NAMES = {
 
 def _start_outputs(
     outputs: common_flags.OutputFolder | None,
-    common: common_flags.CommonConfig,
+    common: CommonConfig,
     flag_values: flags.FlagValues,
     dataset: data.Dataset | None = None,
 ) -> None:
@@ -81,7 +82,7 @@ def _start_outputs(
     outputs.start(data_source=source, keep=keep)
 
 
-def _data_model(common: common_flags.CommonConfig, cfg, flag_values: flags.FlagValues, strategy):
+def _data_model(common: CommonConfig, cfg, flag_values: flags.FlagValues, strategy):
     """Loads the data and the classifier at ``--model_path`` (the reference CNN is trained
     on the data and cached there when the file is missing)."""
     dataset = data.load_dataset(
@@ -90,7 +91,7 @@ def _data_model(common: common_flags.CommonConfig, cfg, flag_values: flags.FlagV
     try:
         cfg.check_data(dataset)  # before any training
     except ValueError as err:
-        raise fgsm_flags.flag_error(err) from err
+        raise fgsm_flags.flag_error(err, flag_values) from err
     log.info("data: %s from %s, %d test images", dataset.name, dataset.source, len(dataset.x_test))
     path = model_flags.model_path(flag_values, dataset.name)
     model, trained = models.get_or_train(
@@ -134,7 +135,6 @@ def sweep_mode(common, cfg, flag_values, strategy=None, outputs=None) -> str:
         model,
         dataset,
         cfg,
-        seed=common.seed,
         strategy=strategy,
         callback=progress,
         model_path=model_flags.model_path(flag_values, dataset.name),
@@ -144,43 +144,38 @@ def sweep_mode(common, cfg, flag_values, strategy=None, outputs=None) -> str:
 
 
 def project_mode(common, cfg, flag_values, strategy=None, outputs=None) -> str:
-    """Gradient projection on an ImageNet model: projection.png/.json/.npz; a summary."""
-    icfg = imagenet_flags.imagenet_config(flag_values)
-    model = imagenet.load_imagenet_model(icfg.model, icfg.weights, icfg.input_size, strategy)
+    """Gradient projection on an ImageNet model (``cfg``: a ``ProjectionExperiment``):
+    projection.png/.json/.npz; a summary."""
+    image, targets = cfg.image_path(), cfg.target_indices()
+    model = cfg.model.load(strategy)
     _start_outputs(outputs, common, flag_values)
     result = projection.project(
         model,
-        icfg.image,
-        icfg.targets,
-        icfg.projection,
+        image,
+        targets,
+        cfg.projection,
         strategy=strategy,
         verbose=int(common.verbosity > 0),
     )
-    image_name = icfg.image or imagenet_flags.GREY
+    image_name = image or projection.GREY
     with interrupts.protected():
         return report.write_projection_outputs(common.output_dir, result, model, image_name)
 
 
 def survey_mode(common, cfg, flag_values, strategy=None, outputs=None) -> str:
-    """The noise survey: survey.json, survey.csv and survey_<model>.png per model; a summary."""
-    icfg = imagenet_flags.imagenet_config(flag_values)
-    surveyed = [
-        imagenet.load_imagenet_model(name, weights, icfg.input_size, strategy)
-        for name, weights in icfg.survey_models
-    ]
-    need = max(_tf.batch_memory(m.model, icfg.survey.batch_size, False) for m in surveyed)
+    """The noise survey (``cfg``: a ``SurveyExperiment``): survey.json, survey.csv and
+    survey_<model>.png per model; a summary."""
+    surveyed = [spec.load(strategy) for spec in cfg.model_specs()]
+    batch_size = cfg.survey.batch_size
+    need = max(_tf.batch_memory(m.model, batch_size, False) for m in surveyed)
     _tf.check_memory(
-        need + 4 * icfg.survey.batch_size * 3 * max(max(m.input_size) for m in surveyed) ** 2,
-        f"--fgsm_survey_batch_size={icfg.survey.batch_size}",
+        need + 4 * batch_size * 3 * max(max(m.input_size) for m in surveyed) ** 2,
+        f"--fgsm_survey_batch_size={batch_size}",
         "lower --fgsm_survey_batch_size",
     )
     _start_outputs(outputs, common, flag_values)
     result = survey.noise_survey(
-        surveyed,
-        icfg.survey,
-        seed=common.seed,
-        strategy=strategy,
-        verbose=int(common.verbosity > 0),
+        surveyed, cfg.survey, strategy=strategy, verbose=int(common.verbosity > 0)
     )
     with interrupts.protected():
         return report.write_survey_outputs(common.output_dir, result, surveyed)
@@ -202,35 +197,45 @@ def attribute_mode(common, cfg, flag_values, strategy=None, outputs=None) -> str
 
 
 def photos_mode(common, cfg, flag_values, strategy=None, outputs=None) -> str:
-    """FGSM and attributions on ImageNet photos: photo_fgsm.png, photo_attribution.png,
-    photos.json/.npz; a summary."""
-    icfg = imagenet_flags.imagenet_config(flag_values)
-    model = imagenet.load_imagenet_model(icfg.model, icfg.weights, icfg.input_size, strategy)
-    names = [os.path.basename(path) for path in icfg.photos]
+    """FGSM and attributions on ImageNet photos (``cfg``: a ``PhotoExperiment``):
+    photo_fgsm.png, photo_attribution.png, photos.json/.npz; a summary."""
+    paths = cfg.photo_paths()
+    model = cfg.model.load(strategy)
+    names = [os.path.basename(path) for path in paths]
     photos = {
         name if names.count(name) == 1 else path: imagenet.load_image(path, model.input_size)
-        for name, path in zip(names, icfg.photos)
+        for name, path in zip(names, paths)
     }
     _start_outputs(outputs, common, flag_values)
-    found = experiments.photo_attacks(model, photos, icfg.photo, strategy=strategy)
+    found = experiments.photo_attacks(model, photos, cfg.photo, strategy=strategy)
     with interrupts.protected():
         return report.write_photo_outputs(common.output_dir, found)
 
 
-def _check_images(mode: str, flag_values: flags.FlagValues) -> None:
+def _check_images(mode: str, cfg) -> None:
     """Unknown classes and missing or unreadable images of the ImageNet modes fail here,
     before any folder is made or model loaded."""
-    if mode not in ("project", "photos"):
-        return
-    icfg = imagenet_flags.imagenet_config(flag_values)
-    paths = icfg.photos if mode == "photos" else [icfg.image] if icfg.image else []
+    if mode == "project":
+        cfg.target_indices()
+        paths = [cfg.image_path()] if cfg.image is not None else []
+    else:
+        paths = cfg.photo_paths() if mode == "photos" else []
     for path in paths:
         imagenet.load_image(path, 8)
 
 
+#: The config of each mode, from the parsed flags: the library's config the mode takes.
+CONFIGS = {
+    "sweep": fgsm_flags.fgsm_config,
+    "project": imagenet_flags.projection_experiment,
+    "survey": imagenet_flags.survey_experiment,
+    "attribute": fgsm_flags.fgsm_config,
+    "photos": imagenet_flags.photo_experiment,
+}
+
 #: run_fgsm.py's modes: ``--fgsm_mode`` -> function(common, config, flag_values, strategy,
 #: outputs) that loads its models, starts the outputs (``_start_outputs``), writes them and
-#: returns a console summary.
+#: returns a console summary; ``config`` is the mode's (``CONFIGS``).
 MODES = {
     "sweep": sweep_mode,
     "project": project_mode,
@@ -249,12 +254,11 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         flags.adopt_module_key_flags(module, flag_values)  # --help lists every group
 
 
-def _output_names(mode: str, flag_values: flags.FlagValues) -> tuple[str, ...]:
-    """The names of the files ``mode`` writes into --output_dir."""
+def _output_names(mode: str, cfg) -> tuple[str, ...]:
+    """The names of the files ``mode`` writes into --output_dir (``cfg``: its config)."""
     names = (*OUTPUT_NAMES[mode], FLAGS_FILE)
     if mode == "survey":
-        models_named = [entry.split("=")[0].strip() for entry in flag_values.fgsm_survey_models]
-        names += tuple(f"survey_{name}.png" for name in models_named)
+        names += tuple(f"survey_{spec.model}.png" for spec in cfg.model_specs())
     return names
 
 
@@ -267,10 +271,10 @@ def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> int:
     common = common_flags.common_config(flag_values)
     common_flags.setup_logging(common.verbosity)
     mode = flag_values.fgsm_mode
-    cfg = fgsm_flags.fgsm_config(flag_values)
+    cfg = CONFIGS[mode](flag_values)
     dist = distribution_flags.distribution_config(flag_values)
-    common_flags.check_folders(flag_values, _output_names(mode, flag_values))  # before any work
-    _check_images(mode, flag_values)  # before the output folder is taken
+    common_flags.check_folders(flag_values, _output_names(mode, cfg))  # before any work
+    _check_images(mode, cfg)  # before the output folder is taken
     with common_flags.claim_output_dir(flag_values, "run_fgsm.py", FLAGS_FILE) as outputs:
         strategy = distribute.get_strategy(dist.name, dist.num_gpus, dist.tpu_address)  # first
         summary = MODES[mode](common, cfg, flag_values, strategy=strategy, outputs=outputs)

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import benchlib  # noqa: E402, F401  (puts the repository on the path)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -201,6 +199,82 @@ def _measure(run) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def _contenders(model, x, y, eps: float, step: float, steps: int, bs: int):
+    """The floor, tfool and every peer of ``--peers`` that loads: ``{name: (fgsm, bim)}``,
+    and ``{peer: why}`` for those skipped."""
+    contenders = {
+        FLOOR: (_floor(model, x, y, bs), None),
+        "tfool": (
+            lambda: attacks.fgsm(model, x, eps, y=y, batch_size=bs),
+            lambda: attacks.bim(model, x, eps, y=y, step_size=step, steps=steps, batch_size=bs),
+        ),
+    }
+    skipped = {}
+    for peer in FLAGS.peers:
+        try:
+            contenders.update(_PEER_BUILDERS[peer](model, x, y, eps, step, steps, bs))
+        except Exception as err:  # ImportError, or a peer that cannot handle the model
+            skipped[peer] = f"{type(err).__name__}: {err}"
+            logging.warning("skipping %s: %s", peer, skipped[peer])
+    return contenders, skipped
+
+
+def _warm_up(contenders: dict):
+    """Traces every contender (the floor taken out of ``contenders``) and checks that they
+    compute the same attack: the floor's run and ``{(name, kind): share of equal pixels}``."""
+    floor_run = contenders.pop(FLOOR)[0]
+    floor_run()
+    reference = {"fgsm": contenders["tfool"][0](), "bim": contenders["tfool"][1]()}
+    agreement = {}
+    for name, runs in contenders.items():
+        for kind, run in zip(KINDS, runs, strict=True):
+            same = np.abs(np.asarray(run(), np.float32) - reference[kind]) <= 1e-5
+            agreement[name, kind] = float(same.mean())
+        logging.info("warmed up %s", name)
+    return floor_run, agreement
+
+
+def _time_rounds(contenders: dict, floor_run, keys, steps: int):
+    """Times in rounds; every attack is paired with a floor run just before it, and its
+    ratio to that floor (the floor's passes: 1 for FGSM, ``steps`` for BIM) is kept, so
+    that the load of a shared machine hits both sides of each ratio alike."""
+    best = {key: np.inf for key in keys}
+    ratios = {key: [] for key in keys}
+    cpu_ratios = {key: [] for key in keys}
+    best_floor = np.inf
+    for r in range(FLAGS.repeats):
+        for name, runs in contenders.items():
+            for kind, run in zip(KINDS, runs, strict=True):
+                floor_s, floor_cpu = _measure(floor_run)
+                seconds, cpu = _measure(run)
+                passes = steps if kind == "bim" else 1
+                best_floor = min(best_floor, floor_s)
+                best[name, kind] = min(best[name, kind], seconds)
+                ratios[name, kind].append(passes * floor_s / seconds)
+                cpu_ratios[name, kind].append(passes * floor_cpu / cpu)
+        logging.info("round %d/%d done", r + 1, FLAGS.repeats)
+    return best, ratios, cpu_ratios, best_floor
+
+
+def _print_table(rows: list[dict], skipped: dict, n: int, best_floor: float, header: str):
+    """The console table of the contenders."""
+    print(header)
+    print(f"{FLOOR}: {n / best_floor:.1f} images/s (best of {FLAGS.repeats * 2 * len(rows)})")
+    print(
+        f"{'contender':26}{'FGSM img/s':>11}{'x floor':>9}{'CPU x':>7}{'BIM img/s':>11}"
+        f"{'x floor':>9}{'CPU x':>7}{'same F/B':>13}"
+    )
+    for row in rows:
+        print(
+            f"{row['contender']:26}{row['fgsm_images_per_s']:11.1f}{row['fgsm_vs_floor']:9.2f}"
+            f"{row['fgsm_cpu_vs_floor']:7.2f}{row['bim_images_per_s']:11.1f}"
+            f"{row['bim_vs_floor']:9.2f}{row['bim_cpu_vs_floor']:7.2f}"
+            f"{row['fgsm_agreement']:7.3f}/{row['bim_agreement']:.3f}"
+        )
+    for peer, why in skipped.items():
+        print(f"skipped {peer}: {why}")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -217,50 +291,9 @@ def main(argv):
     eps, steps, bs = FLAGS.eps, FLAGS.steps, FLAGS.batch_size
     step = min(2.5 * eps / steps, eps)  # cleverhans refuses steps larger than eps
 
-    contenders = {
-        FLOOR: (_floor(model, x, y, bs), None),
-        "tfool": (
-            lambda: attacks.fgsm(model, x, eps, y=y, batch_size=bs),
-            lambda: attacks.bim(model, x, eps, y=y, step_size=step, steps=steps, batch_size=bs),
-        ),
-    }
-    skipped = {}
-    for peer in FLAGS.peers:
-        try:
-            contenders.update(_PEER_BUILDERS[peer](model, x, y, eps, step, steps, bs))
-        except Exception as err:  # ImportError, or a peer that cannot handle the model
-            skipped[peer] = f"{type(err).__name__}: {err}"
-            logging.warning("skipping %s: %s", peer, skipped[peer])
-
-    # Warm up (tracing) and check that every contender computes the same attack.
-    floor_run = contenders.pop(FLOOR)[0]
-    floor_run()
-    reference = {"fgsm": contenders["tfool"][0](), "bim": contenders["tfool"][1]()}
-    agreement = {}
-    for name, runs in contenders.items():
-        for kind, run in zip(KINDS, runs, strict=True):
-            same = np.abs(np.asarray(run(), np.float32) - reference[kind]) <= 1e-5
-            agreement[name, kind] = float(same.mean())
-        logging.info("warmed up %s", name)
-
-    # Time in rounds; every attack is paired with a floor run just before it, and its
-    # ratio to that floor (the floor's passes: 1 for FGSM, `steps` for BIM) is kept, so
-    # that the load of a shared machine hits both sides of each ratio alike.
-    best = {key: np.inf for key in agreement}
-    ratios = {key: [] for key in agreement}
-    cpu_ratios = {key: [] for key in agreement}
-    best_floor = np.inf
-    for r in range(FLAGS.repeats):
-        for name, runs in contenders.items():
-            for kind, run in zip(KINDS, runs, strict=True):
-                floor_s, floor_cpu = _measure(floor_run)
-                seconds, cpu = _measure(run)
-                passes = steps if kind == "bim" else 1
-                best_floor = min(best_floor, floor_s)
-                best[name, kind] = min(best[name, kind], seconds)
-                ratios[name, kind].append(passes * floor_s / seconds)
-                cpu_ratios[name, kind].append(passes * floor_cpu / cpu)
-        logging.info("round %d/%d done", r + 1, FLAGS.repeats)
+    contenders, skipped = _contenders(model, x, y, eps, step, steps, bs)
+    floor_run, agreement = _warm_up(contenders)
+    best, ratios, cpu_ratios, best_floor = _time_rounds(contenders, floor_run, agreement, steps)
 
     n = len(x)
     rows = [
@@ -277,25 +310,12 @@ def main(argv):
         )
         for name in contenders
     ]
-    print(
+    header = (
         f"{n} images, batch {bs}, eps {eps}, BIM {steps} steps of {step:g}; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"tf {tf.__version__}, keras {keras.__version__}"
     )
-    print(f"{FLOOR}: {n / best_floor:.1f} images/s (best of {FLAGS.repeats * 2 * len(rows)})")
-    print(
-        f"{'contender':26}{'FGSM img/s':>11}{'x floor':>9}{'CPU x':>7}{'BIM img/s':>11}"
-        f"{'x floor':>9}{'CPU x':>7}{'same F/B':>13}"
-    )
-    for row in rows:
-        print(
-            f"{row['contender']:26}{row['fgsm_images_per_s']:11.1f}{row['fgsm_vs_floor']:9.2f}"
-            f"{row['fgsm_cpu_vs_floor']:7.2f}{row['bim_images_per_s']:11.1f}"
-            f"{row['bim_vs_floor']:9.2f}{row['bim_cpu_vs_floor']:7.2f}"
-            f"{row['fgsm_agreement']:7.3f}/{row['bim_agreement']:.3f}"
-        )
-    for peer, why in skipped.items():
-        print(f"skipped {peer}: {why}")
+    _print_table(rows, skipped, n, best_floor, header)
     io.write_json(
         FLAGS.output,
         dict(
@@ -315,11 +335,6 @@ def main(argv):
     )
 
 
-def run() -> None:
-    """Defines the flags and runs the benchmark."""
-    define_flags(FLAGS)
-    app.run(main)
-
-
 if __name__ == "__main__":
-    run()
+    define_flags()
+    app.run(main)

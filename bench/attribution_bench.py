@@ -11,19 +11,33 @@ gradients at 200 steps (compiled, after a warm-up call; and the first call, with
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import benchlib  # noqa: E402, F401  (puts the repository on the path)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 from tfool import attribution, data, models  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def define_flags(fv: flags.FlagValues = FLAGS) -> None:
+    """Defines the benchmark's flags on ``fv``."""
+    flags.DEFINE_enum(
+        "model", "reference", ["reference", "small"], "The CNN measured.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "model_path", "out/models/mnist_cnn.keras", "The reference CNN.", flag_values=fv
+    )
+    flags.DEFINE_integer("num_images", 16, "Test images attributed.", flag_values=fv)
+    flags.DEFINE_integer("internal_batch_size", 50, "Integrated-gradients batch.", flag_values=fv)
+    flags.DEFINE_integer("repeats", 3, "Timed calls after the first.", flag_values=fv)
 
 
 def _model(kind: str, dataset: data.Dataset, model_path: str) -> keras.Model:
@@ -38,15 +52,9 @@ def _model(kind: str, dataset: data.Dataset, model_path: str) -> keras.Model:
     return model
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("reference", "small"), default="reference")
-    parser.add_argument("--model_path", default="out/models/mnist_cnn.keras")
-    parser.add_argument("--num_images", type=int, default=16)
-    parser.add_argument("--internal_batch_size", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls after the first")
-    args = parser.parse_args()
-
+def main(argv) -> None:
+    del argv
+    args = FLAGS
     dataset = data.load_mnist(source="sample")
     model = _model(args.model, dataset, args.model_path)
     x = dataset.x_test[: args.num_images]
@@ -120,4 +128,5 @@ def _raw_gradient_seconds(model, x, target, n_steps, batch, repeats) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(main)

@@ -29,7 +29,6 @@ Run from the repository root (full MNIST from the shared folder)::
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 
 import benchlib  # noqa: E402  (puts the repository on the path)
@@ -38,7 +37,8 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tfool import backwork as bw  # noqa: E402
-from tfool import io, models  # noqa: E402
+from tfool import classifier, io, models  # noqa: E402
+from tfool.backwork import _engine as bw_engine  # noqa: E402
 from tfool.references import ReferenceSet  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -47,24 +47,16 @@ FLAGS = flags.FLAGS
 def define_flags(fv: flags.FlagValues = FLAGS) -> None:
     """Defines the benchmark's flags on ``fv``."""
     benchlib.define_data_flags(fv, model=True)
-    flags.DEFINE_list(
-        "ref_sizes",
-        ["600", "1500", "3000", "6000"],
-        "Reference images per label for the scaling run.",
-        flag_values=fv,
-    )
-    flags.DEFINE_list(
-        "examples",
-        ["8", "16", "32", "64", "128"],
-        "Images per label for the scaling run.",
-        flag_values=fv,
-    )
-    flags.DEFINE_list(
-        "dtypes",
-        ["float16", "bfloat16"],
-        "Narrower reference storage types also timed.",
-        flag_values=fv,
-    )
+    for name, default, help_text in (
+        (
+            "ref_sizes",
+            ["600", "1500", "3000", "6000"],
+            "Reference images per label for the scaling run.",
+        ),
+        ("examples", ["8", "16", "32", "64", "128"], "Images per label for the scaling run."),
+        ("dtypes", ["float16", "bfloat16"], "Narrower reference storage types also timed."),
+    ):
+        flags.DEFINE_list(name, default, help_text, flag_values=fv)
     flags.DEFINE_bool(
         "only_default",
         False,
@@ -110,12 +102,7 @@ def floor_seconds(refs: ReferenceSet, repeats: int) -> float:
         return tf.add_n([tf.cast(tf.reduce_max(t), tf.float32) for t in tensors])
 
     stream()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        stream().numpy()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return benchlib.best_seconds(lambda: stream().numpy(), repeats)
 
 
 def _median_seconds(fn, steps: int, first: list | None = None) -> float:
@@ -148,7 +135,7 @@ def long_tail(model, data, config, refs: ReferenceSet, steps: int, repeats: int)
     """The step with k = L, ..., 1 labels running (the last k), each beside the floor of
     the running labels' references, and the cost of each new trace (its first call less
     a compiled step)."""
-    engine = bw._engine_for(model, data, config, refs)
+    engine = bw_engine.engine_for(model, data, config, refs)
     num = len(config.labels)
     rows = []
     for k in range(num, 0, -1):
@@ -219,8 +206,8 @@ def breakdown(model, data, config, refs: ReferenceSet, steps: int, full_step: fl
     """The parts of one step with every label running, each timed alone."""
     from tfool import costs
 
-    engine = bw._engine_for(model, data, config, refs)
-    act = bw.activation_model(model, config.layer_names, from_logits=config.from_logits)
+    engine = bw_engine.engine_for(model, data, config, refs)
+    act = classifier.activation_model(model, config.layer_names, from_logits=config.from_logits)
     names = act.layer_names
     x = tf.constant(engine.images())
     num, per = len(config.labels), config.num_examples
@@ -278,27 +265,8 @@ def truncated(refs: ReferenceSet, n: int) -> ReferenceSet:
     )
 
 
-def main(argv):
-    del argv
-    ds = benchlib.load_data(FLAGS)
-    model = benchlib.load_model(FLAGS)
-    config = bw.BackworkConfig()
-    load = os.getloadavg()
-    print(f"data: {ds.source}, {len(ds.x_train)} train images; load average {load[0]:.2f}")
-
-    start = time.perf_counter()
-    refs = bw.reference_set(model, ds, config)
-    build_s = time.perf_counter() - start
-    gb = refs.nbytes / 1e9
-    print(f"reference set: {sum(refs.sizes)} images, {gb:.2f} GB, built in {build_s:.1f} s")
-    results = {
-        "data": ds.source,
-        "train_images": len(ds.x_train),
-        "reference_gb": gb,
-        "reference_build_s": build_s,
-        "load_average_start": load[0],
-    }
-
+def _default_run(model, ds, config, refs, results: dict) -> float:
+    """The default step against its floor, its breakdown and the long tail; the floor."""
     floor = floor_seconds(refs, FLAGS.repeats)
     step = step_seconds(model, ds, config, refs, FLAGS.steps)
     per_image = step / (len(config.labels) * config.num_examples)
@@ -321,11 +289,11 @@ def main(argv):
     print(f"  one label running / all running: {results['one_of_all_ratio']:.2f}x")
     if FLAGS.model_path:  # a trained model: nine labels can start converged
         results["loop_long_tail"] = loop_long_tail(model, ds, config, refs)
-    if FLAGS.only_default:
-        results["load_average_end"] = os.getloadavg()[0]
-        benchlib.write_results(FLAGS.output, results)
-        return
+    return floor
 
+
+def _by_reference_count(model, ds, config, refs) -> list[dict]:
+    """The step and its floor with the first ``--ref_sizes`` references of each label."""
     by_refs = []
     for n in sorted(int(v) for v in FLAGS.ref_sizes):
         sub = truncated(refs, n)
@@ -339,8 +307,11 @@ def main(argv):
             f"ratio {s / f:.2f}"
         )
         del sub
-    results["by_reference_count"] = by_refs
+    return by_refs
 
+
+def _by_examples(model, ds, config, refs, floor: float) -> list[dict]:
+    """The step with ``--examples`` images per label, against the default floor."""
     by_examples = []
     for e in sorted(int(v) for v in FLAGS.examples):
         c = dataclasses.replace(config, num_examples=e)
@@ -357,9 +328,11 @@ def main(argv):
             f"  images/label {e:4d}: step {1e3 * s:7.1f} ms, ratio {s / floor:.2f}, "
             f"{1e3 * s / (10 * e):.2f} ms per image-step"
         )
-    results["by_examples"] = by_examples
+    return by_examples
 
-    del refs
+
+def _by_dtype(model, ds, config, floor: float) -> list[dict]:
+    """The step with the references stored in each of ``--dtypes``."""
     by_dtype = []
     for dtype in FLAGS.dtypes:
         c = dataclasses.replace(config, reference_dtype=dtype)
@@ -380,8 +353,39 @@ def main(argv):
             f"{1e3 * f:.0f} ms, {s / floor:.2f}x the float32 floor"
         )
         del r
-    results["by_dtype"] = by_dtype
-    results["load_average_end"] = os.getloadavg()[0]
+    return by_dtype
+
+
+def main(argv):
+    del argv
+    ds = benchlib.load_data(FLAGS)
+    model = benchlib.load_model(FLAGS)
+    config = bw.BackworkConfig()
+    load = benchlib.load_average()
+    print(f"data: {ds.source}, {len(ds.x_train)} train images; load average {load:.2f}")
+
+    start = time.perf_counter()
+    refs = bw.reference_set(model, ds, config)
+    build_s = time.perf_counter() - start
+    gb = refs.nbytes / 1e9
+    print(f"reference set: {sum(refs.sizes)} images, {gb:.2f} GB, built in {build_s:.1f} s")
+    results = {
+        "data": ds.source,
+        "train_images": len(ds.x_train),
+        "reference_gb": gb,
+        "reference_build_s": build_s,
+        "load_average_start": load,
+    }
+    floor = _default_run(model, ds, config, refs, results)
+    if FLAGS.only_default:
+        results["load_average_end"] = benchlib.load_average()
+        benchlib.write_results(FLAGS.output, results)
+        return
+    by_refs = results["by_reference_count"] = _by_reference_count(model, ds, config, refs)
+    by_examples = results["by_examples"] = _by_examples(model, ds, config, refs, floor)
+    del refs
+    results["by_dtype"] = _by_dtype(model, ds, config, floor)
+    results["load_average_end"] = benchlib.load_average()
 
     benchlib.write_results(FLAGS.output, results)
     if FLAGS.plot:

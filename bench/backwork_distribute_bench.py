@@ -1,6 +1,8 @@
 """Backworking throughput on one device versus a mirrored strategy over two logical CPUs.
 
-python bench/backwork_distribute_bench.py [--steps 30] [--model_path out/models/mnist_cnn.keras]
+Run from the repository root::
+
+    python bench/backwork_distribute_bench.py [--steps=30] [--model_path=out/models/mnist_cnn.keras]
 
 Runs the same seeded backworking (10 labels x 8 images, the sample's reference sets, a
 fixed number of steps) first on the default strategy, then under a MirroredStrategy over
@@ -10,22 +12,31 @@ second and the largest difference of the probabilities at the first save.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import benchlib  # noqa: E402, F401  (puts the repository on the path)
+from absl import app, flags  # noqa: E402
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30, help="optimisation steps timed")
-    parser.add_argument(
-        "--model_path",
-        default="out/models/mnist_cnn.keras",
-        help="a cached reference CNN (random weights when missing)",
+FLAGS = flags.FLAGS
+
+
+def define_flags(fv: flags.FlagValues = FLAGS) -> None:
+    """Defines the benchmark's flags on ``fv``."""
+    flags.DEFINE_integer("steps", 30, "Optimisation steps timed.", flag_values=fv)
+    flags.DEFINE_string(
+        "model_path",
+        "out/models/mnist_cnn.keras",
+        "A cached reference CNN (random weights when missing).",
+        flag_values=fv,
     )
-    args = parser.parse_args()
+
+
+def main(argv) -> None:
+    del argv
+    args = FLAGS
 
     import numpy as np
     import tensorflow as tf
@@ -76,4 +87,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(main)

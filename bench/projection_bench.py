@@ -1,6 +1,8 @@
 """Times one gradient-projection step of VGG16 (random weights) at 224x224 on this machine.
 
-Usage: python bench/projection_bench.py [--model vgg16] [--size 224] [--targets 1] [--steps 5]
+Run from the repository root::
+
+    python bench/projection_bench.py [--model=vgg16] [--size=224] [--targets=1] [--steps=5]
 
 One step is a forward and backward pass through the model for every target plus the
 normalised update; the figure printed is the median over ``--steps`` steps after one
@@ -9,30 +11,33 @@ warm-up step (which includes tracing). Random weights cost the same as ImageNet 
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import benchlib  # noqa: E402  (puts the repository on the path)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 from tfool import imagenet, projection  # noqa: E402
 
+FLAGS = flags.FLAGS
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="vgg16", choices=imagenet.MODEL_NAMES)
-    parser.add_argument("--size", type=int, default=224, help="input side in pixels")
-    parser.add_argument("--targets", type=int, default=1, help="targets (batch rows) per step")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps")
-    args = parser.parse_args()
 
+def define_flags(fv: flags.FlagValues = FLAGS) -> None:
+    """Defines the benchmark's flags on ``fv``."""
+    flags.DEFINE_enum("model", "vgg16", list(imagenet.MODEL_NAMES), "The network.", flag_values=fv)
+    flags.DEFINE_integer("size", 224, "Input side in pixels.", flag_values=fv)
+    flags.DEFINE_integer("targets", 1, "Targets (batch rows) per step.", flag_values=fv)
+    flags.DEFINE_integer("steps", 5, "Timed steps.", flag_values=fv)
+
+
+def main(argv) -> None:
+    del argv
+    args = FLAGS
     start = time.perf_counter()
     model = imagenet.load_imagenet_model(args.model, weights=None, input_size=args.size)
     build_s = time.perf_counter() - start
@@ -52,10 +57,10 @@ def main() -> None:
         x, probs, _ = step(x, x0, targets)
         _ = x.numpy()
         times.append(time.perf_counter() - start)
-    load = os.getloadavg()
+    load = benchlib.load_average()
     print(
         f"{args.model} {args.size}x{args.size}, {args.targets} target(s), "
-        f"{os.cpu_count()} CPU cores, load average {load[0]:.2f}"
+        f"{os.cpu_count()} CPU cores, load average {load:.2f}"
     )
     print(f"build {build_s:.2f} s; first step (with tracing) {first_s:.2f} s")
     print(
@@ -65,4 +70,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(main)

@@ -4,7 +4,6 @@ run scripts' shared error, logging and folder handling."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -13,130 +12,27 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from absl import flags
 
+from flags import distribution as distribution_flags
+from flags import model as model_flags
+from flags import spine
 from tfool import data, io
-
-DATA_SOURCES = data.SOURCES
-DATASETS = data.DATASETS
-
-
-@dataclasses.dataclass(frozen=True)
-class CommonConfig:
-    """The common settings of every run script.
-
-    Attributes:
-        output_dir: Folder that receives every output file of the run.
-        seed: Seed of every random choice; an integer >= 0.
-        dataset: A ``tfool.data.DATASETS`` name.
-        data_source: Where MNIST / Fashion-MNIST come from (``tfool.data.SOURCES``).
-        data_dir: Local MNIST files, the ``.npz`` file of ``arrays`` or the image folder of
-            ``folder``; ``None``: none.
-        verbosity: Console output: 0 quiet, 1 progress and summary, 2 also per-batch bars.
-        image_size: ``(height, width)`` in pixels the images of ``dataset="folder"`` are
-            resized to, both >= 1; ``None`` keeps the images' own size.
-    """
-
-    output_dir: str
-    seed: int
-    dataset: str
-    data_source: str
-    data_dir: str | None
-    verbosity: int
-    image_size: tuple[int, int] | None = None
-
-    def __post_init__(self):
-        size = self.image_size
-        if size is not None and (len(size) != 2 or not all(v >= 1 for v in size)):
-            raise ValueError(f"image_size={size!r} is not (height, width) with both >= 1")
+from tfool.config import CommonConfig
 
 
 def define_common_flags(
     flag_values: flags.FlagValues = flags.FLAGS, output_dir: str = "out"
 ) -> None:
-    """Defines the common flags: output folder, seed, dataset, data source and verbosity.
+    """Defines the flags of ``tfool.config.CommonConfig``: ``--output_dir``, ``--seed``,
+    ``--dataset``, ``--data_source``, ``--data_dir``, ``--data_image_size``, ``--verbose``.
 
-    ``--output_dir``, ``--seed``, ``--dataset``, ``--data_source``, ``--data_dir``,
-    ``--data_image_size``, ``--verbose``; ``--data_source=idx``, ``--dataset=arrays`` and
-    ``--dataset=folder`` require ``--data_dir``; ``--data_image_size`` is only for
-    ``--dataset=folder``.
+    ``--data_source=idx``, ``--dataset=arrays`` and ``--dataset=folder`` require
+    ``--data_dir``; ``--data_image_size`` is only for ``--dataset=folder``.
 
     Args:
         flag_values: Where to define them (a fresh ``FlagValues`` in tests).
         output_dir: The default output folder of this run script.
     """
-    flags.DEFINE_string(
-        name="output_dir",
-        default=output_dir,
-        help="Folder that receives every output file of the run; created if missing.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        name="seed",
-        default=0,
-        lower_bound=0,
-        help="Seed of every random choice (weights, shuffling, noise); an integer >= 0.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_enum(
-        name="dataset",
-        default="mnist",
-        enum_values=list(DATASETS),
-        help=(
-            "Which dataset to load: mnist or fashion_mnist (from --data_source), arrays (the "
-            ".npz file given by --data_dir, holding x_train, y_train, x_test, y_test and "
-            "optionally class_names; uint8 0..255 or float [0, 1] images [N, H, W(, C)]) or "
-            "folder (--data_dir holds one subfolder of .png/.jpg/.jpeg/.bmp/.gif images per "
-            "class, named after it; 20% of each class becomes the test split)."
-        ),
-        flag_values=flag_values,
-    )
-    flags.DEFINE_enum(
-        name="data_source",
-        default="auto",
-        enum_values=list(DATA_SOURCES),
-        help=(
-            "Where the data comes from: auto (a local copy, else the keras download, else "
-            "the embedded sample), npz (mnist.npz in --data_dir or the keras cache), idx (the "
-            "four IDX files in --data_dir), keras (download) or sample (embedded 4,000/1,000 "
-            "MNIST sample). Ignored by --dataset=arrays and --dataset=folder."
-        ),
-        flag_values=flag_values,
-    )
-    flags.DEFINE_string(
-        name="data_dir",
-        default=None,
-        help=(
-            "Folder holding mnist.npz or the IDX files (optional for mnist and "
-            "fashion_mnist); the .npz file of --dataset=arrays; the image folder of "
-            "--dataset=folder."
-        ),
-        flag_values=flag_values,
-    )
-    flags.DEFINE_list(
-        name="data_image_size",
-        default=None,
-        help=(
-            "Only for --dataset=folder: HEIGHT,WIDTH in pixels (two integers >= 1) every "
-            "image is resized to, bilinear; empty keeps the images' own size, which must then "
-            "be the same for all."
-        ),
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        name="verbose",
-        default=1,
-        lower_bound=0,
-        upper_bound=2,
-        help="Console output: 0 quiet, 1 progress and summary, 2 also Keras' per-batch bars.",
-        flag_values=flag_values,
-    )
-
-    @flags.validator(
-        "output_dir",
-        message="--output_dir is empty; expected a folder path",
-        flag_values=flag_values,
-    )
-    def _output_dir_given(value):
-        return bool(value and value.strip())
+    spine.define_config_flags(CommonConfig, "", flag_values, defaults={"output_dir": output_dir})
 
     @flags.multi_flags_validator(
         ["data_source", "data_dir"],
@@ -155,17 +51,6 @@ def define_common_flags(
             )
         return True
 
-    @flags.validator(
-        "data_image_size",
-        message=(
-            "--data_image_size must be HEIGHT,WIDTH: two integers >= 1 (e.g. 64,64), or "
-            "empty to keep the images' own size"
-        ),
-        flag_values=flag_values,
-    )
-    def _image_size_positive(value):
-        return not value or _image_size(value) is not None
-
     @flags.multi_flags_validator(["dataset", "data_image_size"], flag_values=flag_values)
     def _image_size_only_for_folder(values):
         if values["data_image_size"] and values["dataset"] != "folder":
@@ -176,29 +61,9 @@ def define_common_flags(
         return True
 
 
-def _image_size(value: list[str] | None) -> tuple[int, int] | None:
-    """``--data_image_size`` as ``(height, width)``; ``None`` when empty or not two
-    integers >= 1."""
-    if not value or len(value) != 2:
-        return None
-    try:
-        size = tuple(int(v) for v in value)
-    except ValueError:
-        return None
-    return size if all(v >= 1 for v in size) else None
-
-
 def common_config(flag_values: flags.FlagValues = flags.FLAGS) -> CommonConfig:
-    """Converts the parsed common flags into a ``CommonConfig``."""
-    return CommonConfig(
-        output_dir=flag_values.output_dir,
-        seed=flag_values.seed,
-        dataset=flag_values.dataset,
-        data_source=flag_values.data_source,
-        data_dir=flag_values.data_dir or None,
-        verbosity=flag_values.verbose,
-        image_size=_image_size(flag_values.data_image_size),
-    )
+    """Converts the parsed common flags into a ``tfool.config.CommonConfig``."""
+    return spine.config_from_flags(CommonConfig, "", flag_values)
 
 
 def write_flags_file(
@@ -223,7 +88,7 @@ def write_flags_file(
         name: The file name: each run script has its own (``flags.cfg``,
             ``fgsm_flags.cfg``), so one never replaces the other's.
         data_source: Where the data actually came from; recorded when it is one of
-            ``DATA_SOURCES`` (not for ``--dataset=arrays`` or ``folder``).
+            ``tfool.data.SOURCES`` (not for ``--dataset=arrays`` or ``folder``).
 
     Returns:
         The path written.
@@ -239,7 +104,7 @@ def write_flags_file(
                 lines.append(f"# {flag.serialize()}  (this run; a replay writes where told)")
                 continue
             found = flag.name == "data_source" and flag.value == "auto"
-            if found and data_source in DATA_SOURCES and data_source != "auto":
+            if found and data_source in data.SOURCES and data_source != "auto":
                 lines.append(f"# --data_source=auto found {data_source}; a replay reads the same")
                 lines.append(f"--data_source={data_source}")
                 continue
@@ -423,9 +288,6 @@ def define_script_flags(
 ) -> None:
     """Defines a run script's flags: the common, model and distribution groups (the
     common group with the script's default ``output_dir``), then each of ``definers``."""
-    from flags import distribution as distribution_flags
-    from flags import model as model_flags
-
     define_common_flags(flag_values, output_dir=output_dir)
     model_flags.define_model_flags(flag_values)
     distribution_flags.define_distribution_flags(flag_values)

@@ -1,4 +1,5 @@
-"""Model flags: where the reference CNN is cached and how it is trained."""
+"""Model flags: where the reference CNN is cached (``--model_path``) and how it is trained
+(the flags of ``tfool.models.TrainConfig``)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,19 @@ import os
 
 from absl import flags
 
-from tfool.models import AUTO_EPOCHS, SCHEDULES, TrainConfig
+from flags import spine
+from tfool.models import TrainConfig
+
+#: The prefix of ``TrainConfig``'s flags; its ``seed`` and ``verbose`` come from the common
+#: flags ``--seed`` and ``--verbose``.
+PREFIX, FROM_COMMON = "train", ("seed", "verbose")
 
 
 def define_model_flags(
     flag_values: flags.FlagValues = flags.FLAGS, model_path: str = "out/models/mnist_cnn.keras"
 ) -> None:
-    """Defines ``--model_path``, ``--train_epochs``, ``--batch_size``, ``--learning_rate``,
-    ``--lr_schedule``."""
+    """Defines ``--model_path`` and ``TrainConfig``'s flags: ``--train_epochs``,
+    ``--batch_size``, ``--learning_rate``, ``--lr_schedule``."""
     flags.DEFINE_string(
         name="model_path",
         default=model_path,
@@ -26,38 +32,7 @@ def define_model_flags(
         ),
         flag_values=flag_values,
     )
-    flags.DEFINE_integer(
-        name="train_epochs",
-        default=TrainConfig.epochs,
-        lower_bound=1,
-        help=(
-            "Training epochs when the model has to be trained; an integer >= 1. Unset: "
-            f"chosen from the data size ({AUTO_EPOCHS[0]} on full MNIST, "
-            f"{AUTO_EPOCHS[1]} on the embedded sample)."
-        ),
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        name="batch_size",
-        default=TrainConfig.batch_size,
-        lower_bound=1,
-        help="Global training batch size (images per step, over all replicas); >= 1.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_float(
-        name="learning_rate",
-        default=TrainConfig.learning_rate,
-        lower_bound=0.0,
-        help="Adam's initial learning rate for training, > 0.",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_enum(
-        name="lr_schedule",
-        default=TrainConfig.schedule,
-        enum_values=list(SCHEDULES),
-        help="Learning-rate schedule of training: cosine (decay to 0 over the run) or constant.",
-        flag_values=flag_values,
-    )
+    spine.define_config_flags(TrainConfig, PREFIX, flag_values, exclude=FROM_COMMON)
 
     @flags.validator(
         "model_path",
@@ -66,12 +41,6 @@ def define_model_flags(
     )
     def _keras_suffix(value):
         return bool(value) and value.endswith((".keras", ".h5", ".hdf5"))
-
-    @flags.validator(
-        "learning_rate", message="--learning_rate must be > 0", flag_values=flag_values
-    )
-    def _positive_lr(value):
-        return value > 0
 
 
 def model_path(flag_values: flags.FlagValues, dataset_name: str) -> str:
@@ -86,11 +55,6 @@ def train_config(flag_values: flags.FlagValues = flags.FLAGS) -> TrainConfig:
     """Converts the parsed model flags (and ``--seed``, ``--verbose``) into a ``TrainConfig``."""
     seed = flag_values["seed"].value if "seed" in flag_values else 0
     verbose = flag_values["verbose"].value if "verbose" in flag_values else 1
-    return TrainConfig(
-        epochs=flag_values.train_epochs,
-        batch_size=flag_values.batch_size,
-        learning_rate=flag_values.learning_rate,
-        schedule=flag_values.lr_schedule,
-        seed=seed,
-        verbose={0: 0, 1: 2, 2: 1}[verbose],
+    return spine.config_from_flags(
+        TrainConfig, PREFIX, flag_values, seed=seed, verbose={0: 0, 1: 2, 2: 1}[verbose]
     )

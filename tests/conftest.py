@@ -1,4 +1,5 @@
-"""Shared fixtures: offline mode, the embedded sample and a small trained CNN."""
+"""Shared fixtures: offline mode, the embedded sample, a small trained CNN, scripts run on
+two logical CPUs, and ``run_backwork.py`` and ``run_fgsm.py`` run in this process."""
 
 import os
 import subprocess
@@ -12,6 +13,7 @@ os.environ["TFOOL_OFFLINE"] = "1"  # tests never download
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from absl import flags  # noqa: E402
 
 from tfool import data, models  # noqa: E402
 
@@ -76,3 +78,56 @@ def run_on_two_cpus(tmp_path):
         )
 
     return run
+
+
+def _script_flags(script, argv: list[str]) -> flags.FlagValues:
+    """A run script's flags (``script.define_flags``), fresh, parsed from ``argv``."""
+    fv = flags.FlagValues()
+    script.define_flags(fv)
+    fv([script.__name__, *argv])
+    return fv
+
+
+@pytest.fixture()
+def parse_backwork_flags(monkeypatch):
+    """Parses a command line into fresh ``run_backwork.py`` flags and makes them the script's
+    ``FLAGS`` for this test; returns the parser: ``argv -> FlagValues``."""
+    import run_backwork
+
+    def parse(argv: list[str]) -> flags.FlagValues:
+        fv = _script_flags(run_backwork, argv)
+        monkeypatch.setattr(run_backwork, "FLAGS", fv)
+        return fv
+
+    return parse
+
+
+@pytest.fixture()
+def backwork_main(parse_backwork_flags):
+    """Runs ``run_backwork.py``'s main in this process on a command line, with fresh flags;
+    returns the runner: ``argv -> exit status``."""
+    import run_backwork
+
+    def run(argv: list[str]) -> int:
+        parse_backwork_flags(argv)
+        return run_backwork._main_with_clear_errors(["run_backwork"])
+
+    return run
+
+
+@pytest.fixture()
+def parse_fgsm_flags():
+    """Parses a command line into fresh ``run_fgsm.py`` flags; returns the parser:
+    ``argv -> FlagValues``."""
+    import run_fgsm
+
+    return lambda argv: _script_flags(run_fgsm, argv)
+
+
+@pytest.fixture()
+def fgsm_main(parse_fgsm_flags):
+    """Runs ``run_fgsm.py``'s main in this process on a command line, with fresh flags;
+    returns the runner: ``argv -> exit status``."""
+    import run_fgsm
+
+    return lambda argv: run_fgsm._main_with_clear_errors(["run_fgsm"], parse_fgsm_flags(argv))

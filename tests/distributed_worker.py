@@ -12,8 +12,8 @@ reference runs (the workers of a cluster are compared with another run's referen
     python tests/distributed_worker.py --strategy=mirrored --logical_cpus=2 --cases=fgsm,train
     TF_CONFIG=... python tests/distributed_worker.py --strategy=multi_worker_mirrored
 
-``Workers(args, num_workers)`` starts it (or another script) in several processes with a
-loopback ``TF_CONFIG`` cluster. To add a case (backworking, say), write
+``tfool.local_cluster.Workers(this file, args, num_workers)`` starts it in several
+processes with a loopback ``TF_CONFIG`` cluster. To add a case (backworking, say), write
 ``case_<name>(strategy)`` below, build its model in ``_scope(strategy)`` and add it to
 ``CASES``: tests/test_distribute.py runs every case under ``mirrored``, and the ones in
 its ``MULTI_WORKER_CASES`` on two workers.
@@ -25,8 +25,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -213,72 +211,6 @@ def compare(reference: dict, distributed: dict) -> dict:
             "max_abs": float(np.max(np.abs(ref))) if ref.size else 0.0,
         }
     return out
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` loopback ports that were free a moment ago."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-class Workers:
-    """A script (by default this driver) running in ``num_workers`` processes at once.
-
-    Several workers form a ``TF_CONFIG`` cluster on loopback ports; one worker gets no
-    ``TF_CONFIG``. ``reports()`` waits for them and returns each one's ``RESULT`` report
-    (the last stdout line starting with ``RESULT ``, JSON).
-    """
-
-    def __init__(self, args: list[str], num_workers: int = 1, script: str | None = None):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFOOL_OFFLINE="1")
-        env.pop("TF_CONFIG", None)
-        hosts = [f"localhost:{port}" for port in free_ports(num_workers)]
-        self.procs = []
-        for index in range(num_workers):
-            if num_workers > 1:
-                task = {"type": "worker", "index": index}
-                env = dict(env, TF_CONFIG=json.dumps({"cluster": {"worker": hosts}, "task": task}))
-            self.procs.append(
-                subprocess.Popen(
-                    [sys.executable, script or str(Path(__file__).resolve()), *args],
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                )
-            )
-
-    def reports(self, timeout: float = 300) -> list[dict]:
-        """Each worker's report, in worker order.
-
-        Raises:
-            RuntimeError: a worker failed, timed out or printed no report (with its output).
-        """
-        reports, failures = [], []
-        deadline = time.monotonic() + timeout
-        for index, proc in enumerate(self.procs):
-            try:
-                output, _ = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
-            except subprocess.TimeoutExpired:
-                for other in self.procs:
-                    other.kill()
-                output, _ = proc.communicate()
-                failures.append(f"worker {index} timed out after {timeout:g} s:\n{output[-4000:]}")
-                continue
-            lines = [ln for ln in output.splitlines() if ln.startswith("RESULT ")]
-            if proc.returncode or not lines:
-                failures.append(f"worker {index} exit {proc.returncode}:\n{output[-4000:]}")
-            else:
-                reports.append(json.loads(lines[-1][len("RESULT ") :]))
-        if failures:
-            raise RuntimeError("\n".join(failures))
-        return reports
 
 
 def load_outputs(out_dir: str | os.PathLike, case: str, tag: str) -> dict[str, np.ndarray]:

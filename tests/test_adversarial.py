@@ -10,6 +10,7 @@ import tensorflow as tf
 from tfool import attacks, models, retrain
 from tfool.adversarial import AdversarialTraining
 from tfool.backwork import BackworkConfig
+from tfool.retrain import _store as retrain_store
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
@@ -116,7 +117,7 @@ def test_adversarial_settings_only_decide_the_adversarial_mode(small_cnn, small_
     train = models.TrainConfig()
     for mode in ("uniform", "adversarial"):
         config = retrain.RetrainConfig(mode=mode)
-        settings = retrain._settings(None, None, BackworkConfig(), train, config)
+        settings = retrain_store.round_settings(None, None, BackworkConfig(), train, config)
         keys = {k for k in settings if k.startswith("adversarial_")}
         assert keys == (
             {"adversarial_eps", "adversarial_step", "adversarial_steps"}  # epochs: in train

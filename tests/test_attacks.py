@@ -360,6 +360,11 @@ def test_the_registry_is_the_one_list_of_attacks(small_cnn):
     np.testing.assert_array_equal(got, attacks.fgsm(small_cnn, x, 0.1))
     noise = attacks.attack("random", small_cnn, x, 0.1, seed=4, y=np.array([1, 2]))
     np.testing.assert_array_equal(noise, attacks.random_sign_noise(x, 0.1, seed=4))
+    # every sweep hyperparameter is one some attack takes, and only those are dropped
+    taken = {h for spec in attacks.ATTACKS.values() for h in spec.hyperparameters}
+    assert set(attacks.SWEEP_HYPERPARAMETERS) <= taken
+    with pytest.raises(TypeError, match="norm"):
+        attacks.attack("fgsm", small_cnn, x, 0.1, norm=2)
 
 
 @pytest.mark.parametrize(

@@ -571,11 +571,67 @@ _X = np.zeros((2, *SHAPE), np.float32)
             "unknown keys",
         ),
         (lambda m: attribution.TrainingAttribution(_X, 0, every="step"), "every='step'"),
+        (lambda m: attribution.AttributionConfig(methods=()), "methods is empty"),
+        (lambda m: attribution.AttributionConfig(options={"lime": {}}), "options='lime'"),
+        (
+            lambda m: attribution.AttributionConfig(options={"noise_tunnel": {"seed": 1}}),
+            "AttributionConfig.seed",
+        ),
+        (
+            lambda m: attribution.AttributionConfig(
+                options={"noise_tunnel": {"attribution": "noise_tunnel"}}
+            ),
+            "attribution='noise",
+        ),
+        (lambda m: attribution.AttributionConfig(score="logit"), "score='logit'"),
+        (lambda m: attribution.AttributionConfig(from_logits=1), "from_logits=1"),
+        (lambda m: attribution.AttributionConfig(seed=-1), "seed=-1"),
+        (lambda m: attribution.AttributionConfig(seed=0.5), "seed=0.5"),
     ],
 )
 def test_bad_arguments_raise_value_error(linear, call, match):
     with pytest.raises(ValueError, match=match):
         call(linear[0])
+
+
+def test_the_registry_gives_the_method_lists_and_defaults():
+    assert attribution.ALL_METHODS == tuple(attribution.ATTRIBUTIONS)
+    assert attribution.DEFAULT_METHODS == tuple(
+        name for name, spec in attribution.ATTRIBUTIONS.items() if spec.default
+    )
+    assert "salient_features" not in attribution.DEFAULT_METHODS
+    options = attribution.default_options((28, 28, 1))
+    assert options["occlusion"]["sliding_window_shapes"] == (5, 5, 1)
+    assert options["salient_features"] == {"num_keep": 200}
+    assert attribution.default_options((3, 3))["salient_features"] == {"num_keep": 9}
+    assert options["noise_tunnel"]["seed"] == 0
+
+
+def test_attribute_all_takes_a_config(linear, linear_batch):
+    model = linear[0]
+    x, target = linear_batch
+    nt = {"nt_samples": 2, "n_steps": 4, "attribution": "integrated_gradients"}
+    config = attribution.AttributionConfig(
+        methods=("saliency", "noise_tunnel"), options={"noise_tunnel": nt}, seed=3
+    )
+    out = attribution.attribute_all(model, x, target, config=config)
+    same = attribution.attribute_all(
+        model, x, target, ("saliency", "noise_tunnel"), {"noise_tunnel": {**nt, "seed": 3}}
+    )
+    assert list(out) == ["saliency", "noise_tunnel"]
+    for name in out:
+        np.testing.assert_array_equal(out[name], same[name])
+    other = attribution.attribute_all(
+        model,
+        x,
+        target,
+        config=attribution.AttributionConfig(
+            methods=("noise_tunnel",), options={"noise_tunnel": nt}, seed=4
+        ),
+    )
+    assert not np.array_equal(other["noise_tunnel"], out["noise_tunnel"])
+    with pytest.raises(ValueError, match="not both"):
+        attribution.attribute_all(model, x, target, score="loss", config=config)
 
 
 def test_trapezoid_weights_and_captums():

@@ -6,7 +6,9 @@ import keras
 import numpy as np
 import pytest
 
+from tfool import analysis
 from tfool import backwork as bw
+from tfool.backwork import _engine, _loop, _prepared
 
 FAST = dict(num_examples=3, reference_size=40, jit_compile=False, max_num_steps=12, min_num_steps=0)
 
@@ -153,7 +155,7 @@ def test_stuck_rows_are_reinitialised(small_cnn, small_data):
 
 
 def test_tracker_needs_a_full_window_that_never_rises():
-    tr = bw._Tracker(rows=3, window=3)
+    tr = _loop._Tracker(rows=3, window=3)
     every = np.ones(3, bool)
     for p in ([0.5, 0.5, 0.5], [0.4, 0.6, 0.5]):
         tr.push(np.array(p, np.float32), every)
@@ -173,7 +175,9 @@ def test_reinit_resets_only_those_rows_moments():
     t = tf.Variable(np.full(4, 7.0, np.float32))
     rows = np.array([False, True, False, False])
     rngs = [np.random.default_rng(0), np.random.default_rng(1)]
-    bw._reinitialise(x, m, v, t, rows, np.array([0, 0, 1, 1]), rngs, (2, 2, 1), bw.BackworkConfig())
+    _engine._reinitialise(
+        x, m, v, t, rows, np.array([0, 0, 1, 1]), rngs, (2, 2, 1), bw.BackworkConfig()
+    )
     assert np.all(m.numpy()[1] == 0) and np.all(v.numpy()[1] == 0) and t.numpy()[1] == 0
     assert np.all(m.numpy()[[0, 2, 3]] == 1) and np.all(t.numpy()[[0, 2, 3]] == 7)
     assert not np.allclose(x.numpy()[1], 0.5) and np.allclose(x.numpy()[[0, 2, 3]], 0.5)
@@ -236,7 +240,7 @@ def test_any_keras_classifier_with_named_layers(dense_model, small_data):
 def test_train_mean_init_averages_groups(small_data):
     c = cfg(init="train_mean", num_examples=4)
     rng = np.random.default_rng(0)
-    imgs = bw._initial_images(small_data, c, 3, (4, 28, 28, 1), rng)
+    imgs = _prepared._initial_images(small_data, c, 3, (4, 28, 28, 1), rng)
     threes = small_data.train_of_class(3)
     assert imgs.shape == (4, 28, 28, 1)
     # each image is a mean of about a quarter of the threes: their overall mean is kept
@@ -307,8 +311,8 @@ def test_given_references_are_reused_and_checked(small_cnn, small_data):
     )
     with pytest.raises(ValueError, match="references hold layers"):
         bw.backwork(small_cnn, small_data, c, references=other)
-    d_given = bw.layer_distances(small_cnn, small_data, got, references=refs)
-    d_built = bw.layer_distances(small_cnn, small_data, got, reference_size=c.reference_size)
+    d_given = analysis.layer_distances(small_cnn, small_data, got, references=refs)
+    d_built = analysis.layer_distances(small_cnn, small_data, got, reference_size=c.reference_size)
     for name in d_built:
         assert d_given[name] == pytest.approx(d_built[name], rel=1e-5)
 
@@ -371,7 +375,7 @@ def test_memory_estimate_counts_the_reference_set_and_the_history(small_cnn, sma
 
 def test_a_step_computes_only_the_running_labels(small_cnn, small_data):
     c = cfg(labels=(0, 1, 2, 3, 4), num_examples=3)
-    engine = bw._engine_for(small_cnn, small_data, c)
+    engine = _engine.engine_for(small_cnn, small_data, c)
     everything = engine.compute()
     assert tuple(everything[0].shape) == (15, 28, 28, 1)
     before = engine.images()
@@ -401,3 +405,23 @@ def test_labels_converging_apart_give_the_same_images_as_one_by_one(small_cnn, s
         np.testing.assert_allclose(joint.images[i], alone.images[0], atol=2e-4)
         np.testing.assert_allclose(joint.probabilities[i], alone.probabilities[0], atol=1e-4)
         assert joint.label_steps[i] == alone.label_steps[0]
+
+
+def test_one_preparation_serves_the_estimate_the_run_and_the_analysis(small_cnn, small_data):
+    c = bw.BackworkConfig(labels=(2, 5), **FAST)
+    prepared = bw.prepare(small_cnn, small_data, c)
+    assert prepared.references is None and prepared.layer_names[-1] == "softmax"
+    need = bw.estimate_memory(small_cnn, small_data, c, prepared=prepared)
+    assert need == bw.estimate_memory(small_cnn, small_data, c)
+    prepared = prepared.with_references()
+    assert prepared.with_references() is prepared  # built once
+    got = bw.backwork(small_cnn, small_data, c, prepared=prepared)
+    want = bw.backwork(small_cnn, small_data, c)
+    np.testing.assert_array_equal(got.images, want.images)
+    found = analysis.analyse_backwork(
+        got, small_cnn, small_data, c, attribution_images=0, prepared=prepared
+    )
+    assert set(found.summary["layer_distances"]) == set(prepared.layer_names[:-1])
+    assert found.attributions is None and found.worst is not None
+    with pytest.raises(ValueError, match="prepared was made for another"):
+        bw.backwork(small_cnn, small_data, dataclasses.replace(c, seed=1), prepared=prepared)

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tfool import backwork as bw
 from tfool import classifier
+from tfool.backwork import _engine
 
 FAST = dict(num_examples=3, reference_size=30, min_num_steps=0)
 
@@ -209,10 +210,10 @@ def test_original_reinitialisation_keeps_adam_state():
     rows = np.array([False, True, False, False])
     config = bw.BackworkConfig()
     rngs = [np.random.default_rng(0)]
-    bw._reinitialise(x, m, v, t, rows, np.zeros(4, int), rngs, (2, 2, 1), config, False)
+    _engine._reinitialise(x, m, v, t, rows, np.zeros(4, int), rngs, (2, 2, 1), config, False)
     assert np.all(m.numpy() == np.float32(0.3)) and np.all(t.numpy() == 7.0)
     assert not np.allclose(x.numpy()[1], 1.0) and np.allclose(x.numpy()[[0, 2, 3]], 1.0)
-    bw._reinitialise(x, m, v, t, rows, np.zeros(4, int), rngs, (2, 2, 1), config, True)
+    _engine._reinitialise(x, m, v, t, rows, np.zeros(4, int), rngs, (2, 2, 1), config, True)
     assert np.all(m.numpy()[1] == 0) and t.numpy()[1] == 0 and t.numpy()[0] == 7.0
 
 

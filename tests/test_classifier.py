@@ -48,11 +48,11 @@ def _quick(**kw):
 
 def test_reference_cnn_keeps_the_posts_layers():
     model = models.build_mnist_cnn(seed=0)
-    assert bw.default_layer_names(model) == ("inputs", "conv0", "conv1", "fc", "softmax")
+    assert classifier.default_layer_names(model) == ("inputs", "conv0", "conv1", "fc", "softmax")
 
 
 def test_functional_rule_exposes_input_convs_hidden_dense_and_probabilities():
-    assert bw.default_layer_names(_rgb_net()) == (
+    assert classifier.default_layer_names(_rgb_net()) == (
         "pixels",
         "edges",
         "parts",
@@ -77,7 +77,7 @@ def test_rule_takes_the_activation_after_batch_norm_and_skips_the_class_layer():
         ],
         name="seq",
     )
-    names = bw.default_layer_names(model)
+    names = classifier.default_layer_names(model)
     assert names[1:] == ("act", "plain", "d_tanh", "probabilities")
     act = classifier.activation_model(model)
     x = np.random.default_rng(0).uniform(size=(3, 12, 12, 1)).astype(np.float32)
@@ -260,10 +260,10 @@ def test_a_rebuilt_or_reloaded_sequential_keeps_its_layers(tmp_path):
     model.add(keras.layers.ReLU(name="r"))
     model.add(keras.layers.Flatten())
     model.add(keras.layers.Dense(4, activation="softmax", name="out"))
-    assert bw.default_layer_names(model) == ("image", "r", "probabilities")
+    assert classifier.default_layer_names(model) == ("image", "r", "probabilities")
     model.save(tmp_path / "seq.keras")
     loaded = keras.saving.load_model(tmp_path / "seq.keras")  # extra call nodes in Keras
-    assert bw.default_layer_names(loaded) == ("image", "r", "probabilities")
+    assert classifier.default_layer_names(loaded) == ("image", "r", "probabilities")
     x = np.random.default_rng(0).uniform(size=(3, 12, 12, 1)).astype(np.float32)
     out = classifier.activation_model(loaded, ["image", "c", "probabilities"])(x)
     np.testing.assert_allclose(out["probabilities"], loaded.predict(x, verbose=0), rtol=1e-5)

@@ -177,3 +177,20 @@ def test_narrow_reference_storage_is_computed_in_float32(rng, dtype):
     # exact on the rounded references, close to the float32 ones
     np.testing.assert_allclose(got.numpy(), _ref_nearest(g, rounded), rtol=1e-4)
     np.testing.assert_allclose(got.numpy(), _ref_nearest(g, r), rtol=2e-2)
+
+
+def test_cost_terms_are_one_table(rng):
+    names = [t.name for t in costs.COST_TERMS]
+    assert names == ["reference", "batch", "softmax"]
+    assert costs.coefficient_names() == ("reference_cost_coeff", "batch_cost_coeff")
+    acts = [rng.normal(size=(2, 3, 5)).astype(np.float32), np.full((2, 3, 4), 0.25, np.float32)]
+    refs = [[tf.constant(rng.normal(size=(6, 5)), tf.float32)] * 2]
+    norms = [[costs.squared_norms(refs[0][0])] * 2]
+    labels = tf.constant([0, 1], tf.int64)
+    cost, terms = costs.total_cost(acts, refs, norms, labels, (1.0, 1.0))
+    assert list(terms) == names
+    weighted, _ = costs.total_cost(
+        acts, refs, norms, labels, (1.0, 1.0), weights={"batch_cost_coeff": 0.0}
+    )
+    np.testing.assert_array_equal(terms["batch"].numpy().shape, (1, 2))
+    assert not np.allclose(cost.numpy(), weighted.numpy())

@@ -705,6 +705,15 @@ def _save(path, array, mode=None, **kwargs):
     return path
 
 
+def _grey_levels(root, reduce):
+    """Loads a folder of 2x2 grey images, half of them for testing, and checks they load as
+    one channel; returns every image's ``reduce`` (``"mean"`` or ``"max"``) on 0..255, sorted."""
+    ds = data.load_image_folder(root, test_fraction=0.5)
+    assert ds.image_shape == (2, 2, 1)
+    images = np.concatenate([ds.x_train, ds.x_test])
+    return sorted(round(float(v) * 255) for v in getattr(images, reduce)((1, 2, 3)))
+
+
 def _grey_folder(root, per_class=5, size=(4, 3)):
     """Classes b and a (written in that order) of flat grey images, each a unique value."""
     values = {}
@@ -774,11 +783,7 @@ def test_image_folder_all_grey_modes_give_one_channel(tmp_path):
     _save(root / "a" / "one.png", np.full((2, 2), 255, np.uint8), mode="1")
     _save(root / "b" / "la.png", np.full((2, 2, 2), [102, 0], np.uint8))  # alpha 0 dropped
     _save(root / "b" / "l.jpg", np.full((2, 2), 204, np.uint8), quality=100)
-    ds = data.load_image_folder(root, test_fraction=0.5)
-    assert ds.image_shape == (2, 2, 1)
-    got = sorted(
-        round(float(v) * 255) for v in np.concatenate([ds.x_train, ds.x_test]).mean((1, 2, 3))
-    )
+    got = _grey_levels(root, "mean")
     assert got[:2] == [51, 102] and got[3] == 255 and abs(got[2] - 204) <= 2
 
 
@@ -790,11 +795,7 @@ def test_image_folder_16_bit_scaled_not_clipped(tmp_path):
 
     with Image.open(root / "b" / "1.png") as written:
         assert written.mode == "I;16"
-    ds = data.load_image_folder(root, test_fraction=0.5)
-    assert ds.image_shape == (2, 2, 1)
-    got = sorted(
-        round(float(v) * 255) for v in np.concatenate([ds.x_train, ds.x_test]).max((1, 2, 3))
-    )
+    got = _grey_levels(root, "max")
     assert got == [0, 4, 128, 255]  # 1000 * 255 / 65535 = 3.9, not clipped to 255
 
 
@@ -810,11 +811,7 @@ def test_image_folder_32_bit_grey_mode_i(tmp_path):
         Image.fromarray(np.full((2, 2), value, np.int32)).save(path, format="TIFF")
     with Image.open(root / "a" / "0.png") as written:
         assert written.mode == "I"
-    ds = data.load_image_folder(root, test_fraction=0.5)
-    assert ds.image_shape == (2, 2, 1)
-    got = sorted(
-        round(float(v) * 255) for v in np.concatenate([ds.x_train, ds.x_test]).max((1, 2, 3))
-    )
+    got = _grey_levels(root, "max")
     assert got == [0, 4, 255, 255]
     bad = root / "b" / "1.png"
     Image.fromarray(np.full((2, 2), 70000, np.int32)).save(bad, format="TIFF")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfool import distribute, models
+from tfool import _tf, distribute, local_cluster, models
 
 # ----------------------------------------------------------------------------------------
 # Selection logic, with the hardware mocked
@@ -226,10 +226,10 @@ def test_run_batch_and_map_batches_keep_rows_in_order(index):
     x = np.arange(21, dtype=np.float32).reshape(7, 3)
     y = np.arange(7, dtype=np.float32)
     expected = {"double": 2 * x, "sum": x.sum(axis=1) + y}
-    out = distribute.run_batch(_rows_step, (x, y), strategy)
+    out = _tf.run_batch(_rows_step, (x, y), strategy)
     for key in expected:
         np.testing.assert_array_equal(out[key], expected[key])
-    out = distribute.map_batches(_rows_step, [x, y], 3, strategy)
+    out = _tf.map_batches(_rows_step, [x, y], 3, strategy)
     for key in expected:
         np.testing.assert_array_equal(out[key], expected[key])
 
@@ -239,7 +239,7 @@ def test_replicated_arguments_are_passed_whole():
     rows = np.array([5, 0, 3, 3, 1])
     pick = tf.function(lambda full, i: tf.gather(full, i))
     for strategy in _strategies():
-        out = distribute.map_batches(pick, [table, rows], 2, strategy, replicated=[0])
+        out = _tf.map_batches(pick, [table, rows], 2, strategy, replicated=[0])
         np.testing.assert_array_equal(out, table[rows])
 
 
@@ -252,28 +252,28 @@ class _Replicas:
 
 @pytest.mark.parametrize("rows, replicas, per, padding", [(7, 2, 4, 1), (8, 2, 4, 0), (1, 3, 1, 2)])
 def test_split_sizes(rows, replicas, per, padding):
-    batch = distribute.SplitBatch(_Replicas(replicas), rows)
+    batch = _tf.SplitBatch(_Replicas(replicas), rows)
     assert (batch.per_replica, batch.padding) == (per, padding)
     assert batch.per_replica * replicas == rows + padding
 
 
 def test_split_batch_errors():
     with pytest.raises(ValueError, match="num_rows=0"):
-        distribute.SplitBatch(None, 0)
+        _tf.SplitBatch(None, 0)
     with pytest.raises(ValueError, match="expected 3 rows"):
-        distribute.SplitBatch(None, 3).split(np.zeros((2, 1)))
+        _tf.SplitBatch(None, 3).split(np.zeros((2, 1)))
     with pytest.raises(ValueError, match="different row counts"):
-        distribute.run_batch(_rows_step, (np.zeros((3, 2)), np.zeros(2)))
+        _tf.run_batch(_rows_step, (np.zeros((3, 2)), np.zeros(2)))
     with pytest.raises(ValueError, match="at least one argument split"):
-        distribute.run_batch(_rows_step, (np.zeros((3, 2)),), replicated=[0])
+        _tf.run_batch(_rows_step, (np.zeros((3, 2)),), replicated=[0])
     with pytest.raises(ValueError, match="batch_size=0"):
-        distribute.map_batches(_rows_step, [np.zeros((3, 2)), np.zeros(3)], 0)
+        _tf.map_batches(_rows_step, [np.zeros((3, 2)), np.zeros(3)], 0)
     with pytest.raises(ValueError, match="no rows"):
-        distribute.map_batches(_rows_step, [np.zeros((0, 2)), np.zeros(0)], 2)
+        _tf.map_batches(_rows_step, [np.zeros((0, 2)), np.zeros(0)], 2)
 
 
 def test_row_mask_and_total_without_a_strategy():
-    batch = distribute.SplitBatch(None, 3)
+    batch = _tf.SplitBatch(None, 3)
     np.testing.assert_array_equal(batch.row_mask().numpy(), [1, 1, 1])
     assert batch.total(tf.constant(2.5)) == 2.5
 
@@ -333,6 +333,8 @@ def test_training_stops_when_a_callback_asks(small_data):
 # ----------------------------------------------------------------------------------------
 
 MIRRORED_CASES = tuple(distributed_worker.CASES)
+#: The driver each process runs.
+WORKER = distributed_worker.__file__
 MULTI_WORKER_CASES = ("train", "fgsm", "backwork")
 #: Backworked images after a few Adam steps: Adam's first steps are nearly sign(gradient),
 #: so float-rounding differences in near-zero gradients move a pixel by up to the learning
@@ -350,10 +352,11 @@ def runs(tmp_path_factory):
     """One mirrored process (2 logical CPUs, every case, reference included) and a
     2-worker TF_CONFIG cluster (training and FGSM), started together."""
     out = tmp_path_factory.mktemp("distributed")
-    mirrored = distributed_worker.Workers(
-        ["--strategy=mirrored", "--logical_cpus=2", f"--out={out}"]
+    mirrored = local_cluster.Workers(
+        WORKER, ["--strategy=mirrored", "--logical_cpus=2", f"--out={out}"]
     )
-    cluster = distributed_worker.Workers(
+    cluster = local_cluster.Workers(
+        WORKER,
         [
             "--strategy=multi_worker_mirrored",
             f"--cases={','.join(MULTI_WORKER_CASES)}",

@@ -83,9 +83,9 @@ def test_model_is_trained_and_read_before_its_softmax(guide):
 
 
 def test_default_layer_names(guide):
-    from tfool import backwork
+    from tfool import classifier
 
-    names = backwork.default_layer_names(guide["ns"]["model"])
+    names = classifier.default_layer_names(guide["ns"]["model"])
     assert names == ("image", "conv_a", "conv_b", "hidden", "probabilities")
     assert guide["ns"]["result"].layer_names == names
 

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tfool import efficientnet_lite, imagenet, torch_legacy
+from tfool.imagenet import _weights as imagenet_weights
 
 VARIANTS = list(efficientnet_lite.VARIANTS)
 
@@ -146,7 +147,9 @@ def test_random_weights_load_without_the_package(variant, monkeypatch, rng):
 def test_without_the_package_a_clear_error(variant, tmp_path, monkeypatch):
     monkeypatch.setattr(efficientnet_lite, "package_file", lambda *_: None)
     monkeypatch.setattr(
-        imagenet, "keras_cache_paths", lambda name: (tmp_path / "models" / "lite.weights.h5",)
+        imagenet_weights,
+        "keras_cache_paths",
+        lambda name: (tmp_path / "models" / "lite.weights.h5",),
     )
     with pytest.raises(FileNotFoundError) as err:
         imagenet.load_imagenet_model(variant, "imagenet")
@@ -246,7 +249,7 @@ def test_more_photos_have_sensible_top5(photo_predictions, photo, top1, top5):
 )
 def test_imagenet_weights_are_converted_once_into_the_cache(variant, lite, tmp_path, monkeypatch):
     cache = tmp_path / "models" / efficientnet_lite.get_variant(variant).weights_file
-    monkeypatch.setattr(imagenet, "keras_cache_paths", lambda name: (cache,))
+    monkeypatch.setattr(imagenet_weights, "keras_cache_paths", lambda name: (cache,))
     chelsea = imagenet.load_image(imagenet.sample_photo("chelsea"), lite.input_size)[None]
     first = imagenet.load_imagenet_model(variant, "imagenet")
     assert cache.is_file() and first.weights == "imagenet"
@@ -261,7 +264,7 @@ def test_imagenet_weights_are_converted_once_into_the_cache(variant, lite, tmp_p
 def test_a_damaged_cache_is_named(tmp_path, monkeypatch):
     cache = tmp_path / efficientnet_lite.WEIGHTS_FILE
     cache.write_bytes(b"not hdf5")
-    monkeypatch.setattr(imagenet, "keras_cache_paths", lambda name: (cache,))
+    monkeypatch.setattr(imagenet_weights, "keras_cache_paths", lambda name: (cache,))
     with pytest.raises(ValueError, match=f"{cache.name}.*could not be loaded"):
         imagenet.load_imagenet_model("efficientnet_lite0", "imagenet")
 

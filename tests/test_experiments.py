@@ -34,6 +34,9 @@ SMALL = AttackExperimentConfig(
         ({"batch_size": 0}, "batch_size=0"),
         ({"target_class": 3}, "needs targeted=True"),
         ({"target_class": -1, "targeted": True}, "target_class=-1"),
+        ({"seed": -1}, "seed=-1"),
+        ({"seed": 1.5}, "seed=1.5"),
+        ({"seed": True}, "seed=True"),
     ],
 )
 def test_config_names_the_bad_argument(kwargs, message):
@@ -70,6 +73,27 @@ def test_attack_sweep_reports_what_the_attacks_do(small_cnn, small_data):
         assert np.abs(adv - ex.images).max() <= SMALL.example_eps + 1e-6
     gsi = found.report["gradient_sign_image"]
     assert gsi["predicted_class_counts"].sum() == 40 and 0 <= gsi["mean_confidence"] <= 1
+
+
+def test_the_seed_lives_in_the_config(small_cnn, small_data):
+    config = dataclasses.replace(SMALL, methods=("random",), eps_values=(0.3,), num_examples=1)
+    assert config.hyperparameters() == {"steps": 5, "step_size": None, "seed": 0}
+    seeded = dataclasses.replace(config, seed=7)
+    assert seeded.hyperparameters()["seed"] == 7
+    inside = experiments.attack_sweep(small_cnn, small_data, seeded)
+    beside = experiments.attack_sweep(small_cnn, small_data, config, seed=7)  # earlier callers
+    other = experiments.attack_sweep(small_cnn, small_data, config)
+
+    def cells(found):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in found.report["rows"]]
+
+    assert cells(inside) == cells(beside)
+    np.testing.assert_array_equal(
+        inside.examples.adversarial["random"], beside.examples.adversarial["random"]
+    )
+    assert not np.array_equal(
+        inside.examples.adversarial["random"], other.examples.adversarial["random"]
+    )
 
 
 def test_attribution_pairs_test_and_fgsm_images(small_cnn, small_data):

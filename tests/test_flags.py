@@ -8,6 +8,7 @@ from absl import flags
 
 from flags import common as common_flags
 from flags import model as model_flags
+from tfool import config as tfool_config
 from tfool import models
 
 
@@ -140,7 +141,7 @@ def test_validators_never_touch_disk(tmp_path):
 def test_common_config_is_frozen():
     fv = _parse(["--seed=3", "--data_source=sample", "--data_dir=", "--verbose=0"])
     config = common_flags.common_config(fv)
-    assert config == common_flags.CommonConfig(
+    assert config == tfool_config.CommonConfig(
         output_dir="out",
         seed=3,
         dataset="mnist",
@@ -272,7 +273,7 @@ def test_data_image_size_only_for_folder(dataset):
 def test_common_config_refuses_a_bad_image_size():
     fields = dict(output_dir="o", seed=0, dataset="folder", data_source="auto", data_dir="d")
     with pytest.raises(ValueError, match=r"image_size=\(0, 3\)"):
-        common_flags.CommonConfig(**fields, verbosity=1, image_size=(0, 3))
+        tfool_config.CommonConfig(**fields, verbosity=1, image_size=(0, 3))
 
 
 def test_flagfile_round_trip_of_a_folder_run(tmp_path):

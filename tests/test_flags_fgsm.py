@@ -79,6 +79,7 @@ def test_zero_steps_and_step_size_mean_automatic():
         ["--fgsm_batch_size=0"],
         ["--fgsm_example_eps=-1"],
         ["--fgsm_num_examples=0"],
+        ["--fgsm_num_examples=51"],
         ["--fgsm_attribute_num_images=0"],
         ["--fgsm_attribute_methods=saliency,lime"],
         ["--fgsm_attribute_methods=saliency,saliency"],
@@ -105,8 +106,28 @@ def test_every_flag_is_prefixed_and_documented():
     [
         ("--fgsm_example_eps=inf", "--fgsm_example_eps=inf"),
         ("--fgsm_step_size=nan", "--fgsm_step_size=nan"),
+        ("--fgsm_num_examples=51", "--fgsm_num_examples=51 must be an integer in 1..50"),
+        ("--fgsm_attribute_num_images=21", "--fgsm_attribute_num_images=21 must be"),
+        ("--fgsm_methods=fgsm,magic", "--fgsm_methods=fgsm,magic must list distinct names"),
+        ("--fgsm_target_class=3", "--fgsm_target_class=3 needs targeted=True"),
     ],
 )
-def test_values_past_the_parsers_are_refused_naming_the_flag(arg, message):
-    with pytest.raises(ValueError, match=message):
-        fgsm_flags.fgsm_config(_parse(arg))
+def test_values_the_config_refuses_are_refused_at_parse_time_naming_the_flag(arg, message):
+    with pytest.raises(flags.IllegalFlagValueError, match=message):
+        _parse(arg)
+
+
+def test_the_seed_is_the_common_seed():
+    fv = flags.FlagValues()
+    flags.DEFINE_integer("seed", 0, "The seed.", flag_values=fv)
+    fgsm_flags.define_fgsm_flags(fv)
+    fv(["prog", "--seed=7"])
+    assert fgsm_flags.fgsm_config(fv).seed == 7
+    assert "fgsm_seed" not in fv
+
+
+def test_check_data_errors_name_the_flag():
+    fv = _parse("--fgsm_num_images=5000")
+    err = ValueError("num_images=5000 is more than the 1000 test images of mnist")
+    message = str(fgsm_flags.flag_error(err, fv))
+    assert message == "--fgsm_num_images=5000 is more than the 1000 test images of mnist"

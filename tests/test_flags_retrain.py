@@ -14,7 +14,10 @@ from flags import backwork as backwork_flags
 from flags import common as common_flags
 from flags import model as model_flags
 from flags import retrain as retrain_flags
+from tfool import config as tfool_config
 from tfool import models
+from tfool.retrain import RetrainConfig
+from tfool.stress import StressConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +35,7 @@ def fresh_flags(argv, with_backwork=True):
 
 def test_defaults_retrain_nothing():
     (config,) = retrain_flags.retrain_configs(fresh_flags([]))
-    assert config == retrain_flags.RetrainConfig() and config.rounds == 0
+    assert config == RetrainConfig() and config.rounds == 0
     assert retrain_flags.retrain_configs(fresh_flags([], with_backwork=False))[0].rounds == 0
 
 
@@ -57,7 +60,7 @@ def test_flags_convert_to_config():
     )
     assert [c.mode for c in configs] == ["extra_class", "control"]
     assert configs[1] == dataclasses.replace(configs[0], mode="control")
-    assert configs[0] == retrain_flags.RetrainConfig(
+    assert configs[0] == RetrainConfig(
         rounds=3,
         mode="extra_class",
         from_scratch=True,
@@ -93,7 +96,7 @@ def test_adversarial_and_stress_flags_convert_to_configs():
         ]
     )
     (config,) = retrain_flags.retrain_configs(fv)
-    assert config == retrain_flags.RetrainConfig(
+    assert config == RetrainConfig(
         rounds=2,
         mode="adversarial",
         adversarial_eps=0.2,
@@ -102,7 +105,7 @@ def test_adversarial_and_stress_flags_convert_to_configs():
         adversarial_epochs=4,
     )
     assert fv.retrain_stress
-    assert retrain_flags.stress_config(fv) == retrain_flags.StressConfig(
+    assert retrain_flags.stress_config(fv) == StressConfig(
         budgets=(10, 30),
         starts=("zeros", "digits"),
         examples=3,
@@ -111,8 +114,44 @@ def test_adversarial_and_stress_flags_convert_to_configs():
         seed=5,
         reference_size=100,
     )
-    assert retrain_flags.stress_config(fresh_flags([])) == retrain_flags.StressConfig()
+    assert retrain_flags.stress_config(fresh_flags([])) == StressConfig()
     assert fresh_flags(["--retrain_stress", "--retrain_resume"]).retrain_resume  # continues it
+
+
+def test_every_setting_has_its_flag_from_the_configs():
+    """RetrainConfig's and StressConfig's fields are the flags (the modes in one list)."""
+    fv = fresh_flags([])
+    for cls, prefix in ((RetrainConfig, "retrain"), (StressConfig, "stress")):
+        docs = tfool_config.field_docs(cls)
+        for field in dataclasses.fields(cls):
+            name = f"{prefix}_{field.name}"
+            assert name in fv, name
+            if field.name != "mode":  # --retrain_mode: a list, its help written by hand
+                assert docs[field.name].split()[-1].replace("`", "") in fv[name].help, name
+    fv = fresh_flags(
+        [
+            "--retrain_fooling_threshold=0.9",
+            "--retrain_num_noise_probe=10",
+            "--stress_threshold=0.95",
+            "--stress_targeted_eps=0",
+            "--nostress_rubbish",
+            "--stress_pgd_steps=5",
+            "--stress_pgd_step_size=0.02",
+            "--stress_gaussian_mean=0.4",
+            "--stress_gaussian_std=0.1",
+        ]
+    )
+    (config,) = retrain_flags.retrain_configs(fv)
+    assert config == RetrainConfig(fooling_threshold=0.9, num_noise_probe=10)
+    assert retrain_flags.stress_config(fv) == StressConfig(
+        threshold=0.95,
+        targeted_eps=None,  # 0 on the command line: no targeted attack
+        rubbish=False,
+        pgd_steps=5,
+        pgd_step_size=0.02,
+        gaussian_mean=0.4,
+        gaussian_std=0.1,
+    )
 
 
 @pytest.mark.parametrize(
@@ -121,8 +160,14 @@ def test_adversarial_and_stress_flags_convert_to_configs():
         (["--retrain_rounds=-1"], "retrain_rounds"),
         (["--retrain_adversarial_steps=0"], "retrain_adversarial_steps"),
         (["--retrain_adversarial_eps=1.5"], "retrain_adversarial_eps"),
-        (["--retrain_adversarial_eps=0"], "--retrain_adversarial_eps must be a number > 0"),
-        (["--retrain_adversarial_step=0"], "--retrain_adversarial_step must be a number > 0"),
+        (
+            ["--retrain_adversarial_eps=0"],
+            r"--retrain_adversarial_eps=0(\.0)? must be a number > 0",
+        ),
+        (
+            ["--retrain_adversarial_step=0"],
+            r"--retrain_adversarial_step=0(\.0)? must be a number > 0",
+        ),
         (["--stress_pgd_eps=0.1,0.10"], "stress_pgd_eps"),
         (["--stress_budgets=10,10"], "stress_budgets"),
         (["--stress_budgets=0"], "stress_budgets"),
@@ -144,6 +189,12 @@ def test_adversarial_and_stress_flags_convert_to_configs():
         (["--retrain_fgsm_eps=0.1,abc"], "retrain_fgsm_eps"),
         (["--retrain_fgsm_eps=nan"], "retrain_fgsm_eps"),
         (["--retrain_fooling_budget=0"], "retrain_fooling_budget"),
+        (["--retrain_fooling_threshold=1"], "retrain_fooling_threshold"),
+        (["--stress_starts="], "--stress_starts= must be one or more"),
+        (["--stress_pgd_eps="], "--stress_pgd_eps= must be one or more"),
+        (["--stress_targeted_eps=1.5"], "stress_targeted_eps"),
+        # a list of modes hides no other error
+        (["--retrain_mode=uniform,control", "--retrain_epochs=0"], "--retrain_epochs=0 must"),
         (["--retrain_resume"], "needs --retrain_rounds"),
         (
             ["--retrain_rounds=1", "--backwork_model=vgg16", "--backwork_rubbish"],

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from absl import flags
 
 import run_backwork
 import run_fgsm
 from flags import common as common_flags
 from tfool import data, experiments, interrupts, io, models
+from tfool.io import _folders, _lock
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = socket.gethostname()
@@ -55,7 +55,7 @@ def _write_lock(folder, pid, command="python3 run_backwork.py --backwork_labels=
 
 
 def _name_max(folder):
-    return io._pathconf(Path(folder), "PC_NAME_MAX", 255)
+    return _folders._pathconf(Path(folder), "PC_NAME_MAX", 255)
 
 
 @pytest.fixture(scope="module")
@@ -82,25 +82,6 @@ SWEEP = [
     "--fgsm_num_examples=1",
     "--verbose=0",
 ]
-
-
-def _backwork(monkeypatch, argv):
-    fv = flags.FlagValues()
-    run_backwork.define_flags(fv)
-    fv(["run_backwork", *argv])
-    monkeypatch.setattr(run_backwork, "FLAGS", fv)
-    return run_backwork._main_with_clear_errors(["run_backwork"])
-
-
-def _fgsm_flags(argv):
-    fv = flags.FlagValues()
-    run_fgsm.define_flags(fv)
-    fv(["run_fgsm", *argv])
-    return fv
-
-
-def _fgsm(argv):
-    return run_fgsm._main_with_clear_errors(["run_fgsm"], _fgsm_flags(argv))
 
 
 def _errors(caplog):
@@ -145,19 +126,19 @@ def _too_long(tmp_path, kind, model_path):
 
 @pytest.mark.parametrize("kind", ["output_dir", "model_record", "tensorboard_dir"])
 def test_names_too_long_are_refused_before_any_training(
-    tmp_path, monkeypatch, caplog, model_path, kind
+    tmp_path, caplog, backwork_main, model_path, kind
 ):
     argv, message = _too_long(tmp_path, kind, model_path)
     with caplog.at_level(logging.INFO):
-        assert _backwork(monkeypatch, [*argv, *BACKWORK]) == 2
+        assert backwork_main([*argv, *BACKWORK]) == 2
     (error,) = _errors(caplog)
     assert re.search(message, error), error
     assert not any("data:" in r.getMessage() for r in caplog.records)  # nothing loaded
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
 
 
-def test_the_longest_model_name_whose_record_fits_is_taken(tmp_path):
-    fv = _fgsm_flags(
+def test_the_longest_model_name_whose_record_fits_is_taken(tmp_path, parse_fgsm_flags):
+    fv = parse_fgsm_flags(
         [
             f"--output_dir={tmp_path / 'o'}",
             f"--model_path={tmp_path / ('m' * (_name_max(tmp_path) - 11) + '.keras')}",
@@ -196,7 +177,7 @@ def test_a_lock_of_a_process_gone_is_taken_over(tmp_path, dead_pid):
 
 
 def test_a_pid_used_again_by_another_process_is_not_the_run(tmp_path, sleeper):
-    state, start = io._process_state(sleeper.pid)
+    state, start = _lock._process_state(sleeper.pid)
     if start is None:
         pytest.skip("no /proc here")
     lock = _write_lock(tmp_path, sleeper.pid)
@@ -205,7 +186,7 @@ def test_a_pid_used_again_by_another_process_is_not_the_run(tmp_path, sleeper):
     io.lock_folder(tmp_path).release()
 
 
-@pytest.mark.skipif(io.fcntl is None, reason="no flock here")
+@pytest.mark.skipif(_lock.fcntl is None, reason="no flock here")
 def test_a_lock_held_by_a_live_process_is_refused_even_with_a_dead_pid(tmp_path, dead_pid):
     """Two runs never take the same stale lock: the one that took it holds a flock."""
     lock = _write_lock(tmp_path, dead_pid)
@@ -270,14 +251,18 @@ def test_a_refused_run_leaves_nothing_behind(tmp_path):
         ({"type": "chief", "index": 0}, True),
     ],
 )
-def test_only_the_chief_of_a_multi_worker_run_holds_the_folder(tmp_path, monkeypatch, task, holds):
+def test_only_the_chief_of_a_multi_worker_run_holds_the_folder(
+    tmp_path, monkeypatch, task, holds, parse_fgsm_flags
+):
     """The workers of one multi-worker run write the same files: one lock for them all."""
     cluster = {
         "worker": ["host1:1", "host2:1"],
         **({"chief": ["c:1"]} if task["type"] == "chief" else {}),
     }
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
-    fv = _fgsm_flags([f"--output_dir={tmp_path}", "--distribution_strategy=multi_worker_mirrored"])
+    fv = parse_fgsm_flags(
+        [f"--output_dir={tmp_path}", "--distribution_strategy=multi_worker_mirrored"]
+    )
     with common_flags.claim_output_dir(fv, "run_fgsm.py", "fgsm_flags.cfg") as outputs:
         assert (tmp_path / io.LOCK_NAME).exists() == holds
         outputs.start(data_source="sample")
@@ -355,13 +340,15 @@ def test_a_damaged_manifest_removes_nothing(tmp_path, caplog):
 # --- the run scripts --------------------------------------------------------------------------
 
 
-def test_a_folder_in_use_is_refused_before_any_work(tmp_path, monkeypatch, caplog, sleeper):
+def test_a_folder_in_use_is_refused_before_any_work(
+    tmp_path, caplog, backwork_main, sleeper, fgsm_main
+):
     out = tmp_path / "out"
     lock = _write_lock(out, sleeper.pid)
     (out / "images.npz").write_text("the other run's")
     untrained = tmp_path / "never.keras"  # trained (minutes) if the refusal came late
     with caplog.at_level(logging.INFO):
-        assert _backwork(monkeypatch, [f"--output_dir={out}", f"--model_path={untrained}"]) == 2
+        assert backwork_main([f"--output_dir={out}", f"--model_path={untrained}"]) == 2
     (message,) = _errors(caplog)
     assert f"--output_dir={str(out)!r} is in use by another run: pid {sleeper.pid}" in message
     assert "run_backwork.py --backwork_labels=0,1,2,3" in message
@@ -370,15 +357,15 @@ def test_a_folder_in_use_is_refused_before_any_work(tmp_path, monkeypatch, caplo
     assert json.loads(lock.read_text())["pid"] == sleeper.pid
     caplog.clear()
     with caplog.at_level(logging.ERROR):
-        assert _fgsm([f"--output_dir={out}", f"--model_path={untrained}", *SWEEP]) == 2
+        assert fgsm_main([f"--output_dir={out}", f"--model_path={untrained}", *SWEEP]) == 2
     assert f"pid {sleeper.pid}" in _errors(caplog)[0] and not untrained.exists()
 
 
-def test_a_stale_lock_is_taken_over_and_said(tmp_path, caplog, model_path, dead_pid):
+def test_a_stale_lock_is_taken_over_and_said(tmp_path, caplog, model_path, dead_pid, fgsm_main):
     out = tmp_path / "out"
     _write_lock(out, dead_pid)
     with caplog.at_level(logging.WARNING):
-        assert _fgsm([f"--output_dir={out}", f"--model_path={model_path}", *SWEEP]) == 0
+        assert fgsm_main([f"--output_dir={out}", f"--model_path={model_path}", *SWEEP]) == 0
     warnings = [r.getMessage() for r in caplog.records if "stale lock" in r.getMessage()]
     assert len(warnings) == 1 and f"pid {dead_pid}" in warnings[0]
     assert not (out / io.LOCK_NAME).exists() and _manifest(out)["status"] == "finished"
@@ -394,7 +381,7 @@ def terminal_sigint():
 
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "error"])
 def test_the_lock_goes_after_signals_and_errors(
-    tmp_path, monkeypatch, model_path, terminal_sigint, how
+    tmp_path, monkeypatch, model_path, terminal_sigint, how, fgsm_main
 ):
     def attack_sweep(*args, **kwargs):
         if how == "error":
@@ -404,7 +391,7 @@ def test_the_lock_goes_after_signals_and_errors(
 
     monkeypatch.setattr(experiments, "attack_sweep", attack_sweep)
     out = tmp_path / "out"
-    status = _fgsm([f"--output_dir={out}", f"--model_path={model_path}", *SWEEP])
+    status = fgsm_main([f"--output_dir={out}", f"--model_path={model_path}", *SWEEP])
     assert status == (2 if how == "error" else 130)
     assert not (out / io.LOCK_NAME).exists()
     manifest = _manifest(out)
@@ -414,13 +401,13 @@ def test_the_lock_goes_after_signals_and_errors(
 
 @pytest.mark.slow
 def test_both_scripts_and_two_models_into_one_folder_leave_only_the_last_run(
-    tmp_path, monkeypatch, model_path
+    tmp_path, backwork_main, model_path, fgsm_main, parse_fgsm_flags
 ):
     out = tmp_path / "out"
     (out / "retrain" / "uniform").mkdir(parents=True)
     (out / "notes.txt").write_text("the user's own")
     mnist = [f"--output_dir={out}", f"--model_path={model_path}", *BACKWORK]
-    assert _backwork(monkeypatch, mnist) == 0
+    assert backwork_main(mnist) == 0
     first = _listed(out)
     assert {"worst_train.png", "images.npz", "flags.cfg"} <= first
     assert first <= set(run_backwork.OUTPUT_NAMES)  # the names checked before the run
@@ -442,22 +429,22 @@ def test_both_scripts_and_two_models_into_one_folder_leave_only_the_last_run(
         "--nobackwork_jit_compile",
         "--verbose=0",
     ]
-    assert _backwork(monkeypatch, rubbish) == 0
+    assert backwork_main(rubbish) == 0
     second = _listed(out)
     assert "worst_train.png" not in second and not (out / "worst_train.png").exists()
     assert _files(out) == second | {"notes.txt", "retrain/uniform/state.json", io.MANIFEST_NAME}
 
-    assert _fgsm([f"--output_dir={out}", f"--model_path={model_path}", *SWEEP]) == 0
+    assert fgsm_main([f"--output_dir={out}", f"--model_path={model_path}", *SWEEP]) == 0
     third = _listed(out)
     assert third == {*run_fgsm.OUTPUT_NAMES["sweep"], "fgsm_flags.cfg"}
     assert _files(out) == third | {"notes.txt", "retrain/uniform/state.json", io.MANIFEST_NAME}
     assert _manifest(out)["script"] == "run_fgsm.py"
-    replay = _fgsm_flags([f"--flagfile={out / 'fgsm_flags.cfg'}"])  # its own flags file
+    replay = parse_fgsm_flags([f"--flagfile={out / 'fgsm_flags.cfg'}"])  # its own flags file
     assert replay.fgsm_methods == ["fgsm"]
 
 
 def test_a_run_fgsm_folder_keeps_its_model_and_a_backwork_flags_cfg_is_never_replaced(
-    tmp_path, small_cnn
+    tmp_path, small_cnn, fgsm_main
 ):
     """A cached model inside the folder is what the next run reads: kept. A flags.cfg no
     manifest lists (an older run's) stays as it is, beside run_fgsm's own file."""
@@ -471,7 +458,7 @@ def test_a_run_fgsm_folder_keeps_its_model_and_a_backwork_flags_cfg_is_never_rep
         io.write_json(models.record_path(inside), models.data_record(data.load_mnist("sample")))
         io.write_text(out / "old.png", "x")
     assert _listed(out) == {"models/cnn.keras", "models/cnn.keras.json", "old.png"}
-    assert _fgsm([f"--output_dir={out}", f"--model_path={inside}", *SWEEP]) == 0
+    assert fgsm_main([f"--output_dir={out}", f"--model_path={inside}", *SWEEP]) == 0
     assert (out / "flags.cfg").read_text() == "--backwork_labels=3\n"
     assert inside.exists() and (out / "models" / "cnn.keras.json").exists()
     assert not (out / "old.png").exists() and (out / "fgsm_flags.cfg").exists()
@@ -480,33 +467,35 @@ def test_a_run_fgsm_folder_keeps_its_model_and_a_backwork_flags_cfg_is_never_rep
 # --- the flags file, the log, the errors ----------------------------------------------------------
 
 
-def test_the_flags_file_records_the_data_source_used(tmp_path):
-    fv = _fgsm_flags([f"--output_dir={tmp_path}"])
+def test_the_flags_file_records_the_data_source_used(tmp_path, parse_fgsm_flags):
+    fv = parse_fgsm_flags([f"--output_dir={tmp_path}"])
     assert fv.data_source == "auto"
     path = common_flags.write_flags_file(fv, str(tmp_path), name="x.cfg", data_source="sample")
     lines = [ln for ln in Path(path).read_text().splitlines() if not ln.startswith("#")]
     assert "--data_source=sample" in lines and "--data_source=auto" not in lines
-    assert _fgsm_flags([f"--flagfile={path}"]).data_source == "sample"
+    assert parse_fgsm_flags([f"--flagfile={path}"]).data_source == "sample"
     for given, source, recorded in [("npz", "npz", "npz"), ("auto", "arrays", "auto")]:
-        fv = _fgsm_flags([f"--data_source={given}"])
+        fv = parse_fgsm_flags([f"--data_source={given}"])
         path = common_flags.write_flags_file(fv, str(tmp_path), name="y.cfg", data_source=source)
-        assert _fgsm_flags([f"--flagfile={path}"]).data_source == recorded
+        assert parse_fgsm_flags([f"--flagfile={path}"]).data_source == recorded
 
 
-def test_a_run_that_fell_back_records_that_source(tmp_path, model_path):
+def test_a_run_that_fell_back_records_that_source(
+    tmp_path, model_path, fgsm_main, parse_fgsm_flags
+):
     used = data.load_dataset("mnist", "auto").source  # offline: a local copy or the sample
     assert used in data.SOURCES and used != "auto"
     out = tmp_path / "out"
     argv = [f"--output_dir={out}", f"--model_path={model_path}", *SWEEP[1:]]
-    assert _fgsm(argv) == 0
-    assert _fgsm_flags([f"--flagfile={out / 'fgsm_flags.cfg'}"]).data_source == used
+    assert fgsm_main(argv) == 0
+    assert parse_fgsm_flags([f"--flagfile={out / 'fgsm_flags.cfg'}"]).data_source == used
     assert f"# --data_source=auto found {used}" in (out / "fgsm_flags.cfg").read_text()
 
 
-def test_no_log_line_comes_twice(tmp_path, model_path, caplog):
+def test_no_log_line_comes_twice(tmp_path, model_path, caplog, fgsm_main):
     with caplog.at_level(logging.INFO):
         argv = [f"--output_dir={tmp_path}", f"--model_path={model_path}", *SWEEP]
-        assert _fgsm([*argv, "--verbose=1"]) == 0
+        assert fgsm_main([*argv, "--verbose=1"]) == 0
     messages = [r.getMessage() for r in caplog.records]
     assert any("fgsm" in m and "accuracy" in m for m in messages)  # the progress is there
     assert len([m for m in messages if "distribution" in m]) == 1
@@ -561,10 +550,9 @@ def test_no_flag_is_named_twice_or_wrongly(message, caplog):
         (["--backwork_layer_cost_coeffs=1,2"], "--backwork_layer_cost_coeffs"),
     ],
 )
-def test_backwork_runs_name_the_flag(tmp_path, monkeypatch, caplog, model_path, argv, flag):
+def test_backwork_runs_name_the_flag(tmp_path, caplog, backwork_main, model_path, argv, flag):
     with caplog.at_level(logging.ERROR):
-        status = _backwork(
-            monkeypatch,
+        status = backwork_main(
             [f"--output_dir={tmp_path / 'o'}", f"--model_path={model_path}", *BACKWORK, *argv],
         )
     assert status == 2 and f"(flags: {flag})" in _errors(caplog)[0]
@@ -588,10 +576,10 @@ def test_backwork_runs_name_the_flag(tmp_path, monkeypatch, caplog, model_path, 
         ),
     ],
 )
-def test_imagenet_backwork_runs_name_the_flag(tmp_path, monkeypatch, caplog, argv, flag):
+def test_imagenet_backwork_runs_name_the_flag(tmp_path, caplog, backwork_main, argv, flag):
     base = [f"--output_dir={tmp_path / 'o'}", "--backwork_weights=none", "--backwork_rubbish"]
     with caplog.at_level(logging.ERROR):
-        assert _backwork(monkeypatch, [*base, *argv]) == 2
+        assert backwork_main([*base, *argv]) == 2
     assert f"(flags: {flag})" in _errors(caplog)[0]
 
 
@@ -614,10 +602,10 @@ def test_imagenet_backwork_runs_name_the_flag(tmp_path, monkeypatch, caplog, arg
         ),
     ],
 )
-def test_fgsm_runs_name_the_flag(tmp_path, caplog, argv, flag):
+def test_fgsm_runs_name_the_flag(tmp_path, caplog, argv, flag, fgsm_main):
     base = [f"--output_dir={tmp_path / 'o'}", "--fgsm_imagenet_weights=none"]
     base.append("--fgsm_survey_weights=none")
     with caplog.at_level(logging.ERROR):
-        assert _fgsm([*base, *argv]) == 2
+        assert fgsm_main([*base, *argv]) == 2
     assert f"(flags: {flag})" in _errors(caplog)[0]
     assert not (tmp_path / "o" / io.LOCK_NAME).exists()

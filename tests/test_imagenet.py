@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfool import imagenet, models
+from tfool import imagenet
+from tfool.imagenet import _weights as imagenet_weights
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def mobilenet_weights(mobilenet, tmp_path_factory):
 @pytest.fixture()
 def empty_keras_home(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setattr(imagenet, "cached_weights", lambda name: None)  # ignore /tmp/.keras
+    monkeypatch.setattr(imagenet_weights, "cached_weights", lambda name: None)  # ignore /tmp/.keras
     return tmp_path / "keras_home"
 
 
@@ -147,7 +148,7 @@ def test_own_networks_are_registered(name, size, module):
     assert name in imagenet.MODEL_NAMES and arch.own is not None
     assert arch.input_size == size and arch.min_size == 32 and arch.package
     assert arch.own.preprocess.__module__ == f"tfool.{module}"
-    assert imagenet._preprocess_input(name) is arch.own.preprocess
+    assert arch.network is arch.own
     assert imagenet.keras_cache_paths(name)[0].name == arch.weights_file
 
 
@@ -252,11 +253,6 @@ def test_load_random_weights_returns_logits(mobilenet, rng):
     np.testing.assert_allclose(probs, keras.ops.softmax(logits).numpy(), atol=1e-6)
     # the classifier itself has no softmax: its last layer is linear
     assert mobilenet.model.layers[-1].activation.__name__ == "linear"
-
-
-def test_models_reexport():
-    assert models.load_imagenet_model is imagenet.load_imagenet_model
-    assert models.ImagenetModel is imagenet.ImagenetModel
 
 
 def test_preprocess_matches_keras(mobilenet, rng):

@@ -4,8 +4,10 @@ import pytest
 from absl import flags
 
 from flags import imagenet as imagenet_flags
+from tfool.experiments import PhotoConfig, PhotoExperiment
+from tfool.imagenet import ModelSpec
 from tfool.projection import ProjectionConfig
-from tfool.survey import SurveyConfig
+from tfool.survey import SURVEY_MODELS, SurveyConfig, SurveyExperiment
 
 
 def parse(*args):
@@ -16,14 +18,15 @@ def parse(*args):
 
 
 def test_defaults():
-    config = imagenet_flags.imagenet_config(parse())
-    assert config.model == "vgg16" and config.weights == "imagenet" and config.image is None
-    assert config.input_size is None
-    assert config.targets == (385, 549)  # Indian_elephant, envelope
-    assert config.projection == ProjectionConfig()
-    assert config.survey == SurveyConfig()
-    assert [name for name, _ in config.survey_models] == list(imagenet_flags.SURVEY_MODELS)
-    assert all(weights == "imagenet" for _, weights in config.survey_models)
+    project = imagenet_flags.projection_experiment(parse())
+    assert project.model == ModelSpec("vgg16", "imagenet", None) and project.image is None
+    assert project.target_indices() == (385, 549)  # Indian_elephant, envelope
+    assert project.projection == ProjectionConfig()
+    found = imagenet_flags.survey_experiment(parse())
+    assert found == SurveyExperiment() and found.survey == SurveyConfig()
+    assert [s.model for s in found.model_specs()] == list(SURVEY_MODELS)
+    assert all(s.weights == "imagenet" for s in found.model_specs())
+    assert imagenet_flags.photo_experiment(parse()) == PhotoExperiment()
 
 
 def test_every_flag_is_prefixed_and_documented():
@@ -55,25 +58,52 @@ def test_conversion():
         "--fgsm_survey_noise=uniform",
         "--fgsm_survey_batch_size=5",
         "--fgsm_survey_image_size=256",
+        "--fgsm_photos=chelsea,/x/a.png",
+        "--fgsm_photo_eps=2,16",
+        "--fgsm_photo_ig_steps=3",
     )
-    config = imagenet_flags.imagenet_config(fv)
-    assert config.model == "inception_v3" and config.weights is None
-    assert config.input_size == 96
-    assert config.image == "cat.jpg" and config.targets == (2, 3, 0)
-    assert config.projection == ProjectionConfig(7, 0.5, 4.0, 0.5, "sign")
-    assert config.survey_models == (("resnet50", None), ("vgg16", "/w/vgg.h5"))
-    assert config.survey == SurveyConfig(10, "uniform", 5, 256)
+    project = imagenet_flags.projection_experiment(fv)
+    assert project.model == ModelSpec("inception_v3", None, 96)
+    assert project.image_path() == "cat.jpg" and project.target_indices() == (2, 3, 0)
+    assert project.projection == ProjectionConfig(7, 0.5, 4.0, 0.5, "sign")
+    found = imagenet_flags.survey_experiment(fv)
+    assert found.model_specs() == (
+        ModelSpec("resnet50", None, 96),
+        ModelSpec("vgg16", "/w/vgg.h5", 96),
+    )
+    assert found.survey == SurveyConfig(10, "uniform", 5, 256)
+    photos = imagenet_flags.photo_experiment(fv)
+    assert photos.model == project.model and photos.photo == PhotoConfig((2.0, 16.0), ig_steps=3)
+    assert photos.photo_paths()[1] == "/x/a.png"
+    assert photos.photo_paths()[0].endswith("chelsea.png")
 
 
-def test_zero_eps_means_no_budget():
-    config = imagenet_flags.imagenet_config(parse("--fgsm_project_eps=0"))
-    assert config.projection.eps is None
+def test_the_survey_seed_is_the_common_seed():
+    fv = flags.FlagValues()
+    flags.DEFINE_integer("seed", 0, "The seed.", flag_values=fv)
+    imagenet_flags.define_imagenet_flags(fv)
+    fv(["prog", "--seed=5"])
+    assert imagenet_flags.survey_experiment(fv).survey.seed == 5
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--fgsm_project_eps=0", "--fgsm_imagenet_image_size=0", "--fgsm_survey_image_size=0"),
+        ("--fgsm_project_image=grey", "--fgsm_imagenet_weights=imagenet"),
+        ("--fgsm_project_image=GREY",),
+    ],
+)
+def test_what_earlier_flags_files_wrote_for_unset_is_unset(args):
+    fv = parse(*args)
+    assert imagenet_flags.projection_experiment(fv) == imagenet_flags.projection_experiment(parse())
+    assert imagenet_flags.survey_experiment(fv) == imagenet_flags.survey_experiment(parse())
 
 
 def test_unknown_target_name_suggests():
     fv = parse("--fgsm_project_targets=envelop")
     with pytest.raises(ValueError, match="close matches: envelope"):
-        imagenet_flags.imagenet_config(fv)
+        imagenet_flags.projection_experiment(fv).target_indices()
 
 
 @pytest.mark.parametrize(
@@ -96,6 +126,10 @@ def test_unknown_target_name_suggests():
         "--fgsm_survey_noise=pink",
         "--fgsm_survey_batch_size=0",
         "--fgsm_survey_image_size=-3",
+        "--fgsm_imagenet_image_size=-1",
+        "--fgsm_survey_weights=random",
+        "--fgsm_photos=",
+        "--fgsm_photo_ig_steps=0",
     ],
 )
 def test_bad_flags(arg):

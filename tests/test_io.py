@@ -6,12 +6,14 @@ import csv
 import json
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tfool import io, models
+from tfool.io import _folders
 
 
 def _leftovers(folder):
@@ -187,7 +189,7 @@ def test_check_writable_folder_names_what_is_wrong(tmp_path, kind):
 
 
 def _name_max(folder):
-    return io._pathconf(Path(folder), "PC_NAME_MAX", 255)
+    return _folders._pathconf(Path(folder), "PC_NAME_MAX", 255)
 
 
 @pytest.mark.parametrize(
@@ -204,14 +206,14 @@ def test_temporary_names_are_never_longer_than_the_final_name(tmp_path, monkeypa
     limit = _name_max(tmp_path)
     name = make_name(limit)
     seen = []
-    real = io.tempfile.mkstemp
+    real = tempfile.mkstemp
 
     def mkstemp(**kwargs):
         fd, tmp = real(**kwargs)
         seen.append(Path(tmp).name)
         return fd, tmp
 
-    monkeypatch.setattr(io.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
     path = io.write_text(tmp_path / name, "x")
     assert path.read_text() == "x" and len(path.name.encode()) <= limit
     (tmp,) = seen

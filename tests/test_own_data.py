@@ -10,12 +10,11 @@ import keras
 import matplotlib.image
 import numpy as np
 import pytest
-from absl import flags
 from PIL import Image
 
 import run_backwork
-import run_fgsm
 from tfool import backwork, classifier, data, models, plots
+from tfool.plots import _grid as plots_grid
 
 #: The synthetic RGB classes: every image is its class's colour plus noise.
 COLOURS = {
@@ -34,15 +33,9 @@ QUICK = [
     "--train_epochs=3",
     "--batch_size=16",
 ]
-OUTPUTS = (
-    "backworked.png",
-    "worst_train.png",
-    "salient.png",
-    "attribution.png",
-    "images.npz",
-    "summary.json",
-    "flags.cfg",
-)
+#: What run_backwork.py writes: its figures, drawn in colour for RGB data, and the rest.
+FIGURES = ("backworked.png", "worst_train.png", "salient.png", "attribution.png")
+OUTPUTS = (*FIGURES, "images.npz", "summary.json", "flags.cfg")
 
 
 def _coloured(rng, colours, per_class, shape):
@@ -129,25 +122,9 @@ class _Figures:
             return examples(originals, adversarials, titles, original_titles, eps, **kw)
 
         monkeypatch.setattr(plots, "image_grid", spy_grid)
+        monkeypatch.setattr(plots_grid, "image_grid", spy_grid)  # the grids drawn through it
         monkeypatch.setattr(plots, "attribution_comparison_figure", spy_attr)
         monkeypatch.setattr(plots, "attack_examples", spy_examples)
-
-
-def _backwork(monkeypatch, argv):
-    """run_backwork.py's main on ``argv``, in this process, with fresh flags."""
-    fv = flags.FlagValues()
-    run_backwork.define_flags(fv)
-    fv(["run_backwork", *argv])
-    monkeypatch.setattr(run_backwork, "FLAGS", fv)
-    return run_backwork._main_with_clear_errors(["run_backwork"])
-
-
-def _fgsm(argv):
-    """run_fgsm.py's main on ``argv``, in this process, with fresh flags."""
-    fv = flags.FlagValues()
-    run_fgsm.define_flags(fv)
-    fv(["run_fgsm", *argv])
-    return run_fgsm._main_with_clear_errors(["run_fgsm"], fv)
 
 
 def _coloured_share(path) -> float:
@@ -177,13 +154,13 @@ def _check_outputs(out, labels, image_shape, num_examples, class_names):
 
 
 def test_rgb_arrays_train_the_reference_cnn_and_write_every_output(
-    rgb_npz, tmp_path, monkeypatch, caplog
+    rgb_npz, tmp_path, monkeypatch, caplog, backwork_main, parse_backwork_flags
 ):
     monkeypatch.chdir(tmp_path)  # the default model path, out/models/rgb_cnn.keras, is here
     figures = _Figures(monkeypatch)
     argv = ["--dataset=arrays", f"--data_dir={rgb_npz}", "--output_dir=run", *QUICK]
     with caplog.at_level(logging.INFO):
-        assert _backwork(monkeypatch, argv) == 0
+        assert backwork_main(argv) == 0
     assert not _errors(caplog)
 
     model_path = tmp_path / "out" / "models" / "rgb_cnn.keras"
@@ -204,7 +181,7 @@ def test_rgb_arrays_train_the_reference_cnn_and_write_every_output(
     np.testing.assert_allclose(result.probabilities.sum(-1), 1.0, atol=1e-5)
 
     # RGB images are drawn in colour, the rows named after the classes
-    for name in ("backworked.png", "worst_train.png", "salient.png", "attribution.png"):
+    for name in FIGURES:
         assert _coloured_share(out / name) > 0.05, name
     grids = {suptitle.split(":")[0]: (shape, rows) for shape, rows, suptitle in figures.grids}
     assert set(grids) == {
@@ -217,15 +194,12 @@ def test_rgb_arrays_train_the_reference_cnn_and_write_every_output(
     (titles,) = figures.attributions
     assert [t.split(":")[0] for t in titles] == NAMES
     # flags.cfg holds the default labels; replayed, they still mean every class
-    replay = flags.FlagValues()
-    run_backwork.define_flags(replay)
-    replay(["run_backwork", f"--flagfile={out / 'flags.cfg'}"])
+    replay = parse_backwork_flags([f"--flagfile={out / 'flags.cfg'}"])
     assert replay.dataset == "arrays" and replay.data_dir == str(rgb_npz)
-    monkeypatch.setattr(run_backwork, "FLAGS", replay)
     assert run_backwork._labels(NAMES, None) == (0, 1, 2, 3)
 
 
-def test_rgb_retraining_with_the_extra_class(rgb_npz, rgb_model, tmp_path, monkeypatch):
+def test_rgb_retraining_with_the_extra_class(rgb_npz, rgb_model, tmp_path, backwork_main):
     # the uniform mode's rounds are run end to end in tests/test_flags_retrain.py
     out = tmp_path / "run"
     argv = [
@@ -245,7 +219,7 @@ def test_rgb_retraining_with_the_extra_class(rgb_npz, rgb_model, tmp_path, monke
         "--retrain_fooling_examples=1",  # one row per label: no batch cost
         "--retrain_fgsm_eps=0.1",
     ]
-    assert _backwork(monkeypatch, argv) == 0
+    assert backwork_main(argv) == 0
     _check_outputs(out, range(4), (SIZE, SIZE, 3), 2, NAMES)
     for mode, outputs in (("extra_class", 5),):
         where = out / "retrain" / mode
@@ -267,7 +241,7 @@ def test_rgb_retraining_with_the_extra_class(rgb_npz, rgb_model, tmp_path, monke
     assert _coloured_share(out / "retrain" / "retrain_images.png") > 0.05
 
 
-def test_rgb_fgsm_sweep_and_attributions(rgb_npz, rgb_model, tmp_path, monkeypatch):
+def test_rgb_fgsm_sweep_and_attributions(rgb_npz, rgb_model, tmp_path, monkeypatch, fgsm_main):
     figures = _Figures(monkeypatch)
     common = ["--dataset=arrays", f"--data_dir={rgb_npz}", f"--model_path={rgb_model}"]
     out = tmp_path / "sweep"
@@ -278,7 +252,7 @@ def test_rgb_fgsm_sweep_and_attributions(rgb_npz, rgb_model, tmp_path, monkeypat
         "--fgsm_steps=2",
         "--fgsm_num_examples=2",
     ]
-    assert _fgsm([*common, *sweep]) == 0
+    assert fgsm_main([*common, *sweep]) == 0
     report = json.loads((out / "robustness.json").read_text())
     ds = data.load_arrays(rgb_npz)
     assert report["dataset"] == "rgb" and report["class_names"] == NAMES
@@ -305,7 +279,7 @@ def test_rgb_fgsm_sweep_and_attributions(rgb_npz, rgb_model, tmp_path, monkeypat
         "--fgsm_attribute_num_images=2",
         "--fgsm_attribute_methods=saliency,integrated_gradients,occlusion",
     ]
-    assert _fgsm([*common, *attribute]) == 0
+    assert fgsm_main([*common, *attribute]) == 0
     found = json.loads((out / "attribution.json").read_text())
     assert found["class_names"] == NAMES and found["methods"] == [
         "saliency",
@@ -320,7 +294,7 @@ def test_rgb_fgsm_sweep_and_attributions(rgb_npz, rgb_model, tmp_path, monkeypat
         assert title.split("answer ")[-1].split(" (")[0] in NAMES
 
 
-def test_a_folder_of_pngs(tmp_path, monkeypatch):
+def test_a_folder_of_pngs(tmp_path, monkeypatch, backwork_main):
     folder = tmp_path / "paints"
     rng = np.random.default_rng(1)
     colours = {"cyan": (0, 200, 200), "magenta": (200, 0, 200), "yellow": (220, 220, 0)}
@@ -339,7 +313,7 @@ def test_a_folder_of_pngs(tmp_path, monkeypatch):
         *QUICK,
         "--backwork_num_examples=3",
     ]
-    assert _backwork(monkeypatch, argv) == 0
+    assert backwork_main(argv) == 0
     names = sorted(colours)
     record = json.loads((tmp_path / "out" / "models" / "paints_cnn.keras.json").read_text())
     assert record["image_shape"] == [12, 10, 3] and record["class_names"] == names
@@ -350,13 +324,15 @@ def test_a_folder_of_pngs(tmp_path, monkeypatch):
     assert _coloured_share(tmp_path / "run" / "backworked.png") > 0.05
 
 
-def test_an_own_model_ending_in_a_softmax(rgb_npz, own_model, tmp_path, monkeypatch, caplog):
+def test_an_own_model_ending_in_a_softmax(
+    rgb_npz, own_model, tmp_path, caplog, backwork_main, fgsm_main
+):
     model = models.load_model(own_model)
     ds = data.load_arrays(rgb_npz)
     common = ["--dataset=arrays", f"--data_dir={rgb_npz}", f"--model_path={own_model}"]
     out = tmp_path / "backwork"
     with caplog.at_level(logging.INFO):
-        assert _backwork(monkeypatch, [*common, f"--output_dir={out}", *QUICK]) == 0
+        assert backwork_main([*common, f"--output_dir={out}", *QUICK]) == 0
     summary, result = _check_outputs(out, range(4), (SIZE, SIZE, 3), 2, NAMES)
     layers = list(classifier.default_layer_names(model))
     assert summary["layer_names"] == layers == ["image", "conv", "probabilities"]
@@ -372,7 +348,7 @@ def test_an_own_model_ending_in_a_softmax(rgb_npz, own_model, tmp_path, monkeypa
 
     out = tmp_path / "sweep"
     sweep = [f"--output_dir={out}", "--fgsm_methods=fgsm", "--fgsm_eps=0,0.1", "--verbose=0"]
-    assert _fgsm([*common, *sweep]) == 0
+    assert fgsm_main([*common, *sweep]) == 0
     report = json.loads((out / "robustness.json").read_text())
     confident = clean.max(-1).mean()
     assert confident > 0.9  # a second softmax would flatten 4 classes below 0.48
@@ -385,7 +361,7 @@ def test_an_own_model_ending_in_a_softmax(rgb_npz, own_model, tmp_path, monkeypa
 
 
 def test_a_model_cached_for_other_data_is_refused(
-    rgb_npz, mnist_sample, tmp_path, monkeypatch, caplog
+    rgb_npz, mnist_sample, tmp_path, caplog, backwork_main, fgsm_main
 ):
     path = tmp_path / "models" / "cnn.keras"
     models.get_or_train(
@@ -396,11 +372,11 @@ def test_a_model_cached_for_other_data_is_refused(
     )
     before = (path.stat().st_mtime_ns, models.record_path(path).read_text())
     common = ["--dataset=arrays", f"--data_dir={rgb_npz}", f"--model_path={path}"]
-    for run, out in ((_backwork, tmp_path / "b"), (_fgsm, tmp_path / "f")):
+    for run, out in ((backwork_main, tmp_path / "b"), (fgsm_main, tmp_path / "f")):
         caplog.clear()
         args = [*common, f"--output_dir={out}"]
         with caplog.at_level(logging.INFO):
-            status = run(monkeypatch, args) if run is _backwork else run(args)
+            status = run(args)
         assert status == 2
         (message,) = _errors(caplog)
         assert "\n" not in message and f"the cached model at {path} was trained on other " in (
@@ -422,20 +398,22 @@ def test_a_model_cached_for_other_data_is_refused(
     ids=["index", "name"],
 )
 def test_labels_outside_the_classes_fail_before_any_training(
-    rgb_npz, tmp_path, monkeypatch, caplog, args, message
+    rgb_npz, tmp_path, caplog, backwork_main, args, message
 ):
     untrained = tmp_path / "never.keras"  # trained if the check came late
     out = tmp_path / "o"
     argv = ["--dataset=arrays", f"--data_dir={rgb_npz}", f"--model_path={untrained}", *QUICK]
     with caplog.at_level(logging.INFO):
-        assert _backwork(monkeypatch, [*argv, f"--output_dir={out}", *args]) == 2
+        assert backwork_main([*argv, f"--output_dir={out}", *args]) == 2
     (error,) = _errors(caplog)
     assert message in error
     assert not untrained.exists() and not out.exists()
     assert not any("backworking" in m for m in caplog.messages)
 
 
-def test_a_target_class_outside_the_classes_fails_before_any_training(rgb_npz, tmp_path, caplog):
+def test_a_target_class_outside_the_classes_fails_before_any_training(
+    rgb_npz, tmp_path, caplog, fgsm_main
+):
     untrained = tmp_path / "never.keras"
     out = tmp_path / "o"
     argv = [
@@ -447,7 +425,7 @@ def test_a_target_class_outside_the_classes_fails_before_any_training(rgb_npz, t
         "--fgsm_target_class=7",
     ]
     with caplog.at_level(logging.INFO):
-        assert _fgsm(argv) == 2
+        assert fgsm_main(argv) == 2
     (error,) = _errors(caplog)
     assert "--fgsm_target_class=7 is not a class of rgb; expected 0..3" in error
     assert not untrained.exists() and not out.exists()
@@ -458,10 +436,9 @@ def test_a_target_class_outside_the_classes_fails_before_any_training(rgb_npz, t
     [("5,7", (1, 2)), ("3", (0,)), ("0,2", (0, 2)), ("0,1,2,3,4,5,6,7,8,9", (0, 1, 2))],
     ids=["names", "name_not_index", "indices", "default"],
 )
-def test_labels_name_the_classes_of_an_image_folder_named_with_numbers(monkeypatch, value, labels):
+def test_labels_name_the_classes_of_an_image_folder_named_with_numbers(
+    parse_backwork_flags, value, labels
+):
     """Folders 3, 5, 7: a label that is a class name is that class, others are indices."""
-    fv = flags.FlagValues()
-    run_backwork.define_flags(fv)
-    fv(["run_backwork", f"--backwork_labels={value}"])
-    monkeypatch.setattr(run_backwork, "FLAGS", fv)
+    parse_backwork_flags([f"--backwork_labels={value}"])
     assert run_backwork._labels(("3", "5", "7"), None) == labels

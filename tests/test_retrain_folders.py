@@ -20,6 +20,7 @@ from flags import common as common_flags
 from flags import model as model_flags
 from flags import retrain as retrain_flags
 from tfool import data, models, retrain
+from tfool.retrain import _store as retrain_store
 
 
 def snapshot(root) -> dict:
@@ -345,7 +346,9 @@ def script_folder(tmp_path, model_path, small_cnn, sample_data, cut_run):
     backwork_config, train_config = config.round_configs(
         backwork_flags.backwork_config(fv), model_flags.train_config(fv)
     )
-    settings = retrain._settings(small_cnn, sample_data, backwork_config, train_config, config)
+    settings = retrain_store.round_settings(
+        small_cnn, sample_data, backwork_config, train_config, config
+    )
     where = out / "retrain" / "uniform"
     shutil.copytree(cut_run[1], where)
     state = json.loads((where / retrain.STATE_FILE).read_text())

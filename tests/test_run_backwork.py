@@ -18,6 +18,7 @@ from absl import flags
 import run_backwork
 from flags import backwork as backwork_flags
 from tfool import backwork as bw
+from tfool import config as tfool_config
 from tfool import io, models
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,7 +260,7 @@ def test_imagenet_rubbish_images_by_class_name(tmp_path, monkeypatch, model):
 
 
 def test_imagenet_bad_input_is_a_clear_error(tmp_path, monkeypatch, caplog):
-    from tfool import imagenet
+    from tfool.imagenet import _weights as imagenet_weights
 
     with pytest.raises(flags.IllegalFlagValueError, match="needs --backwork_rubbish"):
         fresh_flags([f"--output_dir={tmp_path / 'a'}", "--backwork_model=mobilenet_v2"])
@@ -276,7 +277,7 @@ def test_imagenet_bad_input_is_a_clear_error(tmp_path, monkeypatch, caplog):
     assert "envelop" in _one_error(caplog) and "envelope" in _one_error(caplog)
     caplog.clear()
     monkeypatch.setenv("TFOOL_OFFLINE", "1")
-    monkeypatch.setattr(imagenet, "cached_weights", lambda name: None)  # never downloaded
+    monkeypatch.setattr(imagenet_weights, "cached_weights", lambda name: None)  # never downloaded
     argv = [
         f"--output_dir={tmp_path / 'c'}",
         "--backwork_model=inception_v3",
@@ -357,6 +358,61 @@ def test_original_flagfile_is_the_original_preset():
         backwork_flags.backwork_config(fresh_flags(["--backwork_semantics=original"])).semantics
         == "original"
     )
+
+
+def test_the_flag_files_of_flags_are_the_presets():
+    from flags import spine
+
+    files = spine.preset_files()
+    for name in ("paper", "original"):
+        path = f"flags/{name}.cfg"
+        assert (ROOT / path).read_text(encoding="utf-8") == files[path]
+        c = backwork_flags.backwork_config(fresh_flags([f"--flagfile={ROOT / path}"]))
+        assert c == tfool_config.preset(bw.BackworkConfig, name)
+
+
+def test_a_preset_fills_what_the_flags_leave_unset():
+    c = backwork_flags.backwork_config(
+        fresh_flags(["--backwork_preset=original", "--backwork_max_num_steps=7"])
+    )
+    original = tfool_config.preset(bw.BackworkConfig, "original")
+    assert c == dataclasses.replace(original, max_num_steps=7)
+    # an ImageNet model takes imagenet_rubbish unless a preset is named
+    imagenet = ["--backwork_model=vgg16", "--backwork_rubbish", "--backwork_weights=none"]
+    c = backwork_flags.backwork_config(fresh_flags(imagenet))
+    assert c == bw.BackworkConfig.imagenet_rubbish()
+    c = backwork_flags.backwork_config(fresh_flags([*imagenet, "--backwork_preset=paper"]))
+    assert (c.learning_rate, c.softmax_cost, c.layer_names) == (0.01, "one_minus_p", None)
+    assert c.layer_cost_coeffs == (0.0, 0.0, 0.0, 0.0, 10.0)  # rubbish: the softmax weight
+    with pytest.raises(flags.IllegalFlagValueError, match="backwork_preset"):
+        fresh_flags(["--backwork_preset=fast"])
+
+
+def test_derived_flags_are_unset_and_their_help_names_the_presets():
+    fv = fresh_flags([])
+    assert fv.backwork_num_examples is None and fv.backwork_preset is None
+    text = fv["backwork_learning_rate"].help
+    assert "Adam learning rate" in text and "imagenet_rubbish: 0.1" in text
+    assert "no preset: 0.01" in text
+    assert "--backwork_reinit_below" in fv["backwork_num_mono_dec_saves"].help
+    assert fv["backwork_from_logits"].value == "auto"
+
+
+def test_an_empty_list_is_unset():
+    argv = ["--backwork_preset=paper", "--backwork_layer_cost_coeffs=", "--backwork_layer_names="]
+    c = backwork_flags.backwork_config(fresh_flags(argv))
+    assert c == tfool_config.preset(bw.BackworkConfig, "paper")
+
+
+def test_flags_file_holds_what_was_set_and_the_preset(tmp_path):
+    from flags import common as common_flags
+
+    fv = fresh_flags(["--backwork_preset=original", "--backwork_labels=1,7"])
+    text = open(common_flags.write_flags_file(fv, str(tmp_path)), encoding="utf-8").read()
+    assert "--backwork_preset=original" in text and "--backwork_labels=1,7" in text
+    assert "--backwork_max_num_steps" not in text and "--backwork_seed" not in text
+    replay = backwork_flags.backwork_config(fresh_flags([f"--flagfile={tmp_path / 'flags.cfg'}"]))
+    assert replay == backwork_flags.backwork_config(fv)
 
 
 @pytest.mark.parametrize(

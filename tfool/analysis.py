@@ -3,6 +3,7 @@ pixels and at every exposed layer), the run's summary, the worst-classified trai
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -11,14 +12,14 @@ import numpy as np
 import tensorflow as tf
 
 from tfool import costs
-from tfool._tf import batch_slices
+from tfool._tf import fold_batches
 from tfool.classifier import activation_model
 from tfool.data import Dataset
 from tfool.models import predict_probabilities
 from tfool.references import ReferenceSet, build_reference_set
 
-if TYPE_CHECKING:  # tfool.backwork re-exports this module's functions
-    from tfool.backwork import BackworkResult
+if TYPE_CHECKING:  # annotations only; tfool.backwork never imports this module
+    from tfool.backwork import BackworkConfig, BackworkResult, Prepared
 
 
 def _pairwise_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -43,10 +44,11 @@ def image_distances(images: np.ndarray, train_images: np.ndarray) -> tuple[np.nd
     """
     nearest, pairwise = [], []
     for group in images:
-        closest = np.full(len(group), np.inf)
-        for rows in batch_slices(len(train_images), 4096):  # streamed: no float64 copy
-            chunk = _pairwise_l2(group, train_images[rows]).min(axis=1)
-            closest = np.minimum(closest, chunk)
+
+        def nearer(closest, rows, group=group):  # streamed: no float64 copy of the data
+            return np.minimum(closest, _pairwise_l2(group, train_images[rows]).min(axis=1))
+
+        closest = fold_batches(nearer, len(train_images), 4096, np.full(len(group), np.inf))
         nearest.append(float(closest.mean()))
         if len(group) < 2:
             pairwise.append(float("nan"))
@@ -190,3 +192,102 @@ def layer_distances(
             within = float(pair[:, ~np.eye(per, dtype=bool)].mean())
         distances[name] = {"nearest_train": float(nearest.mean()), "within_batch": within}
     return distances
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class BackworkAnalysis:
+    """What the files of a backworking run show, computed once (``analyse_backwork``).
+
+    Attributes:
+        summary: ``summarize``'s summary, with the data's source, name and classes and the
+            per-layer distances (``layer_distances``) when there is data.
+        row_names: The class name of every label of the result.
+        worst: The worst-classified training images and their probabilities
+            (``worst_classified``); ``None`` without data.
+        salient: ``[L, E, H, W, C]`` salient-feature masks of the images.
+        salient_keep: Pixels kept in each mask.
+        attributions: Every attribution method's maps of the first image of the first
+            labels (``tfool.attribution.attribute_all``); ``None`` when skipped.
+    """
+
+    summary: dict
+    row_names: list[str]
+    worst: tuple[np.ndarray, np.ndarray] | None
+    salient: np.ndarray
+    salient_keep: int
+    attributions: dict | None
+
+
+def analyse_backwork(
+    result: BackworkResult,
+    model: keras.Model,
+    data: Dataset | None,
+    config: BackworkConfig,
+    salient_keep: int = 200,
+    attribution_images: int = 4,
+    class_names: Sequence[str] | None = None,
+    references: ReferenceSet | None = None,
+    prepared: Prepared | None = None,
+) -> BackworkAnalysis:
+    """Everything ``tfool.report.write_backwork_files`` writes about a run, computed.
+
+    Args:
+        result: The backworking result.
+        model: The classifier that was fooled.
+        data: Its data; ``None`` skips the distances to it, the worst-classified training
+            images and the attributions.
+        config: The run's settings.
+        salient_keep: Pixels kept in the salient-feature masks.
+        attribution_images: Labels (first image each) given to every attribution method;
+            0 skips them.
+        class_names: Names of the classes (default: the data's).
+        references: The run's reference set, reused for the per-layer distances (built
+            again when ``None`` and ``prepared`` holds none).
+        prepared: The run's ``tfool.backwork.prepare``, whose reference set is reused.
+
+    Returns:
+        A ``BackworkAnalysis``.
+    """
+    from tfool import attribution
+
+    if references is None and prepared is not None:
+        references = prepared.references
+    names_all = class_names or data.class_names
+    summary = summarize(result, data, names_all)
+    if data is not None:  # the data's classes: the columns of images.npz's probabilities
+        summary.update(
+            {"data_source": data.source, "dataset": data.name, "class_names": list(names_all)}
+        )
+        if len(result.layer_names) > 1:
+            summary["layer_distances"] = layer_distances(
+                model,
+                data,
+                result,
+                from_logits=config.from_logits,
+                reference_size=config.reference_size,
+                references=references,
+            )
+    worst = None
+    if data is not None:
+        worst = worst_classified(
+            model, data, result.labels, result.images.shape[1], config.from_logits
+        )
+    flat = result.images.reshape(-1, *result.images.shape[2:])
+    targets = np.repeat(result.labels, result.images.shape[1])
+    keep = min(salient_keep, int(np.prod(flat.shape[1:])))
+    masks = attribution.salient_features(
+        model, flat, targets, num_keep=keep, from_logits=config.from_logits
+    )
+    attrs = None
+    if attribution_images and data is not None:
+        # one backworked image per label (the first ones), every attribution method
+        attrs = attribution.attribute_all(
+            model,
+            result.images[:attribution_images, 0],
+            result.labels[:attribution_images],
+            from_logits=config.from_logits,
+        )
+    row_names = [str(names_all[int(lbl)]) for lbl in result.labels]
+    return BackworkAnalysis(
+        summary, row_names, worst, masks.reshape(result.images.shape), keep, attrs
+    )

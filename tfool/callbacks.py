@@ -8,6 +8,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from tfool import costs
 from tfool.backwork import BackworkCallback, BackworkConfig, BackworkResult, SaveEvent
 
 logger = logging.getLogger(__name__)
@@ -82,17 +83,25 @@ class TensorBoardLogger(BackworkCallback):
         with writer.as_default(step=step):
             for i, lbl in enumerate(event.labels):
                 tf.summary.scalar(f"cost/total/label_{lbl}", float(event.cost[i]))
-                tf.summary.scalar(f"cost/softmax/label_{lbl}", float(event.terms["softmax"][i]))
-                for kind in ("reference", "batch"):
-                    for j, layer_cost in enumerate(event.terms[kind]):
-                        name = self.layer_names[j] if self.layer_names else f"layer{j}"
-                        tf.summary.scalar(f"cost/{kind}/{name}/label_{lbl}", float(layer_cost[i]))
+                self._terms(event, i, lbl)
                 tf.summary.scalar(f"prob/min/label_{lbl}", float(event.target_probs[i].min()))
                 tf.summary.scalar(f"prob/mean/label_{lbl}", float(event.target_probs[i].mean()))
                 tf.summary.scalar(f"reinits/label_{lbl}", int(event.reinits[i]))
             if self._saves % self.image_every == 0:
                 tf.summary.image("images", _grid(event.images), max_outputs=1)
         self._saves += 1
+
+    def _terms(self, event: SaveEvent, i: int, lbl) -> None:
+        """Every cost term of label ``i`` (``costs.COST_TERMS``): the probabilities' terms,
+        then the per-layer ones, layer by layer."""
+        for term in sorted(costs.COST_TERMS, key=lambda t: t.per_layer):
+            values = event.terms[term.name]
+            if not term.per_layer:
+                tf.summary.scalar(f"cost/{term.name}/label_{lbl}", float(values[i]))
+                continue
+            for j, layer_cost in enumerate(values):
+                name = self.layer_names[j] if self.layer_names else f"layer{j}"
+                tf.summary.scalar(f"cost/{term.name}/{name}/label_{lbl}", float(layer_cost[i]))
 
     def on_end(self, result: BackworkResult) -> None:
         if self._writer is not None:

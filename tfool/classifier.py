@@ -449,6 +449,32 @@ def _class_layers(model: keras.Model) -> set[str]:
     return names
 
 
+def _check_last_name(model: keras.Model, graph: _Graph, known: list[str], last: str) -> None:
+    """Refuses a last entry of ``layer_names`` that is not the class probabilities."""
+    if last in known and last not in _class_layers(model):
+        tensor = graph.output.get(last)
+        shape = (
+            tuple(tensor.shape) if tensor is not None else tuple(model.get_layer(last).output.shape)
+        )
+        num = int(model.outputs[0].shape[-1])
+        what = (
+            f"a hidden layer with {shape[-1]} units"
+            if len(shape) == 2
+            else f"a layer of {len(shape) - 1}-D activations {shape}"
+        )
+        raise ValueError(
+            f"the last of layer_names must be the class probabilities ('probabilities', or "
+            f"the output layer {output_layer(model).name!r}); {last!r} is {what} and the "
+            f"model has {num} classes"
+        )
+    if last not in known and last not in PROBABILITY_NAMES:
+        raise ValueError(
+            f"layer {last!r} is not in model {model.name!r}; the last of layer_names must "
+            f"be the class probabilities: 'probabilities' or the output layer "
+            f"{output_layer(model).name!r}"
+        )
+
+
 def activation_model(
     model: keras.Model, layer_names: Sequence[str] | None = None, from_logits: bool | None = None
 ) -> keras.Model:
@@ -503,28 +529,7 @@ def activation_model(
             )
         outputs[name] = tensor
     last = names[-1]
-    if last in known and last not in _class_layers(model):
-        tensor = graph.output.get(last)
-        shape = (
-            tuple(tensor.shape) if tensor is not None else tuple(model.get_layer(last).output.shape)
-        )
-        num = int(model.outputs[0].shape[-1])
-        what = (
-            f"a hidden layer with {shape[-1]} units"
-            if len(shape) == 2
-            else f"a layer of {len(shape) - 1}-D activations {shape}"
-        )
-        raise ValueError(
-            f"the last of layer_names must be the class probabilities ('probabilities', or "
-            f"the output layer {output_layer(model).name!r}); {last!r} is {what} and the "
-            f"model has {num} classes"
-        )
-    if last not in known and last not in PROBABILITY_NAMES:
-        raise ValueError(
-            f"layer {last!r} is not in model {model.name!r}; the last of layer_names must "
-            f"be the class probabilities: 'probabilities' or the output layer "
-            f"{output_layer(model).name!r}"
-        )
+    _check_last_name(model, graph, known, last)
     probs = scores.outputs[0] if scores is not model else model.outputs[0]
     if is_logits:
         probs = keras.layers.Softmax(name=f"{last}_probabilities")(probs)

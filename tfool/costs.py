@@ -7,7 +7,9 @@ once), so the ``N x B x D`` broadcast tensor of the original program is never bu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -285,6 +287,95 @@ def default_layer_cost_coeffs(num_layers: int) -> tuple[float, ...]:
     return tuple(float(c) for c in coeffs)
 
 
+@dataclasses.dataclass(frozen=True)
+class CostContext:
+    """What the cost terms of one evaluation share besides the activations.
+
+    Attributes:
+        references: Per non-softmax layer, the reference activations (see ``total_cost``).
+        reference_sq_norms: Their squared row norms.
+        labels: ``[L]`` target label of each group.
+        softmax_cost: ``one_minus_p`` or ``cross_entropy``.
+        chunk_size: Reference rows per chunk.
+        transposed: The references are stored ``[D, N]``.
+        per_unit: Per non-softmax layer, whether its reference term takes the minimum per
+            unit; empty: per example everywhere.
+        self_pairs: Include the self-pairs in the batch terms.
+    """
+
+    references: Sequence
+    reference_sq_norms: Sequence
+    labels: tf.Tensor
+    softmax_cost: str = "one_minus_p"
+    chunk_size: int | None = None
+    transposed: bool = False
+    per_unit: Sequence[bool] = ()
+    self_pairs: bool = False
+
+
+def _reference_term(g: tf.Tensor, ctx: CostContext, i: int) -> tf.Tensor:
+    unit = bool(ctx.per_unit[i]) if ctx.per_unit else False
+    return reference_cost(
+        g,
+        ctx.references[i],
+        ctx.reference_sq_norms[i],
+        ctx.chunk_size,
+        ctx.transposed,
+        per_unit=unit,
+    )
+
+
+def _batch_term(g: tf.Tensor, ctx: CostContext, i: int) -> tf.Tensor:
+    return batch_cost(g, ctx.self_pairs)
+
+
+def _softmax_term(probs: tf.Tensor, ctx: CostContext) -> tf.Tensor:
+    return misclassification_cost(probs, ctx.labels, ctx.softmax_cost)
+
+
+@dataclasses.dataclass(frozen=True)
+class CostTerm:
+    """One term of the backworking cost.
+
+    Attributes:
+        name: Its key in the terms of ``total_cost`` (and of results, events and
+            TensorBoard).
+        compute: ``(g [L, B, D], ctx, layer) -> [L]`` for a per-layer term, ``(probs [L, B,
+            C], ctx) -> [L]`` for a term of the class probabilities.
+        coefficient: The ``BackworkConfig`` field that weighs it (``None``: only the layer
+            weight).
+        per_layer: Computed at every exposed layer but the probabilities (weighted by the
+            layer's weight, its values ``[layers-1, L]``), or once on the probabilities
+            (weighted by the last layer weight, its values ``[L]``).
+        skip_at_zero: With a zero coefficient the term is not computed (its values are
+            zeros); otherwise it is computed and reported whatever its weight.
+    """
+
+    name: str
+    compute: Callable
+    coefficient: str | None = None
+    per_layer: bool = True
+    skip_at_zero: bool = False
+
+
+#: Every cost term, in the order the cost sums them (per layer first, in this order).
+COST_TERMS = (
+    CostTerm("reference", _reference_term, "reference_cost_coeff"),
+    CostTerm("batch", _batch_term, "batch_cost_coeff", skip_at_zero=True),
+    CostTerm("softmax", _softmax_term, per_layer=False),
+)
+
+
+def coefficient_names() -> tuple[str, ...]:
+    """The config fields that weigh cost terms, in ``COST_TERMS`` order."""
+    return tuple(t.coefficient for t in COST_TERMS if t.coefficient)
+
+
+def term_weights(config: Any) -> dict[str, float]:
+    """``{coefficient: value}`` of every cost term's coefficient, read from ``config``."""
+    return {name: getattr(config, name) for name in coefficient_names()}
+
+
 def total_cost(
     activations: Mapping[str, tf.Tensor] | Sequence[tf.Tensor],
     references: Sequence[tf.Tensor],
@@ -298,10 +389,12 @@ def total_cost(
     transposed: bool = False,
     per_unit: Sequence[bool] = (),
     self_pairs: bool = False,
+    weights: Mapping[str, float] | None = None,
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """The weighted backworking cost of groups of rows, one group per target label.
 
     ``cost_l = sum_i c[i] * (rc * reference_cost_i + bc * batch_cost_i) + c[-1] * softmax_cost``
+    (the terms of ``COST_TERMS``).
 
     Args:
         activations: Per exposed layer, ``[L, B, ...]`` activations; the last entry is the
@@ -320,10 +413,12 @@ def total_cost(
         per_unit: Per non-softmax layer, whether its reference term takes the minimum per
             unit (its references sorted by ``sort_units``); empty: per example everywhere.
         self_pairs: Include the self-pairs in the batch terms (the original program).
+        weights: Coefficients by name (``term_weights(config)``), over the two above.
 
     Returns:
-        ``(cost [L], terms)`` with ``terms['reference'] [layers-1, L]``,
-        ``terms['batch'] [layers-1, L]`` and ``terms['softmax'] [L]``.
+        ``(cost [L], terms)`` with one entry per term of ``COST_TERMS``:
+        ``terms['reference'] [layers-1, L]``, ``terms['batch'] [layers-1, L]`` and
+        ``terms['softmax'] [L]``.
     """
     acts = list(activations.values()) if isinstance(activations, Mapping) else list(activations)
     if len(layer_cost_coeffs) != len(acts):
@@ -331,29 +426,51 @@ def total_cost(
             f"layer_cost_coeffs has {len(layer_cost_coeffs)} entries but there are "
             f"{len(acts)} exposed layers"
         )
-    ref_terms, batch_terms = [], []
+    weights = {
+        "reference_cost_coeff": reference_cost_coeff,
+        "batch_cost_coeff": batch_cost_coeff,
+        **(weights or {}),
+    }
+    ctx = CostContext(
+        references,
+        reference_sq_norms,
+        labels,
+        softmax_cost,
+        chunk_size,
+        transposed,
+        per_unit,
+        self_pairs,
+    )
+    return _weighted_sum(acts, ctx, layer_cost_coeffs, weights)
+
+
+def _weighted_sum(acts, ctx: CostContext, layer_cost_coeffs, weights):
+    """The cost and terms of ``total_cost``, summed in ``COST_TERMS`` order."""
+    per_layer = [t for t in COST_TERMS if t.per_layer]
+    values: dict[str, list] = {t.name: [] for t in per_layer}
     cost = 0.0
     for i, act in enumerate(acts[:-1]):
         shape = tf.shape(act)
         g = tf.reshape(act, [shape[0], shape[1], -1])
-        unit = bool(per_unit[i]) if per_unit else False
-        rc = reference_cost(
-            g, references[i], reference_sq_norms[i], chunk_size, transposed, per_unit=unit
-        )
-        ref_terms.append(rc)
-        layer = reference_cost_coeff * rc
-        if batch_cost_coeff != 0.0:
-            bc = batch_cost(g, self_pairs)
-            batch_terms.append(bc)
-            layer = layer + batch_cost_coeff * bc
-        else:
-            batch_terms.append(tf.zeros_like(rc))
+        layer = None
+        for term in per_layer:
+            weight = weights[term.coefficient]
+            if term.skip_at_zero and weight == 0.0:
+                values[term.name].append(tf.zeros_like(values[per_layer[0].name][-1]))
+                continue
+            value = term.compute(g, ctx, i)
+            values[term.name].append(value)
+            layer = weight * value if layer is None else layer + weight * value
         cost = cost + layer_cost_coeffs[i] * layer
-    soft = misclassification_cost(acts[-1], labels, softmax_cost)
-    cost = cost + layer_cost_coeffs[-1] * soft
-    terms = {
-        "reference": tf.stack(ref_terms) if ref_terms else tf.zeros([0, tf.shape(soft)[0]]),
-        "batch": tf.stack(batch_terms) if batch_terms else tf.zeros([0, tf.shape(soft)[0]]),
-        "softmax": soft,
-    }
-    return cost, terms
+    terms = {}
+    for term in COST_TERMS:
+        if term.per_layer:
+            continue
+        value = term.compute(acts[-1], ctx)
+        weighted = value if term.coefficient is None else weights[term.coefficient] * value
+        cost = cost + layer_cost_coeffs[-1] * weighted
+        terms[term.name] = value
+    num_groups = tf.shape(next(iter(terms.values())))[0]
+    for name, vals in values.items():
+        terms[name] = tf.stack(vals) if vals else tf.zeros([0, num_groups])
+    return cost, {t.name: terms[t.name] for t in COST_TERMS}

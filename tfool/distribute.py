@@ -15,9 +15,7 @@ import socket
 import numpy as np
 import tensorflow as tf
 
-from tfool._tf import SplitBatch as SplitBatch
-from tfool._tf import map_batches as map_batches
-from tfool._tf import run_batch as run_batch
+from tfool.config import setting
 
 logger = logging.getLogger(__name__)
 
@@ -85,19 +83,27 @@ class DistributionConfig:
     """Which ``tf.distribute`` strategy to run under (see ``get_strategy``).
 
     Attributes:
-        name: One of ``STRATEGY_NAMES``.
-        num_gpus: GPUs to use (per worker); ``None``: every visible GPU; 0: the CPU.
-        tpu_address: TPU name or ``grpc://host:port``; empty: ``$TPU_NAME``, else the
-            TPU attached to this VM.
+        name: The tf.distribute strategy of training, attacks and backworking: auto (a
+            TPU when ``tpu_address`` is set or this is a TPU VM, else mirrored over the
+            GPUs when there are several, else off), off (no distribution), one_device,
+            mirrored (every local GPU, or every logical CPU without GPUs),
+            multi_worker_mirrored (the cluster in the TF_CONFIG environment variable) or
+            tpu. Missing hardware is an error.
+        num_gpus: GPUs to use (per worker), an integer >= 0; 0 runs on the CPU; ``None``:
+            every visible GPU. Not with ``name='off'``, not > 0 with ``name='tpu'``, at
+            most 1 with ``name='one_device'``.
+        tpu_address: TPU name or grpc://host:port address for ``name='tpu'`` or
+            ``name='auto'``; ``None`` (or empty): $TPU_NAME when set, else the TPU attached
+            to this VM.
 
     Raises:
         ValueError: an unknown name, a bad ``num_gpus``, or an option the strategy does
             not take.
     """
 
-    name: str = "auto"
+    name: str = setting("auto", choices=STRATEGY_NAMES, flag="distribution_strategy")
     num_gpus: int | None = None
-    tpu_address: str | None = None
+    tpu_address: str | None = setting(None, flag="tpu")
 
     def __post_init__(self):
         name, num_gpus, tpu = self.name, self.num_gpus, self.tpu_address

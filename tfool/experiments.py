@@ -1,6 +1,7 @@
-"""The gradient-attack experiments on a classifier and its test set, as library functions
-that return result objects (``tfool.report`` writes their files): the robustness sweep
-with its example images, and the attributions of test images beside their FGSM images."""
+"""The experiments of ``run_fgsm.py`` built on the attacks and attributions, as library
+functions that return result objects (``tfool.report`` writes their files): the robustness
+sweep with its example images, the attributions of test images beside their FGSM images,
+and FGSM and attributions on photos."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import tensorflow as tf
 
 from tfool import attacks, attribution
 from tfool._tf import is_finite_number
+from tfool.config import setting
 from tfool.data import Dataset
+from tfool.imagenet import ModelSpec, resolve_image
 
 #: Goodfellow et al. (2015), MNIST error rates under FGSM at eps 0.25.
 GOODFELLOW_ERRORS = {"shallow softmax": 0.999, "maxout network": 0.894}
@@ -26,35 +29,47 @@ class AttackExperimentConfig:
     """The settings of the attack sweep and of the attribution comparison.
 
     Attributes:
-        methods: Attacks to run, names from ``tfool.attacks.METHODS``.
-        eps_values: Attack sizes, each >= 0.
-        targeted: Whether the attacks move toward a target class.
-        target_class: The target of a targeted run (``None``: each image's least likely
-            class).
-        steps: BIM/PGD iterations (``None``: Kurakin et al.'s rule per eps).
-        step_size: BIM/PGD step (``None``: automatic, see ``tfool.attacks.bim``).
-        num_images: Test images attacked (``None``: the whole test set).
-        batch_size: Images per compiled attack step.
-        example_eps: The eps of the example figure, of the gradient-sign image and of the
-            FGSM images of the attribution figure.
-        num_examples: Test images shown in the example figure.
-        attribute_num_images: Test images (each with its FGSM counterpart) in the
-            attribution figure.
-        attribute_methods: Attribution methods, names from ``tfool.attribution.ALL_METHODS``.
+        methods: Attacks to run, distinct names; random is the random-sign control of the
+            same L-infinity size, fgm_l2 reads eps as an L2 length.
+        eps_values: Attack sizes in pixel units of the [0, 1] range, each >= 0.
+        targeted: Whether the attacks move every image toward a target class
+            (``target_class``) instead of away from its predicted class.
+        target_class: Target class of a targeted run, an index >= 0; ``None``: each image's
+            least likely class (Kurakin et al.'s l.l. attacks). Needs ``targeted``.
+        steps: Iterations of bim and pgd, >= 1; 0 or None uses Kurakin et al.'s rule
+            min(255 eps + 4, 1.25 * 255 eps) steps of 1/255 per eps.
+        step_size: Step of bim and pgd in pixel units, > 0; 0 or None picks it:
+            2.5 * eps / steps, or 1/255 with Kurakin's step count.
+        num_images: Test images to attack (the first ones), >= 1; ``None``: the whole
+            test set.
+        batch_size: Images per compiled attack step (the global batch under a strategy),
+            >= 1.
+        example_eps: Attack size of examples.png, of the gradient-sign image and of the
+            FGSM images of attribution.png, >= 0.
+        num_examples: Correctly classified test images shown in examples.png, 1..50.
+        attribute_num_images: Correctly classified test images of attribution.png, each
+            shown beside its FGSM counterpart, 1..20.
+        attribute_methods: Attribution methods of attribution.png, in column order,
+            distinct names.
+        seed: Seed of the random attacks (the random-sign control and PGD's random start),
+            an integer >= 0.
     """
 
-    methods: tuple[str, ...] = attacks.DEFAULT_METHODS
-    eps_values: tuple[float, ...] = DEFAULT_EPS
+    methods: tuple[str, ...] = setting(attacks.DEFAULT_METHODS, choices=attacks.METHODS)
+    eps_values: tuple[float, ...] = setting(DEFAULT_EPS, flag="fgsm_eps")
     targeted: bool = False
     target_class: int | None = None
-    steps: int | None = 5
-    step_size: float | None = None
+    steps: int | None = setting(5, none=0)
+    step_size: float | None = setting(None, none=0)
     num_images: int | None = None
     batch_size: int = attacks.DEFAULT_BATCH_SIZE
     example_eps: float = 0.25
     num_examples: int = 6
     attribute_num_images: int = 4
-    attribute_methods: tuple[str, ...] = attribution.DEFAULT_METHODS
+    attribute_methods: tuple[str, ...] = setting(
+        attribution.DEFAULT_METHODS, choices=attribution.ALL_METHODS
+    )
+    seed: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "methods", tuple(self.methods))
@@ -76,12 +91,18 @@ class AttackExperimentConfig:
             low = 0 if name == "target_class" else 1
             if value is not None and (int(value) != value or value < low):
                 raise ValueError(f"{name}={value} must be an integer >= {low} or None")
-        for name in ("batch_size", "num_examples", "attribute_num_images"):
+        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size} must be an integer >= 1")
+        for name, most in (("num_examples", 50), ("attribute_num_images", 20)):
             value = getattr(self, name)
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name}={value} must be an integer >= 1")
+            if int(value) != value or not 1 <= value <= most:
+                raise ValueError(f"{name}={value} must be an integer in 1..{most}")
         if self.target_class is not None and not self.targeted:
             raise ValueError(f"target_class={self.target_class} needs targeted=True")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer):
+            raise ValueError(f"seed={self.seed!r} must be an integer >= 0")
+        if self.seed < 0:
+            raise ValueError(f"seed={self.seed!r} must be an integer >= 0")
 
     def check_data(self, dataset: Dataset) -> None:
         """Refuses a test-image count or a target class the data cannot give.
@@ -106,6 +127,11 @@ class AttackExperimentConfig:
         least_likely = self.targeted and self.target_class is None
         y = None if least_likely else (self.target_class if self.targeted else labels)
         return dict(y=y, targeted=self.targeted and not least_likely, least_likely=least_likely)
+
+    def hyperparameters(self) -> dict:
+        """The attacks' hyperparameters (``tfool.attacks.SWEEP_HYPERPARAMETERS``: ``steps``,
+        ``step_size``, ``seed``), for ``tfool.attacks.sweep`` and ``tfool.attacks.attack``."""
+        return {name: getattr(self, name) for name in attacks.SWEEP_HYPERPARAMETERS}
 
 
 def _distinct(name: str, values: Sequence[str], known: Sequence[str]) -> None:
@@ -157,7 +183,7 @@ class SweepReport:
     num_images: int
 
 
-def _examples(model, x, y, clean, config, options, names, seed, strategy) -> AttackExamples:
+def _examples(model, x, y, clean, config, options, names, strategy) -> AttackExamples:
     keep = np.flatnonzero(clean.argmax(-1) == y)[: config.num_examples]
     xe = x[keep]
     if not len(keep):  # nothing classified correctly: no examples, nothing to attack
@@ -172,9 +198,7 @@ def _examples(model, x, y, clean, config, options, names, seed, strategy) -> Att
             model,
             xe,
             config.example_eps,
-            steps=config.steps,
-            step_size=config.step_size,
-            seed=seed,
+            **config.hyperparameters(),
             strategy=strategy,
             **options,
         )
@@ -207,7 +231,7 @@ def attack_sweep(
     dataset: Dataset,
     config: AttackExperimentConfig = AttackExperimentConfig(),
     *,
-    seed: int = 0,
+    seed: int | None = None,
     strategy: tf.distribute.Strategy | None = None,
     callback: Callable | None = None,
     model_path: str | None = None,
@@ -222,8 +246,8 @@ def attack_sweep(
     Args:
         model: The classifier (logits).
         dataset: Its data (the test split is attacked).
-        config: The attacks, sizes and counts.
-        seed: Seed of the random attacks.
+        config: The attacks, sizes, counts and the seed of the random attacks.
+        seed: Overrides ``config.seed`` when given (kept for earlier callers).
         strategy: Optional ``tf.distribute`` strategy.
         callback: Called with every finished ``(method, eps)`` row of the sweep.
         model_path: Where the model came from (recorded in the report).
@@ -234,6 +258,8 @@ def attack_sweep(
     Raises:
         ValueError: more test images asked for than the data has.
     """
+    if seed is not None:
+        config = dataclasses.replace(config, seed=seed)
     config.check_data(dataset)
     n = config.num_images or len(dataset.x_test)
     x, y = dataset.x_test[:n], dataset.y_test[:n]
@@ -244,9 +270,7 @@ def attack_sweep(
         y,
         config.eps_values,
         config.methods,
-        steps=config.steps,
-        step_size=config.step_size,
-        seed=seed,
+        **config.hyperparameters(),
         batch_size=config.batch_size,
         strategy=strategy,
         callback=callback,
@@ -267,7 +291,7 @@ def attack_sweep(
     )
     if dataset.name == "mnist":  # the paper's numbers are for MNIST only
         report["goodfellow_fgsm_error_at_0_25"] = GOODFELLOW_ERRORS
-    examples = _examples(model, x, y, clean, config, options, dataset.class_names, seed, strategy)
+    examples = _examples(model, x, y, clean, config, options, dataset.class_names, strategy)
     return SweepReport(result, report, examples, dataset.name, n)
 
 
@@ -324,9 +348,8 @@ def attribute_test_and_fgsm(
     images = np.stack([x[keep], adv], axis=1).reshape(-1, *x.shape[1:])  # test, FGSM, test, ...
     probs = attacks.probabilities(model, images, strategy=strategy)
     predicted = probs.argmax(-1)
-    attrs = attribution.attribute_all(
-        model, images, predicted, methods=config.attribute_methods, strategy=strategy
-    )
+    settings = attribution.AttributionConfig(methods=config.attribute_methods)
+    attrs = attribution.attribute_all(model, images, predicted, strategy=strategy, config=settings)
     names = dataset.class_names
     titles = [
         f"test #{keep[i // 2]}, label {names[y[keep[i // 2]]]}\nanswer {answer}"
@@ -368,6 +391,8 @@ PHOTO_EPS = (1.0, 2.0, 4.0, 8.0)
 #: The attribution methods drawn for photos (occlusion and the noise tunnel cost tens of
 #: passes more per image at 224x224 and are left to ``tfool.attribution``).
 PHOTO_METHODS = ("saliency", "gradient_x_input", "integrated_gradients")
+#: The photos of the photos mode: scikit-image sample photos.
+PHOTOS = ("chelsea", "coffee", "camera", "motorcycle_left")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,9 +400,9 @@ class PhotoConfig:
     """FGSM and attributions on photos.
 
     Attributes:
-        eps: FGSM sizes in pixels (0-255), each > 0.
+        eps: FGSM sizes in pixels of 0-255, each in (0, 255].
         methods: Attribution methods (``tfool.attribution.ALL_METHODS`` names).
-        ig_steps: Points on the integrated-gradients path (black baseline).
+        ig_steps: Integrated-gradients path points (black baseline), >= 1.
         batch_size: Images (or path points) per compiled call.
     """
 
@@ -391,12 +416,44 @@ class PhotoConfig:
             raise ValueError(f"eps={self.eps!r}; expected one or more pixel sizes in (0, 255]")
         if not self.methods:
             raise ValueError("methods is empty; expected attribution method names")
-        for name in self.methods:
-            attribution._check_choice("methods", name, attribution.ALL_METHODS)
+        self.attribution_config()  # refuses an unknown method
         for name in ("ig_steps", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r}; expected an integer >= 1")
+
+    def attribution_config(self) -> attribution.AttributionConfig:
+        """The attribution settings: ``methods``, integrated gradients with ``ig_steps``
+        points in internal batches of ``batch_size``."""
+        ig = dict(n_steps=self.ig_steps, internal_batch_size=self.batch_size)
+        options = {"integrated_gradients": ig} if "integrated_gradients" in self.methods else {}
+        return attribution.AttributionConfig(methods=tuple(self.methods), options=options)
+
+
+@dataclasses.dataclass(frozen=True)
+class PhotoExperiment:
+    """FGSM and attributions on photos with an ImageNet classifier (run_fgsm.py's photos
+    mode).
+
+    Attributes:
+        model: The classifier (a ``tfool.imagenet.ModelSpec``).
+        photos: PNG/JPEG paths or names of scikit-image sample photos (chelsea, coffee,
+            camera, motorcycle_left, rocket...; need scikit-image).
+        photo: The FGSM and attribution settings (a ``PhotoConfig``).
+    """
+
+    model: ModelSpec = ModelSpec()
+    photos: tuple[str, ...] = PHOTOS
+    photo: PhotoConfig = PhotoConfig()
+
+    def __post_init__(self):
+        object.__setattr__(self, "photos", tuple(self.photos))
+        if not self.photos or not all(str(p).strip() for p in self.photos):
+            raise ValueError(f"photos={self.photos!r} needs at least one photo")
+
+    def photo_paths(self) -> tuple[str, ...]:
+        """The photos' paths (sample photos' names resolved)."""
+        return tuple(resolve_image(photo.strip()) for photo in self.photos)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -474,28 +531,38 @@ def photo_attacks(
     images = np.stack([x, adversarial[top] / 255.0], axis=1).reshape(-1, *x.shape[1:])
     pair_probs = np.stack([probs[0.0], probs[top]], axis=1).reshape(-1, probs[0.0].shape[-1])
     predicted = pair_probs.argmax(-1)  # photo, its FGSM image, photo, ...
-    method_options = {
-        "integrated_gradients": dict(n_steps=config.ig_steps, internal_batch_size=config.batch_size)
-    }
-    attrs = attribution.attribute_all(
-        unit,
-        images,
-        predicted,
-        methods=config.methods,
-        options={k: v for k, v in method_options.items() if k in config.methods},
-        strategy=strategy,
-    )
+    settings = config.attribution_config()
+    attrs = attribution.attribute_all(unit, images, predicted, strategy=strategy, config=settings)
     class_names = model.class_names
     heads = [head for name in names for head in (name, f"FGSM, eps {top:g}/255")]
     titles = [f"{h}\n{a}" for h, a in zip(heads, answers(pair_probs, class_names), strict=True)]
+    rows = _photo_rows(names, pixels, adversarial, probs, config.eps, class_names)
+    report = dict(
+        model=model.name,
+        weights=model.weights,
+        input_size=model.input_size,
+        attack=dict(method="fgsm", untargeted_from="the model's own top-1 class"),
+        eps_pixels=list(config.eps),
+        attribution_methods=list(attrs),
+        attribution_target="each image's top class",
+        integrated_gradients=dict(baseline="black", n_steps=config.ig_steps),
+        photos=rows,
+    )
+    return PhotoReport(names, pixels, adversarial, probs, images, attrs, titles, report, model.name)
+
+
+def _photo_rows(names, pixels, adversarial, probs, eps_values, class_names) -> list[dict]:
+    """One report row per photo: its top 5 and what FGSM did to it at every eps."""
+    from tfool import imagenet
 
     def top5(row):
         return [p._asdict() for p in imagenet.decode_predictions(row, 5, class_names)[0]]
 
+    clean = probs[0.0].argmax(-1)
     rows = []
     for k, name in enumerate(names):
         attacked = []
-        for eps in config.eps:
+        for eps in eps_values:
             p = probs[eps][k]
             attacked.append(
                 dict(
@@ -510,15 +577,4 @@ def photo_attacks(
                 )
             )
         rows.append(dict(photo=name, top5=top5(probs[0.0][k]), fgsm=attacked))
-    report = dict(
-        model=model.name,
-        weights=model.weights,
-        input_size=model.input_size,
-        attack=dict(method="fgsm", untargeted_from="the model's own top-1 class"),
-        eps_pixels=list(config.eps),
-        attribution_methods=list(attrs),
-        attribution_target="each image's top class",
-        integrated_gradients=dict(baseline="black", n_steps=config.ig_steps),
-        photos=rows,
-    )
-    return PhotoReport(names, pixels, adversarial, probs, images, attrs, titles, report, model.name)
+    return rows

@@ -7,14 +7,16 @@ import logging
 import os
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import _tf, classifier, distribute, interrupts, io
+from tfool import _tf, classifier, distribute, io
+from tfool._train_loop import EpochRun, check_logits, train_step
+from tfool.config import setting
 from tfool.data import Dataset
 
 logger = logging.getLogger(__name__)
@@ -39,20 +41,23 @@ class TrainConfig:
     epochs (4 on full MNIST, 6 on the 4,000-image sample).
 
     Attributes:
-        epochs: Passes over the training set (``None``: chosen from the data size).
-        batch_size: Global batch size.
-        learning_rate: Adam's (initial) learning rate.
+        epochs: Training epochs (passes over the training set) when the model has to be
+            trained; an integer >= 1. ``None``: chosen from the data size (4 on full MNIST,
+            6 on the embedded sample).
+        batch_size: Global training batch size (images per step, over all replicas); >= 1.
+        learning_rate: Adam's initial learning rate for training, > 0.
         seed: Seed of the weight initialisation and the shuffling.
         verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
-        schedule: ``cosine`` (decay to 0 over the run) or ``constant``.
+        schedule: Learning-rate schedule of training: cosine (decay to 0 over the run) or
+            constant.
     """
 
     epochs: int | None = None
-    batch_size: int = 50
-    learning_rate: float = 1e-3
+    batch_size: int = setting(50, flag="batch_size")
+    learning_rate: float = setting(1e-3, flag="learning_rate")
     seed: int = 0
     verbose: int = 2
-    schedule: str = "cosine"
+    schedule: str = setting("cosine", choices=SCHEDULES, flag="lr_schedule")
 
     def __post_init__(self):
         if self.epochs is not None and self.epochs < 1:
@@ -223,7 +228,7 @@ def predict_logits(
         lambda: tf.function(lambda t: call(t, training=False), reduce_retracing=True),
     )
     x = np.asarray(x, np.float32)
-    return distribute.map_batches(forward, [x], batch_size, strategy)
+    return _tf.map_batches(forward, [x], batch_size, strategy)
 
 
 def predict_probabilities(
@@ -254,42 +259,6 @@ def predict_classes(
 ) -> np.ndarray:
     """The argmax class of every image."""
     return np.argmax(predict_logits(model, x, batch_size, strategy), axis=-1)
-
-
-def _train_step(model: keras.Model, soft_targets: bool = False, adversary=None) -> Callable:
-    """The compiled per-replica step: one Adam update on a (slice of a) global batch.
-
-    Each replica sums its rows' cross-entropy (padding rows weigh 0) and divides by the
-    global batch size; the optimiser sums the gradients over the replicas, so the update
-    is the global batch's mean gradient whatever the split. With an ``adversary``
-    (``tfool.adversarial.AdversarialTraining``) the step takes a ``[2]`` seed and trains on
-    the batch it attacks.
-    """
-    if soft_targets:  # [N, C] target distributions (retraining with negatives)
-        loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None)
-    else:
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-
-    def update(x, y, weight, global_rows):
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            losses = loss_fn(y, logits) * weight
-            loss = tf.reduce_sum(losses) / global_rows
-        grads = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        labels = tf.argmax(y, axis=-1) if soft_targets else tf.cast(y, tf.int64)
-        hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1), labels), tf.float32)
-        return tf.reduce_sum(losses), tf.reduce_sum(hits * weight)
-
-    if adversary is None:
-        return tf.function(update)
-
-    @tf.function
-    def attacked(x, y, weight, global_rows, seed):
-        x_adv = adversary.perturb(model, loss_fn, x, y, seed)
-        return update(x_adv, y, weight, global_rows)
-
-    return attacked
 
 
 def train(
@@ -338,23 +307,12 @@ def train(
     Raises:
         ValueError: the model ends in a softmax (train ``classifier.logits_copy(model)``).
     """
-    softmax = classifier.final_softmax(model) if classifier.has_graph(model) else None
-    if softmax is not None:
-        raise ValueError(
-            f"model {model.name!r} ends in a softmax (layer {softmax!r}) but training takes "
-            "logits: train tfool.classifier.logits_copy(model) instead"
-        )
-    n, batch = len(data.x_train), config.batch_size
+    check_logits(model)
+    n = len(data.x_train)
     steps = config.steps_per_epoch(n)
     epochs = config.epochs_for(n)
-    lr = config.learning_rate
-    if config.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=epochs * steps, alpha=0.0)
-    with (strategy or tf.distribute.get_strategy()).scope():
-        soft = np.ndim(data.y_train) == 2
-        compile_classifier(model, lr, soft_targets=soft)
-        model.optimizer.build(model.trainable_variables)
-    step = _train_step(model, soft, adversary)
+    soft = _compile_for_training(model, data, config, strategy, epochs * steps)
+    step = train_step(model, soft, adversary)
     if adversary is not None:
         logger.info("adversarial training: %s", adversary.describe())
     hooks = keras.callbacks.CallbackList(
@@ -379,28 +337,13 @@ def train(
     model.stop_training = False
     start = time.perf_counter()
     hooks.on_train_begin()
+    run = EpochRun(model, data, config.batch_size, config.seed, strategy, step, hooks, adversary)
+    logs = {}
     for epoch in range(epochs):
         hooks.on_epoch_begin(epoch)
         order = next(iter(orders)).numpy()
         next(iter(orders))  # the unused second pass
-        loss_sum = hits = seen = 0.0
-        logs = {}
-        for i in range(steps):
-            interrupts.check()  # Ctrl-C / SIGTERM land here, between steps
-            hooks.on_train_batch_begin(i)
-            rows = order[i * batch : (i + 1) * batch]
-            split = distribute.SplitBatch(strategy, len(rows))
-            x, y = split.split(data.x_train[rows], data.y_train[rows])
-            total = tf.constant(len(rows), tf.float32)
-            extra = () if adversary is None else (_step_seed(config.seed, epoch * steps + i),)
-            losses, correct = split.run(step, x, y, split.row_mask(), total, *extra)
-            loss_sum += split.total(losses)
-            hits += split.total(correct)
-            seen += len(rows)
-            logs = {"loss": loss_sum / seen, "accuracy": hits / seen}
-            hooks.on_train_batch_end(i, logs)
-            if model.stop_training:
-                break
+        logs = run.epoch(epoch, order, steps)
         for key in history:
             history[key].append(logs[key])
         hooks.on_epoch_end(epoch, logs)
@@ -413,9 +356,18 @@ def train(
     return TrainResult(acc, seconds, len(history["loss"]), history)
 
 
-def _step_seed(seed: int, step: int) -> tf.Tensor:
-    """The ``[2]`` seed of one adversarial training step's random start."""
-    return tf.constant([int(seed), int(step)], tf.int64)
+def _compile_for_training(model, data, config: TrainConfig, strategy, total_steps: int) -> bool:
+    """Compiles ``model`` with Adam at ``config``'s learning rate (a cosine over
+    ``total_steps`` steps when so scheduled) and builds the optimiser under ``strategy``;
+    returns whether the targets are soft (``[N, C]`` distributions)."""
+    lr = config.learning_rate
+    if config.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=total_steps, alpha=0.0)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        soft = np.ndim(data.y_train) == 2
+        compile_classifier(model, lr, soft_targets=soft)
+        model.optimizer.build(model.trainable_variables)
+    return soft
 
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
@@ -631,7 +583,3 @@ def get_or_train(
         io.write_json(record_path(path), data_record(data, result))
         logger.info("saved the model to %s (trained on %s)", path, data.name)
     return model, result
-
-
-# ImageNet classifiers: implemented in tfool.imagenet, re-exported here.
-from tfool.imagenet import ImagenetModel, load_imagenet_model  # noqa: E402, F401

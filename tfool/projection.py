@@ -13,18 +13,24 @@ import tensorflow as tf
 
 from tfool import _tf
 from tfool._tf import run_batch
+from tfool.config import setting
 from tfool.imagenet import (
     ImagenetModel,
+    ModelSpec,
     Prediction,
+    class_indices,
     decode_predictions,
     grey_image,
     load_image,
+    resolve_image,
 )
 
 logger = logging.getLogger(__name__)
 
 NORMALIZATIONS = ("rms", "max", "sign")
-__all__ = ["ProjectionConfig", "ProjectionResult", "grey_image", "load_image", "project"]
+#: The word for a plain grey start image.
+GREY = "grey"
+__all__ = ["ProjectionConfig", "ProjectionExperiment", "ProjectionResult", "project"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,20 +38,22 @@ class ProjectionConfig:
     """How to project (the keyword arguments of ``project``).
 
     Attributes:
-        steps: Most gradient steps per target, >= 1.
-        step_size: Pixels (0-255 scale) moved per step, in the normalised gradient's units.
-        eps: Optional L-infinity budget around the start image, in pixels; ``None``: none.
-        threshold: A target stops once its probability reaches this, in (0, 1].
-        normalize: How the gradient is normalised per image and step: ``rms`` (divided by
-            its root mean square, as in Chollet's Keras filter-visualisation post), ``max``
-            (divided by its largest magnitude) or ``sign`` (its sign, as FGSM).
+        steps: Most gradient steps per target, an integer >= 1.
+        step_size: Pixels (0-255 scale) moved per step along the normalised gradient; > 0.
+        eps: L-infinity budget around the start image, in pixels (0-255 scale); every pixel
+            stays within this distance of its start value. ``None`` (0 on the command
+            line): no budget.
+        threshold: A target stops once the model gives it this probability; in (0, 1].
+        normalize: Per-step gradient normalisation: rms (divide by its root mean square,
+            as in Chollet's Keras filter-visualisation post), max (divide by its largest
+            magnitude) or sign (FGSM's sign).
     """
 
     steps: int = 100
     step_size: float = 1.0
-    eps: float | None = None
+    eps: float | None = setting(None, none=0)
     threshold: float = 0.99
-    normalize: str = "rms"
+    normalize: str = setting("rms", choices=NORMALIZATIONS)
 
     def __post_init__(self):
         if int(self.steps) != self.steps or self.steps < 1:
@@ -60,6 +68,47 @@ class ProjectionConfig:
             raise ValueError(f"threshold={self.threshold} must lie in (0, 1]")
         if self.normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize={self.normalize!r} must be one of {list(NORMALIZATIONS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectionExperiment:
+    """Gradient projection of ImageNet classes onto one image (run_fgsm.py's project mode).
+
+    Attributes:
+        model: The classifier (a ``tfool.imagenet.ModelSpec``).
+        image: Start image of the projection: the path of a PNG/JPEG file (resized to the
+            model's input), the name of a scikit-image sample photo (chelsea, coffee,
+            camera...; needs scikit-image), or ``None`` or grey for a plain grey image
+            (pixel value 128).
+        targets: Target classes, each an index 0-999, a keras class name
+            (great_white_shark; spaces work too), a WordNet synonym or a WordNet id
+            (n01484850); an unknown name is an error that lists close matches.
+        projection: The projection settings (a ``ProjectionConfig``).
+    """
+
+    model: ModelSpec = ModelSpec()
+    image: str | None = None
+    targets: tuple[str | int, ...] = ("Indian_elephant", "envelope")
+    projection: ProjectionConfig = ProjectionConfig()
+
+    def __post_init__(self):
+        if isinstance(self.image, str) and self.image.strip().lower() == GREY:
+            object.__setattr__(self, "image", None)
+        object.__setattr__(self, "targets", tuple(self.targets))
+        if not self.targets or not all(str(t).strip() for t in self.targets):
+            raise ValueError(f"targets={self.targets!r} needs at least one class")
+
+    def image_path(self) -> str | None:
+        """The start image's path (a sample photo's name resolved); ``None``: grey."""
+        return None if self.image is None else resolve_image(self.image)
+
+    def target_indices(self) -> tuple[int, ...]:
+        """The target class indices.
+
+        Raises:
+            ValueError: a name that is not an ImageNet class (with close matches).
+        """
+        return class_indices(self.targets)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -173,6 +222,29 @@ def _make_step(model: ImagenetModel, config: ProjectionConfig, clip_min: float, 
     return step
 
 
+def _checked_inputs(
+    model: ImagenetModel, image, target, config: ProjectionConfig, clip_min: float, clip_max: float
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """The target class indices and the start image of ``project``, its arguments checked."""
+    if not isinstance(config, ProjectionConfig):
+        raise ValueError(f"config is a {type(config).__name__}, expected a ProjectionConfig")
+    if not clip_min < clip_max:
+        raise ValueError(f"clip_min={clip_min} must be below clip_max={clip_max}")
+    labels = [target] if isinstance(target, (str, int, np.integer)) else list(target)
+    if not labels:
+        raise ValueError("target is empty; expected at least one class")
+    targets = tuple(model.class_index(label) for label in labels)
+    original = _start_image(model, image)
+    if original.min() < clip_min or original.max() > clip_max:
+        raise ValueError(
+            f"image pixels span [{original.min():g}, {original.max():g}], outside "
+            f"[clip_min, clip_max] = [{clip_min:g}, {clip_max:g}]; expected pixels 0-255"
+        )
+    if original.max() <= 1.0:
+        logger.warning("image pixels all lie in [0, 1]: projection expects pixels 0-255")
+    return targets, original
+
+
 def project(
     model: ImagenetModel,
     image: str | os.PathLike | np.ndarray | None,
@@ -212,23 +284,7 @@ def project(
         ValueError: bad settings, an unknown class (with suggestions) or a bad image.
         FileNotFoundError: an image path that does not exist.
     """
-    if not isinstance(config, ProjectionConfig):
-        raise ValueError(f"config is a {type(config).__name__}, expected a ProjectionConfig")
-    if not clip_min < clip_max:
-        raise ValueError(f"clip_min={clip_min} must be below clip_max={clip_max}")
-    labels = [target] if isinstance(target, (str, int, np.integer)) else list(target)
-    if not labels:
-        raise ValueError("target is empty; expected at least one class")
-    targets = tuple(model.class_index(label) for label in labels)
-    original = _start_image(model, image)
-    if original.min() < clip_min or original.max() > clip_max:
-        raise ValueError(
-            f"image pixels span [{original.min():g}, {original.max():g}], outside "
-            f"[clip_min, clip_max] = [{clip_min:g}, {clip_max:g}]; expected pixels 0-255"
-        )
-    if original.max() <= 1.0:
-        logger.warning("image pixels all lie in [0, 1]: projection expects pixels 0-255")
-
+    targets, original = _checked_inputs(model, image, target, config, clip_min, clip_max)
     step = _make_step(model, config, float(clip_min), float(clip_max))
     x0 = np.repeat(original[None], len(targets), axis=0)
     target_array = np.asarray(targets, np.int32)

@@ -9,8 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool import _tf, costs, interrupts
-from tfool._tf import batch_slices
+from tfool import _tf, costs
 from tfool.data import Dataset
 
 #: Storage types of reference activations; distances are always computed in float32.
@@ -22,7 +21,7 @@ class ReferenceSet:
     """Every target label's reference activations, one tensor per (layer, label), unpadded.
 
     Built once by ``build_reference_set`` and shared by the backworker and the report
-    (``tfool.backwork.layer_distances``), so the activations exist in memory once.
+    (``tfool.analysis.layer_distances``), so the activations exist in memory once.
 
     Attributes:
         labels: The target labels, in order.
@@ -163,11 +162,7 @@ def build_reference_set(
             x = x[:reference_size]
         if len(x) == 0:
             raise ValueError(f"label {int(lbl)} has no training images to form a reference set")
-        parts: list[list[tuple[tf.Tensor, tf.Tensor]]] = [[] for _ in names]
-        for rows in batch_slices(len(x), batch_size):
-            interrupts.check()
-            for k, pair in enumerate(forward(tf.constant(x[rows]))):
-                parts[k].append(pair)
+        parts = _tf.fold_batches(_forward_into(forward, x), len(x), batch_size, [[] for _ in names])
         for k in range(len(names)):
             columns = tf.concat([c for c, _ in parts[k]], axis=1)
             norms[k].append(tf.concat([n for _, n in parts[k]], axis=0))
@@ -183,3 +178,15 @@ def build_reference_set(
         dtype=dtype,
         per_unit=per_unit if any(per_unit) else (),
     )
+
+
+def _forward_into(forward, x: np.ndarray):
+    """``fold_batches``' step: the rows' ``(columns, norms)`` of every layer appended to
+    that layer's parts."""
+
+    def step(parts: list, rows: slice) -> list:
+        for k, pair in enumerate(forward(tf.constant(x[rows]))):
+            parts[k].append(pair)
+        return parts
+
+    return step

@@ -5,14 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-import keras
 import numpy as np
 
 from tfool import io
-from tfool.analysis import layer_distances, summarize, worst_classified
+from tfool.analysis import BackworkAnalysis
 from tfool.backwork import BackworkConfig, BackworkResult, result_arrays
-from tfool.data import Dataset
-from tfool.references import ReferenceSet
 
 
 def _save(fig, path: str) -> None:
@@ -23,65 +20,27 @@ def _save(fig, path: str) -> None:
     plots.close(fig)
 
 
-def write_backwork_outputs(
+def write_backwork_files(
     output_dir: str | os.PathLike,
     result: BackworkResult,
-    model: keras.Model,
-    data: Dataset | None,
+    found: BackworkAnalysis,
     config: BackworkConfig,
     extra: Mapping | None = None,
-    salient_keep: int = 200,
-    attribution_images: int = 4,
-    class_names: Sequence[str] | None = None,
-    references: ReferenceSet | None = None,
 ) -> dict:
-    """Writes ``images.npz``, ``summary.json``, ``backworked.png``, ``worst_train.png`` and
-    ``salient.png`` and ``attribution.png`` into ``output_dir``, each atomically.
-
-    Args:
-        output_dir: Destination folder.
-        result: The backworking result.
-        model: The classifier that was fooled.
-        data: Its data (reference sets, worst-classified training images); ``None`` for
-            models without training data here (ImageNet rubbish images): then
-            ``worst_train.png`` and ``attribution.png`` are skipped.
-        config: The run's settings.
-        extra: More summary entries (model accuracy, paths, ...).
-        salient_keep: Pixels kept in the salient-feature masks.
-        attribution_images: Labels (first image each) shown in ``attribution.png``
-            with every attribution method; 0 skips the figure.
-        class_names: Names of the classes (default: the data's).
-        references: The run's reference set, reused for the per-layer distances (built
-            again when ``None``).
-
-    Returns:
-        The summary written to ``summary.json``.
-    """
-    from tfool import attribution, plots  # matplotlib only when figures are drawn
+    """Writes ``images.npz``, ``summary.json``, ``backworked.png``, ``worst_train.png``,
+    ``salient.png`` and ``attribution.png`` of ``result`` and its analysis ``found``
+    (``tfool.analysis.analyse_backwork``) into ``output_dir``, each atomically
+    (``worst_train.png`` and ``attribution.png`` only when ``found`` holds them), with
+    ``extra`` summary entries (model accuracy, paths, ...); returns the summary written."""
+    from tfool import plots  # matplotlib only when figures are drawn
 
     out = os.fspath(output_dir)
     io.write_npz(os.path.join(out, "images.npz"), **result_arrays(result))
-    names_all = class_names or data.class_names
-    summary = summarize(result, data, names_all)
-    if data is not None:  # the data's classes: the columns of images.npz's probabilities
-        summary.update(
-            {"data_source": data.source, "dataset": data.name, "class_names": list(names_all)}
-        )
-        if len(result.layer_names) > 1:
-            summary["layer_distances"] = layer_distances(
-                model,
-                data,
-                result,
-                from_logits=config.from_logits,
-                reference_size=config.reference_size,
-                references=references,
-            )
+    summary = dict(found.summary)
     summary.update(dict(extra or {}))
     summary["config"] = {k: v for k, v in vars(config).items()}
     io.write_json(os.path.join(out, "summary.json"), summary)
-
-    names = [str(names_all[int(lbl)]) for lbl in result.labels]
-    flat = result.images.reshape(-1, *result.images.shape[2:])
+    names = found.row_names
     kind = "rubbish" if _is_rubbish(config, len(result.layer_names)) else "backworked"
     fig = plots.probability_grid(
         result.images,
@@ -92,42 +51,36 @@ def write_backwork_outputs(
         vmax=config.input_max,
     )
     _save(fig, os.path.join(out, "backworked.png"))
-
-    if data is not None:
-        worst, worst_p = worst_classified(
-            model, data, result.labels, result.images.shape[1], config.from_logits
-        )
+    if found.worst is not None:
         fig = plots.probability_grid(
-            worst, worst_p, names, suptitle="training images the model classifies worst"
+            *found.worst, names, suptitle="training images the model classifies worst"
         )
         _save(fig, os.path.join(out, "worst_train.png"))
-
-    targets = np.repeat(result.labels, result.images.shape[1])
-    keep = min(salient_keep, int(np.prod(flat.shape[1:])))
-    masks = attribution.salient_features(
-        model, flat, targets, num_keep=keep, from_logits=config.from_logits
-    )
     fig = plots.image_grid(
-        masks.reshape(result.images.shape),
+        found.salient,
         row_labels=names,
-        suptitle=_salient_title(keep, flat.shape[1:]),
+        suptitle=_salient_title(found.salient_keep, result.images.shape[2:]),
     )
     _save(fig, os.path.join(out, "salient.png"))
-
-    if attribution_images and data is not None:
-        # one backworked image per label (the first ones), every attribution method
-        picks = result.images[:attribution_images, 0]
-        picked_labels = result.labels[:attribution_images]
-        attrs = attribution.attribute_all(
-            model, picks, picked_labels, from_logits=config.from_logits
-        )
-        p = result.target_probs[:attribution_images, 0]
-        titles = [f"{names[i]}: p={p[i]:.4f}" for i in range(len(picks))]
-        fig = plots.attribution_comparison_figure(
-            picks, attrs, titles, suptitle="what the CNN's decision rests on, backworked images"
-        )
-        _save(fig, os.path.join(out, "attribution.png"))
+    if found.attributions is not None:
+        _write_attribution(out, result, found)
     return summary
+
+
+def _write_attribution(out: str, result: BackworkResult, found: BackworkAnalysis) -> None:
+    """``attribution.png``: every method on the first image of the first labels."""
+    from tfool import plots
+
+    picks = result.images[: len(next(iter(found.attributions.values()))), 0]
+    p = result.target_probs[: len(picks), 0]
+    titles = [f"{found.row_names[i]}: p={p[i]:.4f}" for i in range(len(picks))]
+    fig = plots.attribution_comparison_figure(
+        picks,
+        found.attributions,
+        titles,
+        suptitle="what the CNN's decision rests on, backworked images",
+    )
+    _save(fig, os.path.join(out, "attribution.png"))
 
 
 def _salient_title(keep: int, image_shape) -> str:

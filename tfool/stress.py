@@ -39,8 +39,11 @@ import tensorflow as tf
 
 from tfool import _tf, attacks, interrupts, io, models
 from tfool.backwork import BackworkConfig, backwork, reference_set
+from tfool.config import setting
 from tfool.data import Dataset
-from tfool.retrain import _differences, _FirstReach, _with_negative_class, weights_fingerprint
+from tfool.retrain import weights_fingerprint
+from tfool.retrain._measure import FirstReach, with_negative_class
+from tfool.retrain._store import settings_differences
 
 logger = logging.getLogger(__name__)
 
@@ -55,28 +58,35 @@ class StressConfig:
     """What ``stress_test`` measures.
 
     Attributes:
-        budgets: Step budgets at which the fooling and rubbish rates are read (one run of
-            ``max(budgets)`` steps per start).
-        starts: Starting points of the fooling runs, a subset of ``STARTS``.
-        examples: Rows per label of every fooling and rubbish run.
-        threshold: Target probability at which a row counts as fooled.
+        budgets: Step budgets at which the fooling and rubbish rates are read, the share
+            of rows past ``threshold`` (one run of ``max(budgets)`` steps per start);
+            distinct integers >= 1.
+        starts: Starting points of the fooling runs: one or more distinct names of
+            ``STARTS``.
+        examples: Rows per label of every fooling and rubbish run; >= 1.
+        threshold: Target probability at which a row counts as fooled, in (0, 1).
         gaussian_mean: Mean of the ``gaussian`` start (then clipped to the pixel range).
-        gaussian_std: Its standard deviation.
+        gaussian_std: Its standard deviation; > 0.
         rubbish: Run the rubbish measurement (class probabilities only).
-        pgd_eps: L-infinity radii of the untargeted PGD accuracy.
-        pgd_steps: PGD steps (Madry et al.: 40).
-        pgd_step_size: PGD step size (Madry et al.: 0.01).
-        targeted_eps: Radius of the targeted PGD attack (``None``: none).
-        attack_examples: Test images attacked (a seeded subset; all when larger).
-        seed: Seed of the starts, the attacked subset, the targets and the PGD starts.
+        pgd_eps: L-infinity radii (pixel range [0, 1]) of the untargeted PGD accuracy
+            (``pgd_steps`` steps of ``pgd_step_size`` from a random start): one or more
+            distinct numbers in [0, 1].
+        pgd_steps: PGD steps (Madry et al.: 40); >= 1.
+        pgd_step_size: PGD step size (Madry et al.: 0.01); > 0.
+        targeted_eps: Radius of the targeted PGD attack, in (0, 1] (``None``, on the
+            command line 0: none).
+        attack_examples: Test images the PGD attacks run on (a seeded subset; all when
+            larger); >= 1.
+        seed: Seed of the starts, the attacked subset, the targets and the PGD starts;
+            >= 0.
         reference_size: At most this many training images per label form the reference
-            sets of the fooling runs (``None``: the run's ``reference_size``): the step
-            time grows with the reference set, and 1,000-step runs from several starts
-            on several models may need a smaller one.
+            sets of the fooling runs, >= 1 (``None``: the run's ``reference_size``): the
+            step time grows with the reference set, and 1,000-step runs from several
+            starts on several models may need a smaller one.
     """
 
     budgets: tuple[int, ...] = (100, 300, 1000)
-    starts: tuple[str, ...] = STARTS
+    starts: tuple[str, ...] = setting(STARTS, choices=STARTS)
     examples: int = 4
     threshold: float = 0.999
     gaussian_mean: float = 0.5
@@ -85,7 +95,7 @@ class StressConfig:
     pgd_eps: tuple[float, ...] = (0.1, 0.2, 0.3)
     pgd_steps: int = 40
     pgd_step_size: float = 0.01
-    targeted_eps: float | None = 0.3
+    targeted_eps: float | None = setting(0.3, none=0)
     attack_examples: int = 1000
     seed: int = 2000
     reference_size: int | None = None
@@ -98,12 +108,15 @@ class StressConfig:
         object.__setattr__(self, "budgets", budgets)
         starts = tuple(self.starts)
         bad = [s for s in starts if s not in STARTS]
-        if bad or len(set(starts)) != len(starts):
-            raise ValueError(f"starts={self.starts} must be distinct names from {STARTS}")
+        if not starts or bad or len(set(starts)) != len(starts):
+            raise ValueError(
+                f"starts={self.starts} must be one or more distinct names from {STARTS}"
+            )
         object.__setattr__(self, "starts", starts)
-        eps = tuple(float(e) for e in self.pgd_eps)
-        if not all(_tf.is_finite_number(e) and 0 <= e <= 1 for e in eps):
-            raise ValueError(f"pgd_eps={self.pgd_eps} must be numbers in [0, 1]")
+        eps = tuple(self.pgd_eps)
+        if not eps or not all(_tf.is_finite_number(e) and 0 <= e <= 1 for e in eps):
+            raise ValueError(f"pgd_eps={self.pgd_eps} must be one or more numbers in [0, 1]")
+        eps = tuple(float(e) for e in eps)
         if len({f"{e:g}" for e in eps}) != len(eps):
             raise ValueError(f"pgd_eps={self.pgd_eps} must be distinct (as %g prints them)")
         object.__setattr__(self, "pgd_eps", eps)
@@ -218,7 +231,7 @@ def budget_rates(first: np.ndarray, budgets: Sequence[int]) -> dict:
 def _backwork_rates(model, data, run_config, initial, config, references, strategy):
     """A fooling or rubbish run's ``budget_rates``, its rows and their mean target
     probability at the end; ``None`` when it was interrupted."""
-    reach = _FirstReach(config.threshold)
+    reach = FirstReach(config.threshold)
     result = backwork(
         model, data, run_config, strategy, [reach], initial_images=initial, references=references
     )
@@ -309,7 +322,7 @@ def stress_test(
         ``{part: value}`` for every part finished (all of ``config.parts()`` unless
         interrupted; ``interrupts.interrupted()`` tells).
     """
-    known = _with_negative_class(model, data)
+    known = with_negative_class(model, data)
     parts = dict(done or {})
     cache: list = []
 
@@ -401,7 +414,7 @@ def _load_parts(path: Path, wanted: dict, weights: str, resume: bool) -> tuple[d
             "same settings), or choose another output_dir"
         )
     if saved.get("settings") != wanted:
-        differences = _differences(saved.get("settings") or {}, wanted) or ["its version"]
+        differences = settings_differences(saved.get("settings") or {}, wanted) or ["its version"]
         raise ValueError(
             f"{path} was made with other stress or backworking settings or data: "
             + "; ".join(differences[:4])

@@ -10,33 +10,40 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfool._tf import batch_slices, run_batch
-from tfool.imagenet import ImagenetModel
+from tfool._tf import fold_batches, run_batch
+from tfool.config import setting
+from tfool.imagenet import MODEL_NAMES, ImagenetModel, ModelSpec
 
 logger = logging.getLogger(__name__)
 
 NOISE_KINDS = ("normal", "uniform")
+#: The classifiers of the default survey.
+SURVEY_MODELS = ("vgg16", "resnet50", "densenet121", "inception_v3", "mobilenet_v2")
 #: The statistics of the post's table (pandas' ``describe``), in order.
 STAT_NAMES = ("count", "mean", "std", "min", "25%", "50%", "75%", "max")
 
 
 @dataclasses.dataclass(frozen=True)
 class SurveyConfig:
-    """How to survey (the keyword arguments of ``noise_survey`` besides models and seed).
+    """How to survey (the keyword arguments of ``noise_survey`` besides models).
 
     Attributes:
-        num_images: Noise images fed to every model, >= 1 (the post: 1,000).
-        noise: ``normal`` (the post: ``standard_normal * 255`` cast to uint8) or ``uniform``
-            (uint8 uniform in 0..255).
-        batch_size: Images per forward pass (global batch size under a strategy), >= 1.
-        image_size: Side of the noise images; every model sees the centre crop of its input
-            size. ``None``: the largest input side among the models.
+        num_images: Noise images fed to every surveyed model, >= 1 (the post: 1,000).
+        noise: Noise of the survey: normal (the post's standard_normal * 255 cast to uint8)
+            or uniform (pixels uniform in 0-255).
+        batch_size: Noise images per forward pass (global batch size under a strategy),
+            >= 1.
+        image_size: Side of the noise images in pixels; each model sees their centre crop
+            at its input size. ``None`` (0 on the command line): the largest input side
+            among the surveyed models.
+        seed: Seed of the noise images; image ``i`` depends only on ``(seed, i)``.
     """
 
     num_images: int = 1000
-    noise: str = "normal"
+    noise: str = setting("normal", choices=NOISE_KINDS)
     batch_size: int = 50
-    image_size: int | None = None
+    image_size: int | None = setting(None, none=0)
+    seed: int = 0
 
     def __post_init__(self):
         if int(self.num_images) != self.num_images or self.num_images < 1:
@@ -47,6 +54,48 @@ class SurveyConfig:
             raise ValueError(f"batch_size={self.batch_size} must be an integer >= 1")
         if self.image_size is not None and self.image_size < 1:
             raise ValueError(f"image_size={self.image_size} must be None or a positive side")
+        if isinstance(self.seed, bool) or int(self.seed) != self.seed:
+            raise ValueError(f"seed={self.seed!r} must be an integer")
+
+
+@dataclasses.dataclass(frozen=True)
+class SurveyExperiment:
+    """ImageNet classifiers on random noise (run_fgsm.py's survey mode).
+
+    Attributes:
+        models: Classifiers the noise survey feeds, distinct, each a model name
+            (``tfool.imagenet.MODEL_NAMES``) or name=/path/to/weights.h5 (or .keras) for
+            local weights.
+        weights: Weights of the surveyed models given without a path: imagenet, or None
+            (none on the command line) for random weights.
+        input_size: Input side in pixels of every surveyed model; ``None``: each
+            architecture's own.
+        survey: The survey settings (a ``SurveyConfig``).
+    """
+
+    models: tuple[str, ...] = SURVEY_MODELS
+    weights: str | None = setting("imagenet", words={"imagenet": "imagenet", "none": None})
+    input_size: int | None = None
+    survey: SurveyConfig = SurveyConfig()
+
+    def __post_init__(self):
+        object.__setattr__(self, "models", tuple(self.models))
+        names = [entry.partition("=")[0].strip() for entry in self.models]
+        if not names or not set(names) <= set(MODEL_NAMES) or len(set(names)) != len(names):
+            raise ValueError(
+                f"models={self.models!r} needs one or more distinct entries name or "
+                f"name=path, name one of {', '.join(MODEL_NAMES)}"
+            )
+        if self.weights not in ("imagenet", None):
+            raise ValueError(f"weights={self.weights!r} must be 'imagenet' or None")
+
+    def model_specs(self) -> tuple[ModelSpec, ...]:
+        """One ``ModelSpec`` per entry of ``models``: its path, else ``weights``."""
+        specs = []
+        for entry in self.models:
+            name, _, path = entry.partition("=")
+            specs.append(ModelSpec(name.strip(), path.strip() or self.weights, self.input_size))
+        return tuple(specs)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -85,7 +134,7 @@ class SurveyResult:
     Attributes:
         models: One ``ModelSurvey`` per model, in the order given.
         config: The settings used (``image_size`` resolved).
-        seed: The noise seed.
+        seed: The noise seed (``config.seed``).
     """
 
     models: tuple[ModelSurvey, ...]
@@ -105,9 +154,11 @@ class SurveyResult:
         return header, rows
 
     def to_dict(self) -> dict:
-        """A JSON-ready summary of the survey."""
+        """A JSON-ready summary of the survey (the seed beside the config, not inside it)."""
+        config = dataclasses.asdict(self.config)
+        del config["seed"]
         return {
-            "config": dataclasses.asdict(self.config),
+            "config": config,
             "seed": self.seed,
             "models": [s.to_dict() for s in self.models],
         }
@@ -204,7 +255,7 @@ def noise_survey(
     models: Sequence[ImagenetModel] | Mapping[str, ImagenetModel],
     config: SurveyConfig = SurveyConfig(),
     *,
-    seed: int = 0,
+    seed: int | None = None,
     strategy: tf.distribute.Strategy | None = None,
     verbose: int = 0,
 ) -> SurveyResult:
@@ -212,9 +263,9 @@ def noise_survey(
 
     Args:
         models: ``ImagenetModel`` s (named by ``.name``) or a dict name -> model.
-        config: Image count, noise kind, batch size and image side (``SurveyConfig``;
+        config: Image count, noise kind, batch size, image side and seed (``SurveyConfig``;
             ``image_size=None``: the largest input side among the models).
-        seed: Seed of the noise.
+        seed: Overrides ``config.seed`` when given.
         strategy: Optional ``tf.distribute`` strategy (models built in its scope).
         verbose: 1 shows a progress bar.
 
@@ -230,7 +281,10 @@ def noise_survey(
         raise ValueError(f"config is a {type(config).__name__}, expected a SurveyConfig")
     if config.image_size is None:
         config = dataclasses.replace(config, image_size=largest)
+    if seed is not None:
+        config = dataclasses.replace(config, seed=seed)
     num_images, batch_size, noise = config.num_images, config.batch_size, config.noise
+    seed = config.seed
     for name, model in pairs:
         if max(model.input_size) > config.image_size:
             raise ValueError(
@@ -238,17 +292,20 @@ def noise_survey(
                 f"{model.input_size}; expected >= {largest}"
             )
     fns = [_top1_fn(model) for _, model in pairs]
-    labels = [[] for _ in pairs]
-    confidences = [[] for _ in pairs]
     bar = keras.utils.Progbar(num_images, unit_name="image") if verbose else None
-    for rows in batch_slices(num_images, batch_size):
+
+    def step(answers: tuple[list, list], rows: slice) -> tuple[list, list]:
         batch = noise_images(rows.start, rows.stop, config.image_size, seed, noise)
         for k, ((_, model), fn) in enumerate(zip(pairs, fns, strict=True)):
             label, confidence = run_batch(fn, (center_crop(batch, model.input_size),), strategy)
-            labels[k].append(label)
-            confidences[k].append(confidence)
+            answers[0][k].append(label)
+            answers[1][k].append(confidence)
         if bar is not None:
             bar.update(rows.stop)
+        return answers
+
+    empty = ([[] for _ in pairs], [[] for _ in pairs])
+    labels, confidences = fold_batches(step, num_images, batch_size, empty)
     surveys = []
     for k, (name, model) in enumerate(pairs):
         lab = np.concatenate(labels[k]).astype(np.int64)
