@@ -306,8 +306,8 @@ def run_survey(runs: Path, out: Path, num_images: int = 1000, redraw: bool = Fal
     for noise in survey.NOISE_KINDS:
         if not redraw:
             t0 = time.time()
-            config = survey.SurveyConfig(num_images=num_images, noise=noise)
-            result = survey.noise_survey(models, config, seed=0, verbose=1)
+            config = survey.SurveyConfig(num_images=num_images, noise=noise, seed=0)
+            result = survey.noise_survey(models, config, verbose=1)
             print(f"{noise}: {time.time() - t0:.0f} s")
             folder = runs / f"survey_{noise}"
             print(report.write_survey_outputs(folder, result, models))

@@ -149,7 +149,7 @@ def case_survey(strategy):
             tiny_imagenet_model(20, 1, "large", preprocess="resnet50", filters=6),
         ]
     result = survey.noise_survey(
-        models, survey.SurveyConfig(num_images=9, batch_size=4), seed=4, strategy=strategy
+        models, survey.SurveyConfig(num_images=9, batch_size=4, seed=4), strategy=strategy
     )
     out = {}
     for part in result.models:

@@ -31,7 +31,7 @@ def direct_top1(model, images):
 
 def test_stats_equal_direct_numpy(two_models):
     result = survey.noise_survey(
-        two_models, survey.SurveyConfig(num_images=23, batch_size=5), seed=3
+        two_models, survey.SurveyConfig(num_images=23, batch_size=5, seed=3)
     )
     images = survey.noise_images(0, 23, 20, seed=3)
     assert result.config.image_size == 20
@@ -64,9 +64,9 @@ def test_stats_equal_direct_numpy(two_models):
 
 
 def test_noise_is_seeded_and_independent_of_batching(two_models):
-    a = survey.noise_survey(two_models[:1], survey.SurveyConfig(num_images=9, batch_size=2), seed=1)
-    b = survey.noise_survey(two_models[:1], survey.SurveyConfig(num_images=9, batch_size=9), seed=1)
-    c = survey.noise_survey(two_models[:1], survey.SurveyConfig(num_images=9, batch_size=9), seed=2)
+    a = survey.noise_survey(two_models[:1], survey.SurveyConfig(num_images=9, batch_size=2, seed=1))
+    b = survey.noise_survey(two_models[:1], survey.SurveyConfig(num_images=9, batch_size=9, seed=1))
+    c = survey.noise_survey(two_models[:1], survey.SurveyConfig(num_images=9, batch_size=9, seed=2))
     np.testing.assert_array_equal(a.models[0].labels, b.models[0].labels)
     np.testing.assert_allclose(a.models[0].confidences, b.models[0].confidences, rtol=1e-6)
     assert not np.array_equal(a.models[0].confidences, c.models[0].confidences)
@@ -101,7 +101,7 @@ def test_describe_matches_numpy(rng):
 
 def test_table_json_and_csv(two_models, tmp_path):
     result = survey.noise_survey(
-        {"a": two_models[0], "b": two_models[1]}, survey.SurveyConfig(num_images=6), seed=0
+        {"a": two_models[0], "b": two_models[1]}, survey.SurveyConfig(num_images=6, seed=0)
     )
     header, rows = result.table()
     assert header == ["statistic", "a", "b"]
@@ -119,22 +119,24 @@ def test_table_json_and_csv(two_models, tmp_path):
 
 
 def test_strategy_gives_the_same_answers(two_models):
-    plain = survey.noise_survey(two_models, survey.SurveyConfig(num_images=6, batch_size=4), seed=4)
+    config = survey.SurveyConfig(num_images=6, batch_size=4, seed=4)
+    plain = survey.noise_survey(two_models, config)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    dist = survey.noise_survey(
-        two_models, survey.SurveyConfig(num_images=6, batch_size=4), seed=4, strategy=strategy
-    )
+    dist = survey.noise_survey(two_models, config, strategy=strategy)
     for p, d in zip(plain.models, dist.models, strict=True):
         np.testing.assert_array_equal(p.labels, d.labels)
         np.testing.assert_allclose(p.confidences, d.confidences, rtol=1e-6)
 
 
-def test_the_seed_is_a_config_field_that_seed_overrides(two_models):
+def test_the_config_seed_is_the_noise_seed(two_models):
     config = survey.SurveyConfig(num_images=5, batch_size=2, seed=3)
     inside = survey.noise_survey(two_models[:1], config)
-    beside = survey.noise_survey(two_models[:1], dataclasses.replace(config, seed=0), seed=3)
-    assert inside.seed == inside.config.seed == beside.seed == beside.config.seed == 3
-    np.testing.assert_array_equal(inside.models[0].confidences, beside.models[0].confidences)
+    other = survey.noise_survey(two_models[:1], dataclasses.replace(config, seed=0))
+    assert inside.seed == inside.config.seed == 3 and other.seed == other.config.seed == 0
+    labels, conf = direct_top1(two_models[0], survey.noise_images(0, 5, 16, seed=3))
+    np.testing.assert_array_equal(inside.models[0].labels, labels)
+    np.testing.assert_allclose(inside.models[0].confidences, conf, rtol=1e-5)
+    assert not np.array_equal(inside.models[0].confidences, other.models[0].confidences)
     assert survey.SurveyConfig().seed == 0
     assert "seed" not in inside.to_dict()["config"] and inside.to_dict()["seed"] == 3
     with pytest.raises(ValueError, match="seed=1.5 must be an integer"):
@@ -166,7 +168,7 @@ def test_keras_application_survey():
     keras.utils.set_random_seed(0)
     vgg = imagenet.load_imagenet_model("vgg16", weights=None, input_size=32)
     result = survey.noise_survey(
-        [vgg], survey.SurveyConfig(num_images=4, noise="uniform", batch_size=4), seed=0
+        [vgg], survey.SurveyConfig(num_images=4, noise="uniform", batch_size=4, seed=0)
     )
     part = result["vgg16"]
     assert part.labels.shape == (4,) and part.stats["count"] == 4
@@ -174,7 +176,7 @@ def test_keras_application_survey():
 
 
 def test_survey_histogram_figure(two_models, tmp_path):
-    result = survey.noise_survey(two_models[:1], survey.SurveyConfig(num_images=12), seed=0)
+    result = survey.noise_survey(two_models[:1], survey.SurveyConfig(num_images=12, seed=0))
     fig = plots.survey_histogram(result.models[0], top=2)
     assert len(fig.axes) == 2
     path = io.save_figure(fig, tmp_path / "hist.png")

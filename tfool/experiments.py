@@ -231,7 +231,6 @@ def attack_sweep(
     dataset: Dataset,
     config: AttackExperimentConfig = AttackExperimentConfig(),
     *,
-    seed: int | None = None,
     strategy: tf.distribute.Strategy | None = None,
     callback: Callable | None = None,
     model_path: str | None = None,
@@ -246,8 +245,8 @@ def attack_sweep(
     Args:
         model: The classifier (logits).
         dataset: Its data (the test split is attacked).
-        config: The attacks, sizes, counts and the seed of the random attacks.
-        seed: Overrides ``config.seed`` when given (kept for earlier callers).
+        config: The attacks, sizes, counts and the seed of the random attacks
+            (``config.seed``, the one seed of the sweep).
         strategy: Optional ``tf.distribute`` strategy.
         callback: Called with every finished ``(method, eps)`` row of the sweep.
         model_path: Where the model came from (recorded in the report).
@@ -258,8 +257,6 @@ def attack_sweep(
     Raises:
         ValueError: more test images asked for than the data has.
     """
-    if seed is not None:
-        config = dataclasses.replace(config, seed=seed)
     config.check_data(dataset)
     n = config.num_images or len(dataset.x_test)
     x, y = dataset.x_test[:n], dataset.y_test[:n]

@@ -255,7 +255,6 @@ def noise_survey(
     models: Sequence[ImagenetModel] | Mapping[str, ImagenetModel],
     config: SurveyConfig = SurveyConfig(),
     *,
-    seed: int | None = None,
     strategy: tf.distribute.Strategy | None = None,
     verbose: int = 0,
 ) -> SurveyResult:
@@ -263,9 +262,9 @@ def noise_survey(
 
     Args:
         models: ``ImagenetModel`` s (named by ``.name``) or a dict name -> model.
-        config: Image count, noise kind, batch size, image side and seed (``SurveyConfig``;
-            ``image_size=None``: the largest input side among the models).
-        seed: Overrides ``config.seed`` when given.
+        config: Image count, noise kind, batch size, image side and the noise seed
+            (``SurveyConfig``; ``image_size=None``: the largest input side among the models).
+            ``config.seed`` is the one seed of the noise images.
         strategy: Optional ``tf.distribute`` strategy (models built in its scope).
         verbose: 1 shows a progress bar.
 
@@ -281,8 +280,6 @@ def noise_survey(
         raise ValueError(f"config is a {type(config).__name__}, expected a SurveyConfig")
     if config.image_size is None:
         config = dataclasses.replace(config, image_size=largest)
-    if seed is not None:
-        config = dataclasses.replace(config, seed=seed)
     num_images, batch_size, noise = config.num_images, config.batch_size, config.noise
     seed = config.seed
     for name, model in pairs:
