@@ -373,6 +373,7 @@ def _flag_message(message: str, cls, names: dict, values: dict) -> tuple[str, st
             if rest.startswith(shown):
                 rest = _text(value) + rest[len(shown) :]
                 break
+        rest = re.sub(r"\bNone\b", "unset", rest)  # on the command line None is unset
         return f"--{names[field.name]}={rest}", field.name
     return message, None
 

@@ -353,7 +353,7 @@ def test_a_flag_value_may_stand_for_none():
     assert spine.config_from_flags(Legacy, "x", _parse(Legacy, "x")) == Legacy()
     zeros = _parse(Legacy, "x", ["--x_steps=0", "--x_size=0"])
     assert spine.config_from_flags(Legacy, "x", zeros) == Legacy(steps=None, size=None)
-    with pytest.raises(flags.IllegalFlagValueError, match="--x_size=-1 must be None or >= 1"):
+    with pytest.raises(flags.IllegalFlagValueError, match="--x_size=-1 must be unset or >= 1"):
         _parse(Legacy, "x", ["--x_size=-1"])
     text = spine.preset_flags_text
     config.register_preset(Legacy, "auto", lambda: Legacy(steps=None))
