@@ -14,6 +14,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402
+from tiny_runs import parse_flags  # noqa: E402
 
 from tfool import data, models  # noqa: E402
 
@@ -44,6 +45,20 @@ def small_cnn(small_data):
     )
     model.test_accuracy = result.test_accuracy
     return model
+
+
+@pytest.fixture(scope="module")
+def tiny_data(small_data):
+    """200 training images: enough for labels 0 and 1, quick to train on."""
+    return small_data.head(200, 100)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory, small_cnn):
+    """``small_cnn`` saved as a whole ``.keras`` model (where the run scripts look for it)."""
+    path = tmp_path_factory.mktemp("model") / "cnn.keras"
+    models.save_model(small_cnn, path)
+    return path
 
 
 @pytest.fixture()
@@ -82,10 +97,7 @@ def run_on_two_cpus(tmp_path):
 
 def _script_flags(script, argv: list[str]) -> flags.FlagValues:
     """A run script's flags (``script.define_flags``), fresh, parsed from ``argv``."""
-    fv = flags.FlagValues()
-    script.define_flags(fv)
-    fv([script.__name__, *argv])
-    return fv
+    return parse_flags(script.define_flags, *argv, prog=script.__name__)
 
 
 @pytest.fixture()

@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 import tensorflow as tf
 from absl import flags
+from tiny_runs import parse_flags
 
 import run_backwork
 import run_fgsm
@@ -13,10 +14,8 @@ from tfool import distribute, experiments
 
 
 def _parse(*args):
-    fv = flags.FlagValues()
-    distribution_flags.define_distribution_flags(fv)
-    fv(["prog", *args])
-    return fv
+    """Fresh distribution flags parsed from ``args``."""
+    return parse_flags(distribution_flags.define_distribution_flags, *args)
 
 
 def test_defaults_give_the_default_config():

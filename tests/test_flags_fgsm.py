@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 from absl import flags
+from tiny_runs import parse_flags
 
 from flags import fgsm as fgsm_flags
 from tfool import attacks
@@ -11,10 +12,8 @@ from tfool.experiments import AttackExperimentConfig
 
 
 def _parse(*args):
-    fv = flags.FlagValues()
-    fgsm_flags.define_fgsm_flags(fv)
-    fv(["prog", *args])
-    return fv
+    """Fresh fgsm flags parsed from ``args``."""
+    return parse_flags(fgsm_flags.define_fgsm_flags, *args)
 
 
 def test_defaults_give_the_default_config():

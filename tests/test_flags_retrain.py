@@ -2,13 +2,10 @@
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from absl import flags
+from tiny_runs import ROUNDS_ARGV, run_backwork_process
 
 from flags import backwork as backwork_flags
 from flags import common as common_flags
@@ -18,8 +15,6 @@ from tfool import config as tfool_config
 from tfool import models
 from tfool.retrain import RetrainConfig
 from tfool.stress import StressConfig
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def fresh_flags(argv, with_backwork=True):
@@ -212,7 +207,6 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
     model_path = tmp_path / "cnn.keras"
     models.save_model(small_cnn, model_path)
     out = tmp_path / "out"
-    env = {**os.environ, "TFOOL_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     args = [
         f"--output_dir={out}",
         f"--model_path={model_path}",
@@ -231,21 +225,9 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
         "--stress_examples=2",
         "--stress_pgd_eps=0.1",
         "--stress_attack_examples=10",
-        "--retrain_epochs=1",
-        "--retrain_fooling_budget=2",
-        "--retrain_fooling_examples=2",
-        "--retrain_num_zero=10",
-        "--retrain_num_noise=10",
-        "--retrain_max_num_steps=5",
+        *ROUNDS_ARGV,
     ]
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "run_backwork.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-    )
+    proc = run_backwork_process(args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "retrain" / "extra_class" / "retrain.json").read_text())
     assert summary["mode"] == "extra_class" and summary["rounds"] == 1
@@ -290,14 +272,7 @@ def test_run_backwork_retrains_and_writes_every_round(tmp_path, small_cnn):
     assert "round_0: clean" in proc.stdout and "fooling/digits" in proc.stdout
     # the stress test alone (no rounds) of the same model: continued from its kept parts
     again = [a for a in args if not a.startswith(("--retrain_rounds", "--retrain_mode"))]
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "run_backwork.py"), *again, "--retrain_resume"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-    )
+    proc = run_backwork_process([*again, "--retrain_resume"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     alone = json.loads((out / "retrain" / "stress.json").read_text())
     assert [k for k in alone if k != "settings"] == ["round_0"]

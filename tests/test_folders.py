@@ -58,13 +58,6 @@ def _name_max(folder):
     return _folders._pathconf(Path(folder), "PC_NAME_MAX", 255)
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory, small_cnn):
-    path = tmp_path_factory.mktemp("model") / "cnn.keras"
-    models.save_model(small_cnn, path)
-    return path
-
-
 BACKWORK = [
     "--data_source=sample",
     "--backwork_labels=0,7",

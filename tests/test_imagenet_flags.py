@@ -2,6 +2,7 @@
 
 import pytest
 from absl import flags
+from tiny_runs import parse_flags
 
 from flags import imagenet as imagenet_flags
 from tfool.experiments import PhotoConfig, PhotoExperiment
@@ -11,10 +12,8 @@ from tfool.survey import SURVEY_MODELS, SurveyConfig, SurveyExperiment
 
 
 def parse(*args):
-    fv = flags.FlagValues()
-    imagenet_flags.define_imagenet_flags(fv)
-    fv(["prog", *args])
-    return fv
+    """Fresh imagenet flags parsed from ``args``."""
+    return parse_flags(imagenet_flags.define_imagenet_flags, *args)
 
 
 def test_defaults():

@@ -224,12 +224,6 @@ def test_train_accepts_soft_targets(small_data):
 
 
 @pytest.fixture(scope="module")
-def tiny_data(small_data):
-    """200 training images: enough for labels 0 and 1, quick to train on."""
-    return small_data.head(200, 100)
-
-
-@pytest.fixture(scope="module")
 def uniform_run(small_cnn, tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("retrain") / "uniform"
     before = [w.copy() for w in small_cnn.get_weights()]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from absl import flags
 
 # the tiny settings of tests/test_retrain.py, shared
 from test_retrain import EXTRA, TINY_BACKWORK, TINY_TRAIN, rc  # noqa: E402, F401
+from tiny_runs import BACKWORK_ARGV, ROUNDS_ARGV
 
 import run_backwork
 from flags import backwork as backwork_flags
@@ -50,11 +50,6 @@ class Collect(logging.Handler):
 
     def emit(self, record):
         self.messages.append(record.getMessage())
-
-
-@pytest.fixture(scope="module")
-def tiny_data(small_data):
-    return small_data.head(200, 100)
 
 
 @pytest.fixture(scope="module")
@@ -298,35 +293,7 @@ def test_weights_fingerprint_follows_the_values_not_the_names():
 
 # ---------------------------------------------------------------- run_backwork.py
 
-SMALL = [
-    "--data_source=sample",
-    "--backwork_labels=0,7",
-    "--backwork_num_examples=3",
-    "--backwork_reference_size=40",
-    "--backwork_max_num_steps=15",
-    "--nobackwork_jit_compile",
-    "--retrain_rounds=2",
-    "--retrain_epochs=1",
-    "--retrain_fooling_budget=2",
-    "--retrain_fooling_examples=2",
-    "--retrain_num_zero=10",
-    "--retrain_num_noise=10",
-    "--retrain_max_num_steps=5",
-]
-
-
-def fresh_flags(argv):
-    fv = flags.FlagValues()
-    run_backwork.define_flags(fv)
-    fv(["prog", *argv])
-    return fv
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory, small_cnn):
-    path = tmp_path_factory.mktemp("model") / "cnn.keras"
-    models.save_model(small_cnn, path)
-    return path
+SMALL = [*BACKWORK_ARGV, "--retrain_rounds=2", *ROUNDS_ARGV]
 
 
 @pytest.fixture(scope="module")
@@ -335,12 +302,12 @@ def sample_data():
 
 
 @pytest.fixture()
-def script_folder(tmp_path, model_path, small_cnn, sample_data, cut_run):
+def script_folder(tmp_path, model_path, small_cnn, sample_data, cut_run, parse_backwork_flags):
     """An output folder whose uniform rounds 0 and 1 were made with the flags of ``SMALL``
     and the model at ``model_path`` (the records and files of ``cut_run``), beside the
     outputs of its backwork run."""
     out = tmp_path / "out"
-    fv = fresh_flags([f"--output_dir={out}", f"--model_path={model_path}", *SMALL])
+    fv = parse_backwork_flags([f"--output_dir={out}", f"--model_path={model_path}", *SMALL])
     assert common_flags.common_config(fv).data_source == "sample"
     (config,) = retrain_flags.retrain_configs(fv)
     backwork_config, train_config = config.round_configs(
@@ -359,9 +326,14 @@ def script_folder(tmp_path, model_path, small_cnn, sample_data, cut_run):
     return out
 
 
-def _in_process(monkeypatch, argv):
-    monkeypatch.setattr(run_backwork, "FLAGS", fresh_flags(argv))
-    return run_backwork._main_with_clear_errors(["run_backwork"])
+@pytest.fixture()
+def other_model_path(tmp_path, small_cnn):
+    """Another model of ``small_cnn``'s architecture (its weights times 1.01), saved."""
+    other = retrain.copy_model(small_cnn)
+    other.set_weights([w * np.float32(1.01) for w in other.get_weights()])
+    path = tmp_path / "other.keras"
+    models.save_model(other, path)
+    return path
 
 
 def _one_error(caplog) -> str:
@@ -374,12 +346,12 @@ def _worked(caplog) -> bool:
 
 
 def test_script_refuses_finished_rounds_without_resume(
-    script_folder, model_path, monkeypatch, caplog
+    script_folder, model_path, backwork_main, caplog
 ):
     out, before = script_folder, snapshot(script_folder)
     argv = [f"--output_dir={out}", f"--model_path={model_path}", *SMALL]
     with caplog.at_level(logging.INFO):
-        status = _in_process(monkeypatch, [*argv, "--retrain_mode=control,uniform"])
+        status = backwork_main([*argv, "--retrain_mode=control,uniform"])
     assert status == 2
     assert _one_error(caplog) == (
         f"error: {out}/retrain/uniform holds 2 finished round(s) (rounds 0 to 1), which a run "
@@ -389,11 +361,13 @@ def test_script_refuses_finished_rounds_without_resume(
     assert snapshot(out) == before and not _worked(caplog)  # control/ not even made
 
 
-def test_script_names_other_labels_before_any_work(script_folder, model_path, monkeypatch, caplog):
+def test_script_names_other_labels_before_any_work(
+    script_folder, model_path, backwork_main, caplog
+):
     out, before = script_folder, snapshot(script_folder)
     argv = [f"--output_dir={out}", f"--model_path={model_path}", *SMALL, "--retrain_resume"]
     with caplog.at_level(logging.INFO):
-        status = _in_process(monkeypatch, [*argv, "--backwork_labels=0,1"])
+        status = backwork_main([*argv, "--backwork_labels=0,1"])
     assert status == 2
     assert _one_error(caplog).startswith(
         f"error: --retrain_resume: the finished rounds in {out}/retrain/uniform were made with "
@@ -402,24 +376,23 @@ def test_script_names_other_labels_before_any_work(script_folder, model_path, mo
     assert snapshot(out) == before and not _worked(caplog)
 
 
-def test_script_refuses_a_model_it_would_train(script_folder, tmp_path, monkeypatch, caplog):
+def test_script_refuses_a_model_it_would_train(script_folder, tmp_path, backwork_main, caplog):
     out, before = script_folder, snapshot(script_folder)
     missing = tmp_path / "models" / "new.keras"
     argv = [f"--output_dir={out}", f"--model_path={missing}", *SMALL, "--retrain_resume"]
     with caplog.at_level(logging.INFO):
-        assert _in_process(monkeypatch, argv) == 2
+        assert backwork_main(argv) == 2
     assert f"--model_path={missing} does not exist (this run would train" in _one_error(caplog)
     assert snapshot(out) == before and not _worked(caplog) and not missing.exists()
 
 
 def test_script_checks_weights_and_data_once_loaded(
-    script_folder, model_path, small_cnn, sample_data, monkeypatch
+    script_folder, model_path, small_cnn, sample_data, parse_backwork_flags
 ):
     out = script_folder
-    fv = fresh_flags(
+    fv = parse_backwork_flags(
         [f"--output_dir={out}", f"--model_path={model_path}", *SMALL, "--retrain_resume"]
     )
-    monkeypatch.setattr(run_backwork, "FLAGS", fv)
     config = backwork_flags.backwork_config(fv)
     run_backwork._check_resume_state(str(out))  # what the flags decide: the same
     run_backwork._check_resume_state(str(out), small_cnn, sample_data, config)
@@ -437,35 +410,27 @@ def test_script_checks_weights_and_data_once_loaded(
 
 
 def test_script_refuses_another_model_before_the_rounds_write(
-    script_folder, tmp_path, small_cnn, monkeypatch, caplog
+    script_folder, other_model_path, backwork_main, caplog
 ):
     """Another model of the same architecture: refused, the rounds' folder untouched."""
     out, before = script_folder, snapshot(script_folder / "retrain")
-    other = retrain.copy_model(small_cnn)
-    other.set_weights([w * np.float32(1.01) for w in other.get_weights()])
-    path = tmp_path / "other.keras"
-    models.save_model(other, path)
-    argv = [f"--output_dir={out}", f"--model_path={path}", *SMALL, "--retrain_resume"]
+    argv = [f"--output_dir={out}", f"--model_path={other_model_path}", *SMALL, "--retrain_resume"]
     with caplog.at_level(logging.INFO):
-        assert _in_process(monkeypatch, argv) == 2
+        assert backwork_main(argv) == 2
     assert "were made with another model: weights fingerprint" in _one_error(caplog)
     assert snapshot(out / "retrain") == before
     assert not any("retrain uniform round" in r.getMessage() for r in caplog.records)
 
 
 def test_script_refuses_another_model_before_any_backwork(
-    script_folder, tmp_path, small_cnn, monkeypatch, caplog
+    script_folder, other_model_path, backwork_main, caplog
 ):
     """Another model: refused before the backwork run rewrites the folder's images.npz,
     figures and flags.cfg (main checks once the model and data are loaded)."""
     out, before = script_folder, snapshot(script_folder)
-    other = retrain.copy_model(small_cnn)
-    other.set_weights([w * np.float32(1.01) for w in other.get_weights()])
-    path = tmp_path / "other.keras"
-    models.save_model(other, path)
-    argv = [f"--output_dir={out}", f"--model_path={path}", *SMALL, "--retrain_resume"]
+    argv = [f"--output_dir={out}", f"--model_path={other_model_path}", *SMALL, "--retrain_resume"]
     with caplog.at_level(logging.INFO):
-        assert _in_process(monkeypatch, argv) == 2
+        assert backwork_main(argv) == 2
     assert "were made with another model: weights fingerprint" in _one_error(caplog)
     assert not any("backworking" in r.getMessage() for r in caplog.records)
     assert snapshot(out) == before

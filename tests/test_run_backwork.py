@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from absl import flags
+from tiny_runs import BACKWORK_ARGV, run_backwork_process
 
 import run_backwork
 from flags import backwork as backwork_flags
@@ -96,40 +97,13 @@ def test_paper_flagfile_is_the_post():
     assert c.prob_cap_min == 0.999 and c.num_examples == 8 and c.learning_rate == 0.01
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory, small_cnn):
-    path = tmp_path_factory.mktemp("model") / "cnn.keras"
-    models.save_model(small_cnn, path)
-    return path
-
-
-def _run(args, **kw):
-    env = {**os.environ, "TFOOL_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run_backwork.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-        **kw,
-    )
-
-
-SMALL = [
-    "--data_source=sample",
-    "--backwork_labels=0,7",
-    "--backwork_num_examples=3",
-    "--backwork_reference_size=40",
-    "--backwork_max_num_steps=15",
-    "--nobackwork_jit_compile",
-]
+SMALL = BACKWORK_ARGV
 
 
 @pytest.mark.slow
 def test_run_writes_every_output(tmp_path, model_path):
     out = tmp_path / "out"
-    proc = _run(
+    proc = run_backwork_process(
         [
             f"--output_dir={out}",
             f"--model_path={model_path}",
@@ -170,7 +144,7 @@ def test_run_writes_every_output(tmp_path, model_path):
 
 
 def test_stray_arguments_and_bad_model_file(tmp_path, monkeypatch, caplog):
-    proc = _run(["extra_arg", f"--output_dir={tmp_path}"])
+    proc = run_backwork_process(["extra_arg", f"--output_dir={tmp_path}"])
     assert proc.returncode != 0 and "unexpected arguments: extra_arg" in proc.stderr
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a model at all")
@@ -533,7 +507,7 @@ def test_damaged_resume_state_fails_before_any_work(tmp_path, model_path, monkey
 
 
 def test_help_lists_every_flag_group():
-    proc = _run(["--help"])
+    proc = run_backwork_process(["--help"])
     for flag in (
         "--output_dir",
         "--model_path",

@@ -10,15 +10,6 @@ from absl import app, flags
 
 import run_fgsm
 from flags import fgsm as fgsm_flags
-from tfool import models
-
-
-@pytest.fixture(scope="module")
-def model_path(small_cnn, tmp_path_factory):
-    """The tiny trained CNN, cached where run_fgsm looks for its model."""
-    path = tmp_path_factory.mktemp("model") / "cnn.keras"
-    models.save_model(small_cnn, path)
-    return path
 
 
 def _flags(out, model_path, *args):

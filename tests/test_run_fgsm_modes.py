@@ -27,14 +27,6 @@ def tiny_keras(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def model_path(small_cnn, tmp_path_factory):
-    """The tiny trained MNIST CNN, where run_fgsm looks for its model."""
-    path = tmp_path_factory.mktemp("model") / "cnn.keras"
-    models.save_model(small_cnn, path)
-    return path
-
-
 @pytest.fixture()
 def png(tmp_path, rng):
     """A 40x50 RGB PNG of random pixels (resized to the model's input by the run)."""
